@@ -1,0 +1,48 @@
+"""The test matrix: selected tests in the seed's test-matrix.yaml format, cached by its inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Iterable
+
+from cluster.models import MatrixMetadata, TestCase, TestMatrix, to_yaml_data
+from cluster.selection import Selection
+from cluster.yamlio import dump_yaml, parse_yaml, validate
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_matrix(tests: list[TestCase], selection: Selection, kind: str,
+                 generated_at: str | None = None, ignored: int = 0) -> TestMatrix:
+    return TestMatrix(
+        metadata=MatrixMetadata(
+            generated_at=generated_at or utc_now(), kind=kind, filter=list(selection.filter),
+            ignore=list(selection.ignore), known_failures=list(selection.known_failures),
+            total_tests=len(tests), ignored_tests=ignored),
+        tests=tests)
+
+
+def matrix_cache_key(inputs: Iterable[tuple[str, bytes]]) -> str:
+    """sha256 over every (name, content) that shapes the matrix, each framed by its length so
+    that no two different input sets can hash alike by shifting bytes between fields."""
+    digest = hashlib.sha256(b"holepunch-test-matrix-v1\n")
+    for name, content in inputs:
+        for part in (name.encode("utf-8"), content):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
+
+
+def matrix_to_yaml(matrix: TestMatrix) -> str:
+    data = to_yaml_data(matrix)
+    for test in data["tests"]:
+        if not test.get("expectedFailure"):
+            test.pop("expectedFailure", None)  # keep the seed's shape for ordinary tests
+    return dump_yaml(data)
+
+
+def matrix_from_yaml(text: str, source: str = "test-matrix.yaml") -> TestMatrix:
+    return validate(TestMatrix, parse_yaml(text, source), source)

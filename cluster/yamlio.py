@@ -1,0 +1,90 @@
+"""Safe YAML in and out, and validation errors that name the file and the key.
+
+Only the safe loader is used: a YAML file never builds arbitrary Python objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cluster.errors import ConfigError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """Parse YAML text; a syntax error becomes a ConfigError with its line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is the safe one
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        raise ConfigError(source, where, f"malformed YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, None, f"malformed YAML: {exc}") from exc
+
+
+def read_yaml(path: Path) -> Any:
+    """Read and parse one YAML file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(path, None, "file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from exc
+    return parse_yaml(text, path)
+
+
+def dump_yaml(data: Any) -> str:
+    """Block-style YAML that keeps the key order it was given."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=1000)
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """('implementations', 2, 'transports', 0) -> 'implementations[2].transports[0]'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def validate(model: type[M], data: Any, source: str | Path) -> M:
+    """Validate parsed YAML against a model; every problem is named by its key."""
+    if data is None:
+        raise ConfigError(source, None, "the file is empty; expected a mapping")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        first_key, first_problem = problems[0]
+        more = "".join(f"\n  {key}: {problem}" for key, problem in problems[1:])
+        raise ConfigError(source, first_key, first_problem + more) from None
+
+
+def load_model(model: type[M], path: Path) -> M:
+    return validate(model, read_yaml(path), path)
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = err["type"]
+    if kind == "missing":
+        return key_path(loc), "required key is missing"
+    if kind == "extra_forbidden":
+        return key_path(loc), "unknown key (check its spelling)"
+    message = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    if kind not in ("value_error",) and not isinstance(got, (dict, list)):
+        message = f"{message} (got {got!r})"
+    return key_path(loc), message

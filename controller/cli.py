@@ -1,0 +1,132 @@
+"""`holepunch-controller`: select tests, run passes and report on them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cluster.cache import Cache, atomic_write, default_cache_root, short
+from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError
+from cluster.matrix import matrix_to_yaml
+from cluster.models import Results
+from cluster.yamlio import load_model
+from controller.config import detect_kind
+from controller.deps import run_checks
+from controller.planning import plan_matrix
+from controller.report import inject_dashboard, render_results_md
+
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+KIND_HELP = ("full (root test-selection.yaml), a language with an impl/<lang>/ folder "
+             "(impl/<lang>/test-selection.yaml), or auto (picked from git diff).")
+FILTER_HELP = ("Pipe-separated substrings; a test runs when its name contains any of them. "
+               "Overrides the YAML test-filter; '' selects everything.")
+IGNORE_HELP = ("Pipe-separated substrings; a test whose name contains any is dropped (applied "
+               "after the filter). Overrides the YAML test-ignore; '' ignores nothing.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache root. Default: $HOLEPUNCH_CACHE, else ~/.cache/holepunch.")
+@click.pass_context
+def cli(ctx: click.Context, cache_dir: Path | None) -> None:
+    """Distributed libp2p hole-punch interoperability tests.
+
+    Exit codes: 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure.
+    """
+    ctx.obj = Cache(default_cache_root(cache_dir))
+
+
+@cli.command("check-deps")
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", default=None,
+              help="Broker URL to check instead of a local redis-server ($HOLEPUNCH_BROKER).")
+def check_deps(broker: str | None) -> None:
+    """Check the tools a pass needs and say how to install what is missing (exit 3 if any)."""
+    table = Table("dependency", "status", "detail / how to install")
+    missing = 0
+    for check in run_checks(broker):
+        status = Text("ok", style="green") if check.ok else Text("missing", style="red")
+        detail = check.detail if check.ok else f"{check.detail}: {check.fix}"
+        table.add_row(Text(check.name), status, Text(detail))
+        missing += (not check.ok) and check.required
+    err.print(table)
+    if missing:
+        err.print(f"{missing} required dependencies missing", style="red")
+        raise click.exceptions.Exit(EXIT_INFRASTRUCTURE)
+    err.print("all dependencies present")
+
+
+@cli.command("matrix")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Repository root holding impls.yaml.")
+@click.option("--kind", default="full", show_default=True, help=KIND_HELP)
+@click.option("--base", default="HEAD~1", show_default=True,
+              help="With --kind auto: the git revision to diff against.")
+@click.option("--test-filter", default=None, help=FILTER_HELP)
+@click.option("--test-ignore", default=None, help=IGNORE_HELP)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("test-matrix.yaml"), show_default=True,
+              help="Where to write the matrix (also cached by its inputs' hash).")
+@click.pass_obj
+def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
+           test_ignore: str | None, output: Path) -> None:
+    """Print the selected tests and write test-matrix.yaml."""
+    if kind == "auto":
+        choice = detect_kind(root, base)
+        err.print(f"--kind auto: {choice.kind} ({choice.reason})")
+        kind = choice.kind
+    plan = plan_matrix(root, kind, test_filter, test_ignore, cache)
+    atomic_write(output, matrix_to_yaml(plan.matrix))
+    for test in plan.matrix.tests:
+        click.echo(test.name)
+    meta = plan.matrix.metadata
+    origin = "cached" if plan.from_cache else "generated"
+    err.print(f"{meta.total_tests} tests (kind {meta.kind}; filter {list(meta.filter)}; "
+              f"ignore {list(meta.ignore)}; {meta.ignored_tests} ignored; "
+              f"{sum(t.expected_failure for t in plan.matrix.tests)} known failures) -> {output} "
+              f"({origin} as test-matrix/{short(plan.cache_key)}….yaml)")
+
+
+@cli.command("report")
+@click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the markdown. Default: results.md beside RESULTS_FILE.")
+@click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also inject the dashboard into this README between the "
+                   "INTEROP_DASHBOARD markers.")
+def report(results_file: Path, output: Path | None, update_readme: Path | None) -> None:
+    """Regenerate results.md from a results.yaml."""
+    results = load_model(Results, results_file)
+    markdown = render_results_md(results)
+    target = output or results_file.with_name("results.md")
+    atomic_write(target, markdown)
+    err.print(f"wrote {target}")
+    if update_readme:
+        readme = update_readme.read_text(encoding="utf-8")
+        atomic_write(update_readme, inject_dashboard(readme, markdown, str(update_readme)))
+        err.print(f"updated the dashboard in {update_readme}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; our errors become a message and their exit code, never a traceback."""
+    try:
+        result = cli.main(args=argv, prog_name="holepunch-controller", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except HolepunchError as exc:
+        err.print(f"error: {exc}", style="red")
+        return exc.exit_code
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

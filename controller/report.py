@@ -1,0 +1,137 @@
+"""Records -> results.md and the README dashboard: pure functions from data to text."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Iterable
+
+from cluster.errors import ConfigError
+from cluster.models import Results, Status, Summary, TestRecord
+
+DASHBOARD_START = "<!--INTEROP_DASHBOARD_START-->"
+DASHBOARD_END = "<!--INTEROP_DASHBOARD_END-->"
+
+PASS, FAIL, NOT_RUN = "🟢", "🔴", "⚪"
+FLAKY, KNOWN_FAILURE, UNEXPECTED_PASS = "🟡", "🟠", "🟣"
+
+_VARIANT = re.compile(r"\(([^()]*)\)\s*$")
+
+
+def summarize(records: Iterable[TestRecord], total: int, ignored: int = 0) -> Summary:
+    """Counts for the summary. A known failure that fails is not a failure of the pass; one that
+    passes is counted as an unexpected pass so the known-failures list can shrink."""
+    summary = Summary(total=total, ignored=ignored)
+    for record in records:
+        if record.status is Status.FLAKY:
+            summary.flaky += 1
+        elif record.status is Status.PASS:
+            summary.passed += 1
+        elif record.expected_failure:
+            summary.known_failures += 1
+        else:
+            summary.failed += 1
+        if record.expected_failure and record.status is not Status.FAIL:
+            summary.unexpected_passes += 1
+    return summary
+
+
+def variant_of(record: TestRecord) -> str:
+    """The transport group a record's table belongs to: `tcp` or `tcp, noise, yamux`."""
+    if record.transport:
+        return record.transport
+    match = _VARIANT.search(record.name)
+    return match.group(1) if match else "unknown"
+
+
+def cell(record: TestRecord | None) -> str:
+    if record is None:
+        return NOT_RUN
+    rtt = f" {record.rtt_ms:.0f}ms" if record.rtt_ms is not None else ""
+    if record.status is Status.FLAKY:
+        return f"{FLAKY}{rtt}"
+    if record.status is Status.PASS:
+        return f"{UNEXPECTED_PASS if record.expected_failure else PASS}{rtt}"
+    return KNOWN_FAILURE if record.expected_failure else FAIL
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def render_results_md(results: Results) -> str:
+    meta, summary = results.metadata, results.summary
+    lines = [
+        "# Hole Punch Interoperability Test Results",
+        "",
+        f"**Test Pass**: {meta.test_pass}",
+        f"**Started**: {meta.started_at or 'n/a'}",
+        f"**Duration**: {meta.duration or 'n/a'}",
+        "",
+    ]
+    if meta.partial:
+        missing = len(meta.missing_tests)
+        lines += [f"> ⚠️ **Partial pass**: {missing} of {summary.total} tests have no result; "
+                  "this pass is not complete.", ""]
+    lines += [
+        "## Summary",
+        "",
+        f"- **Total Tests**: {summary.total}",
+        f"- **Passed**: {summary.passed} ✅",
+        f"- **Failed**: {summary.failed} ❌",
+    ]
+    if summary.flaky:
+        lines.append(f"- **Flaky**: {summary.flaky} {FLAKY}")
+    if summary.known_failures:
+        lines.append(f"- **Known Failures**: {summary.known_failures} {KNOWN_FAILURE}")
+    if summary.unexpected_passes:
+        lines.append(f"- **Unexpected Passes**: {summary.unexpected_passes} {UNEXPECTED_PASS}")
+    if summary.ignored:
+        lines.append(f"- **Ignored**: {summary.ignored}")
+    lines += [f"- **Success Rate**: {_percent(summary.passed, summary.total)}", ""]
+
+    by_variant: dict[str, dict[tuple[str, str], TestRecord]] = defaultdict(dict)
+    for record in results.tests:
+        by_variant[variant_of(record)][(record.dialer.version, record.listener.version)] = record
+    for variant in sorted(by_variant):
+        table = by_variant[variant]
+        impls = sorted({name for pair in table for name in pair})
+        lines += [f"## Transport: {variant}", "",
+                  "| Dialer ↓ \\ Listener → | " + " | ".join(impls) + " |",
+                  "|---|" + "---|" * len(impls)]
+        for dialer in impls:
+            cells = " | ".join(cell(table.get((dialer, listener))) for listener in impls)
+            lines.append(f"| **{dialer}** | {cells} |")
+        lines.append("")
+
+    lines += [
+        "## Legend",
+        "",
+        f"- {PASS} **Pass** - Test completed successfully with RTT shown",
+        f"- {FAIL} **Fail** - Test failed or timed out",
+        f"- {NOT_RUN} **Not Run** - Test was not executed (filtered or skipped)",
+    ]
+    if summary.flaky:
+        lines.append(f"- {FLAKY} **Flaky** - Failed, then passed on a retry (RTT of the pass)")
+    if summary.known_failures:
+        lines.append(f"- {KNOWN_FAILURE} **Known Failure** - Expected to fail (known-failures); "
+                     "does not fail the pass")
+    if summary.unexpected_passes:
+        lines.append(f"- {UNEXPECTED_PASS} **Unexpected Pass** - Listed in known-failures but "
+                     "passed: remove it from the list")
+    lines += ["", "## Test Details", "", "Full test results available in `results.yaml`", ""]
+    return "\n".join(lines)
+
+
+def inject_dashboard(readme: str, results_md: str, source: str = "README.md") -> str:
+    """Replace what lies between the dashboard markers with results.md (less its title)."""
+    start, end = readme.find(DASHBOARD_START), readme.find(DASHBOARD_END)
+    if start < 0 or end < 0:
+        missing = DASHBOARD_START if start < 0 else DASHBOARD_END
+        raise ConfigError(source, missing, "dashboard marker not found; add both markers "
+                                           f"({DASHBOARD_START} ... {DASHBOARD_END})")
+    if end < start:
+        raise ConfigError(source, DASHBOARD_END, f"comes before {DASHBOARD_START}")
+    body = results_md.split("\n", 1)[1] if results_md.startswith("# ") else results_md
+    return (readme[:start + len(DASHBOARD_START)] + "\n" + body.strip("\n") + "\n"
+            + readme[end:])

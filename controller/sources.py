@@ -1,0 +1,43 @@
+"""Identify an implementation's source by content, so snapshots and caches key on what changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from cluster.models import Implementation
+
+# Made by builds (impl/README.md): never part of an implementation's identity.
+GENERATED_DIRS = frozenset({"vendor", "node_modules", "build", "wheels", "target", "__pycache__",
+                            ".pytest_cache"})
+GENERATED_FILES = frozenset({"image.yaml"})
+
+
+def source_files(folder: Path) -> list[Path]:
+    """The files that make up a source folder, sorted, generated output left out."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in GENERATED_DIRS)
+        for name in sorted(filenames):
+            if name not in GENERATED_FILES:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def source_digest(folder: Path) -> str:
+    """sha256 over each file's relative path, executable bit and content."""
+    digest = hashlib.sha256(b"holepunch-source-v1\n")
+    for path in source_files(folder):
+        relative = path.relative_to(folder).as_posix()
+        executable = b"x" if os.access(path, os.X_OK) else b"-"
+        content = hashlib.sha256(path.read_bytes()).digest()
+        digest.update(relative.encode("utf-8") + b"\0" + executable + content)
+    return digest.hexdigest()
+
+
+def snapshot_name(impl: Implementation, root: Path) -> str:
+    """`snapshots/<commit>.zip` for github sources (the seed's name), else the source's sha256."""
+    if impl.source.type == "github":
+        return f"snapshots/{impl.source.commit}.zip"
+    return f"snapshots/{source_digest(root / impl.folder)}.zip"

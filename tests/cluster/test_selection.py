@@ -1,0 +1,139 @@
+"""Test selection: the seed's rules, its examples verbatim, and the unified-testing extensions."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cluster.errors import ConfigError
+from cluster.models import ImplsFile, SelectionFile
+from cluster.selection import Selection, resolve_selection, select_tests, split_patterns
+
+
+def impls(*entries, aliases=None) -> ImplsFile:
+    data = {"implementations": [
+        {"id": e[0], "source": {"type": "local", "path": f"impl/{e[0]}"}, "transports": e[1],
+         **(e[2] if len(e) > 2 else {})} for e in entries]}
+    if aliases:
+        data["test-aliases"] = aliases
+    return ImplsFile.model_validate(data)
+
+
+SEED = impls(("rust-v0.53", ["tcp", "quic"]), ("rust-v0.54", ["tcp", "quic"]),
+             ("go-v0.43", ["tcp", "quic"]))
+
+# impl/rust/test-selection.yaml, verbatim from the seed
+SEED_RUST_SELECTION = SelectionFile.model_validate({
+    "test-filter": ["rust-v0.53", "rust-v0.54"],
+    "test-ignore": ["rust-v0.53 x rust-v0.54", "rust-v0.53 x rust-v0.53 (tcp)"],
+})
+
+
+def names(selection: Selection, config: ImplsFile = SEED) -> list[str]:
+    return [t.name for t in select_tests(config, selection).tests]
+
+
+def test_names_follow_the_seed() -> None:
+    all_names = names(Selection())
+    assert all_names[:2] == ["rust-v0.53 x rust-v0.53 (tcp)", "rust-v0.53 x rust-v0.53 (quic)"]
+    assert len(all_names) == 3 * 3 * 2
+
+
+def test_seed_rust_selection() -> None:
+    chosen = names(resolve_selection(SEED_RUST_SELECTION, None, None))
+    assert "rust-v0.53 x rust-v0.54 (tcp)" not in chosen  # ignored, as the seed's comment says
+    assert "rust-v0.53 x rust-v0.54 (quic)" not in chosen
+    assert "rust-v0.53 x rust-v0.53 (tcp)" not in chosen
+    assert "rust-v0.53 x rust-v0.53 (quic)" in chosen
+    assert "rust-v0.54 x rust-v0.53 (tcp)" in chosen
+    assert "go-v0.43 x rust-v0.54 (quic)" in chosen  # the filter is a substring match
+    assert "go-v0.43 x go-v0.43 (tcp)" not in chosen
+
+
+def test_seed_cli_filter_keeps_default_ignore() -> None:
+    chosen = names(resolve_selection(SEED_RUST_SELECTION, "rust-v0.53|go-v0.43", None))
+    assert "rust-v0.53 x rust-v0.54 (tcp)" not in chosen
+    assert "go-v0.43 x go-v0.43 (tcp)" in chosen
+
+
+def test_explicit_empty_strings_bypass_defaults() -> None:
+    everything = names(resolve_selection(SEED_RUST_SELECTION, "", ""))
+    assert len(everything) == 18
+    only_ignore_overridden = names(resolve_selection(SEED_RUST_SELECTION, None, ""))
+    assert "rust-v0.53 x rust-v0.54 (tcp)" in only_ignore_overridden
+    assert "go-v0.43 x go-v0.43 (tcp)" not in only_ignore_overridden
+
+
+def test_split_patterns() -> None:
+    assert split_patterns("rust-v0.53|go-v0.43") == ("rust-v0.53", "go-v0.43")
+    assert split_patterns(" a | |b ") == ("a", "b")
+    assert split_patterns("") == ()
+
+
+def test_only_common_transports() -> None:
+    config = impls(("a", ["tcp"]), ("b", ["quic"]), ("c", ["tcp", "quic"]))
+    chosen = names(Selection(), config)
+    assert "a x b (tcp)" not in chosen and "a x b (quic)" not in chosen
+    assert "a x c (tcp)" in chosen and "b x c (quic)" in chosen and "c x b (quic)" in chosen
+
+
+def test_tcp_multiplies_over_common_secure_channels_and_muxers() -> None:
+    config = impls(("a", ["tcp", "quic"], {"secureChannels": ["noise", "tls"], "muxers": ["yamux"]}),
+                   ("b", ["tcp", "quic"], {"secureChannels": ["noise"], "muxers": ["yamux", "mplex"]}),
+                   ("c", ["tcp"]))
+    chosen = names(Selection(), config)
+    assert "a x a (tcp, noise, yamux)" in chosen and "a x a (tcp, tls, yamux)" in chosen
+    assert "a x b (tcp, noise, yamux)" in chosen
+    assert "a x b (tcp, tls, yamux)" not in chosen and "a x b (tcp, noise, mplex)" not in chosen
+    assert "a x b (quic)" in chosen  # quic stays standalone
+    assert "a x c (tcp)" in chosen  # one side lists nothing: the seed's name
+
+
+def test_aliases_and_negation() -> None:
+    config = impls(("rust-v1", ["tcp"]), ("go-v1", ["tcp"]), ("js-v1", ["tcp"]),
+                   aliases={"compiled": "rust-v|go-v", "web": ["js-v"], "all": ["~compiled", "~web"]})
+    assert names(Selection(filter=("~web",)), config) == [
+        "rust-v1 x js-v1 (tcp)", "go-v1 x js-v1 (tcp)", "js-v1 x rust-v1 (tcp)",
+        "js-v1 x go-v1 (tcp)", "js-v1 x js-v1 (tcp)"]
+    assert names(Selection(filter=("!~web",)), config) == [
+        "rust-v1 x rust-v1 (tcp)", "rust-v1 x go-v1 (tcp)", "go-v1 x rust-v1 (tcp)",
+        "go-v1 x go-v1 (tcp)"]
+    assert len(names(Selection(filter=("~all",)), config)) == 9
+    assert names(Selection(ignore=("!rust-v1 x",)), config) == [
+        "rust-v1 x rust-v1 (tcp)", "rust-v1 x go-v1 (tcp)", "rust-v1 x js-v1 (tcp)"]
+
+
+def test_unknown_alias_and_cycles_are_config_errors() -> None:
+    config = impls(("a", ["tcp"]), aliases={"x": "~y", "y": "~x"})
+    with pytest.raises(ConfigError, match="unknown test alias"):
+        names(Selection(filter=("~nope",)), config)
+    with pytest.raises(ConfigError, match="refers to itself"):
+        names(Selection(filter=("~x",)), config)
+
+
+def test_known_failures_mark_tests_and_ignored_are_counted() -> None:
+    selected = select_tests(SEED, Selection(ignore=("x go",), known_failures=("go-v0.43 x rust",)))
+    marked = {t.name for t in selected.tests if t.expected_failure}
+    assert marked == {"go-v0.43 x rust-v0.53 (tcp)", "go-v0.43 x rust-v0.53 (quic)",
+                      "go-v0.43 x rust-v0.54 (tcp)", "go-v0.43 x rust-v0.54 (quic)"}
+    assert selected.ignored == 6
+
+
+ALL_NAMES = [t.name for t in select_tests(SEED, Selection()).tests]
+fragments = st.sampled_from(["rust", "go", "v0.53", " x ", "(tcp)", "quic", "zzz", "!rust", "!x"])
+
+
+def hit(pattern: str, name: str) -> bool:
+    return (pattern[1:] not in name) if pattern.startswith("!") else (pattern in name)
+
+
+@given(st.lists(fragments, max_size=4), st.lists(fragments, max_size=4))
+def test_ignore_always_wins(filter_, ignore) -> None:
+    chosen = names(Selection(filter=tuple(filter_), ignore=tuple(ignore)))
+    assert not any(hit(p, name) for name in chosen for p in ignore)
+    assert set(chosen) <= set(ALL_NAMES)
+
+
+@given(st.lists(fragments, max_size=4))
+def test_empty_filter_selects_all_but_ignored(ignore) -> None:
+    chosen = names(Selection(ignore=tuple(ignore)))
+    assert chosen == [n for n in ALL_NAMES if not any(hit(p, n) for p in ignore)]

@@ -1,0 +1,74 @@
+"""Shared fixtures: a throwaway repository laid out like ours, and a CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+
+IMPLS = """\
+implementations:
+  - id: rust-v0.53
+    source: {type: local, path: impl/rust/v0.53}
+    transports: [tcp, quic]
+  - id: rust-v0.54
+    source: {type: local, path: impl/rust/v0.54}
+    transports: [tcp, quic]
+  - id: go-v0.43
+    source: {type: local, path: impl/go/v0.43}
+    transports: [tcp, quic]
+"""
+
+RUST_SELECTION = """\
+test-filter:
+  - rust-v0.53
+  - rust-v0.54
+test-ignore:
+  - rust-v0.53 x rust-v0.54  # Skip tests between v0.53 and v0.54
+  - rust-v0.53 x rust-v0.53 (tcp)  # Skip rust self-tests on TCP
+"""
+
+GLOBAL_SELECTION = """\
+test-filter: []  # Empty = select all tests
+test-ignore:
+  - experimental  # Skip tests marked experimental
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for folder in ("impl/rust/v0.53", "impl/rust/v0.54", "impl/go/v0.43"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "Makefile").write_text(f"# {folder}\n")
+    (root / "impls.yaml").write_text(IMPLS)
+    (root / "test-selection.yaml").write_text(GLOBAL_SELECTION)
+    (root / "impl/rust/test-selection.yaml").write_text(RUST_SELECTION)
+    (root / "impl/go/test-selection.yaml").write_text("test-filter: [go-v]\n")
+    return root
+
+
+@pytest.fixture
+def git_repo(repo: Path) -> Path:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first")
+    return repo
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, capsys):
+    """Run holepunch-controller in-process; returns (exit code, stdout, stderr)."""
+    cache = tmp_path / "cache"
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--cache-dir", str(cache), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    run.cache = cache
+    return run
