@@ -15,7 +15,8 @@ from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError
 from cluster.matrix import matrix_to_yaml
 from cluster.models import Results
 from cluster.yamlio import load_model
-from controller.config import detect_kind
+from controller.build import Builder, implementation_targets, infrastructure_targets
+from controller.config import detect_kind, load_impls
 from controller.deps import run_checks
 from controller.planning import plan_matrix
 from controller.report import inject_dashboard, render_results_md
@@ -90,6 +91,30 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
               f"ignore {list(meta.ignore)}; {meta.ignored_tests} ignored; "
               f"{sum(t.expected_failure for t in plan.matrix.tests)} known failures) -> {output} "
               f"({origin} as test-matrix/{short(plan.cache_key)}….yaml)")
+
+
+@cli.command("build")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Repository root holding impls.yaml.")
+@click.argument("ids", nargs=-1)
+@click.pass_obj
+def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
+    """Build the base image, NAT router, relay and the given implementations (default: all).
+
+    An image whose image.yaml names the current source snapshot and that the engine still has
+    is not rebuilt. Dependencies are fetched once (make vendor) into the cache's snapshots/;
+    every later build, and any build with the network cut, runs from the snapshot.
+    """
+    impls = load_impls(root)
+    chosen = ids or [impl.id for impl in impls.implementations]
+    targets = infrastructure_targets(root) + implementation_targets(root, impls, chosen)
+    builder = Builder(cache, log=lambda line: err.print(line))
+    table = Table("image", "imageID", "built", "seconds")
+    for target in targets:
+        done = builder.build(target)
+        table.add_row(target.name, short(done.image.image_id), "rebuilt" if done.rebuilt else "cached",
+                      f"{done.seconds:.1f}")
+    err.print(table)
 
 
 @cli.command("report")

@@ -9,8 +9,9 @@ from pathlib import Path
 from cluster.models import Implementation
 
 # Made by builds (impl/README.md): never part of an implementation's identity.
+# `.cargo` holds the config.toml that `make vendor` writes to point cargo at vendor/.
 GENERATED_DIRS = frozenset({"vendor", "node_modules", "build", "wheels", "target", "__pycache__",
-                            ".pytest_cache"})
+                            ".pytest_cache", ".cargo"})
 GENERATED_FILES = frozenset({"image.yaml"})
 
 

@@ -1,0 +1,56 @@
+"""Every Celery setting in one place, and why each has the value it has."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+BROKER_ENV = "HOLEPUNCH_BROKER"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+TEST_QUEUE = "holepunch.tests"
+DEFAULT_TEST_TIMEOUT = 120
+# A task is more than its test: an image fetch, compose up and down. The visibility timeout must
+# cover all of it, or kombu's Redis transport re-queues a running task and starts a duplicate.
+TASK_OVERHEAD_SECONDS = 240
+
+
+def controller_queue(pass_id: str) -> str:
+    """The aggregate of a pass runs on its controller's own queue, never on a test host."""
+    return f"holepunch.controller.{pass_id}"
+
+
+def visibility_timeout(max_test_timeout: int) -> int:
+    """Just above the longest a run_test task can take: shorter starts duplicates of running
+    tests; much longer delays the re-run of a dead worker's test by as much."""
+    return max_test_timeout + TASK_OVERHEAD_SECONDS
+
+
+def celery_settings(broker: str | None = None,
+                    max_test_timeout: int = DEFAULT_TEST_TIMEOUT) -> dict[str, Any]:
+    broker = broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+    transport = {"visibility_timeout": visibility_timeout(max_test_timeout)}
+    return {
+        "broker_url": broker,
+        "result_backend": broker,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": TEST_QUEUE,
+        # A test's record is acknowledged only once written; a worker that dies mid-test
+        # (SIGKILL, host lost) leaves its message unacked, so another host runs the test.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # a host takes only the tests it can start now
+        # A redelivered test whose success is already stored is not run again.
+        "worker_deduplicate_successful_tasks": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Flower: started state, events, and the arguments (the test name comes first).
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_extended": True,
+        "result_expires": 7 * 24 * 3600,
+    }

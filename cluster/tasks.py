@@ -1,0 +1,39 @@
+"""The messages between controller and workers: task names, the request, the signature.
+
+The controller never imports the worker: it names the task, and the worker registers it.
+"""
+
+from __future__ import annotations
+
+from celery import Signature, signature
+from pydantic import Field
+
+from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
+from cluster.models import ImageInfo, TestCase, _Generated
+
+RUN_TEST = "holepunch.run_test"
+AGGREGATE = "holepunch.aggregate"
+
+DEFAULT_DELAY_MS = 50
+
+
+class RunRequest(_Generated):
+    """Everything a worker needs to run one test on any Docker host."""
+
+    pass_id: str
+    test: TestCase
+    dialer: ImageInfo
+    listener: ImageInfo
+    router: ImageInfo
+    relay: ImageInfo
+    base: ImageInfo  # the global Redis runs on it
+    timeout_seconds: int = Field(default=DEFAULT_TEST_TIMEOUT, gt=0)
+    delay_ms: int = DEFAULT_DELAY_MS
+    image_source: str | None = None  # cache directory or http(s) URL holding images/<id>.tar.zst
+
+
+def run_test_signature(request: RunRequest) -> Signature:
+    """`run_test(test name, request)`: the name comes first so Flower shows it in the arguments."""
+    return signature(RUN_TEST, args=(request.test.name,
+                                     request.model_dump(mode="json", by_alias=True)),
+                     queue=TEST_QUEUE)

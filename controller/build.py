@@ -1,0 +1,138 @@
+"""Build or resolve the images a pass needs, each from a snapshot so that a rebuild is offline.
+
+For a local source: snapshot the folder (after its Makefile's `vendor` step fetched the
+dependencies, the only networked step), unpack the snapshot into the cache's build area and run
+the Makefile there. An image whose image.yaml names the current snapshot and whose ID the engine
+has is not rebuilt. The base image's Makefile caches its own rootfs tarball instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from cluster.cache import Cache, short
+from cluster.errors import ConfigError, InfrastructureError
+from cluster.models import ImageInfo, ImplsFile
+from cluster.yamlio import load_model
+from controller.snapshots import extract_zip, store_snapshot
+from controller.sources import source_digest
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    name: str                # 'base', 'router', 'rust-relay' or an implementation id
+    folder: Path             # the folder holding the Makefile
+    kind: str = "local"      # 'local', 'github' or 'base'
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Built:
+    target: BuildTarget
+    image: ImageInfo
+    rebuilt: bool
+    seconds: float
+
+
+def infrastructure_targets(root: Path) -> list[BuildTarget]:
+    """What every pass needs before any implementation: base, NAT router, relay (in that order)."""
+    return [BuildTarget("base", root / "impl" / "base", kind="base"),
+            BuildTarget("router", root / "router"),
+            BuildTarget("rust-relay", root / "rust-relay")]
+
+
+def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> list[BuildTarget]:
+    by_id = impls.by_id()
+    targets = []
+    for impl_id in ids:
+        if impl_id not in by_id:
+            raise ConfigError(root / "impls.yaml", "implementations",
+                              f"no implementation with id {impl_id!r}")
+        impl = by_id[impl_id]
+        targets.append(BuildTarget(impl.id, root / impl.folder, impl.source.type, impl.source.commit))
+    return targets
+
+
+def engine_has_image(image_id: str) -> bool:
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image_id],
+                            capture_output=True, text=True, check=False)
+    return result.returncode == 0
+
+
+def read_image_yaml(folder: Path) -> ImageInfo | None:
+    path = folder / "image.yaml"
+    return load_model(ImageInfo, path) if path.is_file() else None
+
+
+class Builder:
+    """Runs Makefiles; the only place the controller shells out to make."""
+
+    def __init__(self, cache: Cache, log: Log = print, has_image: Callable[[str], bool] = engine_has_image,
+                 env: dict[str, str] | None = None):
+        self.cache = cache
+        self.log = log
+        self.has_image = has_image
+        self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
+
+    def build(self, target: BuildTarget) -> Built:
+        started = time.monotonic()
+        if target.kind == "base":
+            self._make(target.folder, [])
+            image = self._image_of(target.folder)
+            return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
+
+        snapshot = self._snapshot_name(target)
+        current = read_image_yaml(target.folder)
+        if current and current.snapshot == snapshot and self.has_image(current.image_id):
+            self.log(f"{target.name}: up to date (image {short(current.image_id)}, {snapshot})")
+            return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
+
+        archive = self.cache.path(snapshot)
+        if not archive.is_file():
+            if target.kind == "github":
+                raise InfrastructureError(
+                    f"{target.name}: {archive} is missing and GitHub cannot be reached from here; "
+                    f"put the repository's zip for commit {target.commit} there")
+            self.log(f"{target.name}: vendoring dependencies (make vendor)")
+            self._make(target.folder, ["vendor"])
+            store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
+            self.log(f"{target.name}: stored {snapshot}")
+
+        workdir = self.cache.root / "build" / "src" / target.name
+        if target.kind == "github":
+            workdir = target.folder  # the Makefile unpacks the github zip itself (seed layout)
+        else:
+            extract_zip(archive, workdir)
+        self.log(f"{target.name}: building from {snapshot}")
+        self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
+        image = self._image_of(workdir)
+        if workdir != target.folder:
+            shutil.copyfile(workdir / "image.yaml", target.folder / "image.yaml")
+        self.log(f"{target.name}: image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
+        return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
+
+    def _snapshot_name(self, target: BuildTarget) -> str:
+        if target.kind == "github":
+            return f"snapshots/{target.commit}.zip"
+        return f"snapshots/{source_digest(target.folder)}.zip"
+
+    def _make(self, folder: Path, args: list[str]) -> None:
+        command = ["make", "--no-print-directory", "-C", str(folder), f"CACHE_DIR={self.cache.root}",
+                   *args]
+        result = subprocess.run(command, env=self.env, check=False)
+        if result.returncode != 0:
+            raise InfrastructureError(f"build failed ({result.returncode}): {' '.join(command)}")
+
+    def _image_of(self, folder: Path) -> ImageInfo:
+        image = read_image_yaml(folder)
+        if image is None:
+            raise InfrastructureError(f"{folder}/Makefile finished without writing image.yaml")
+        return image

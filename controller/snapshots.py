@@ -1,0 +1,104 @@
+"""Source snapshots: a zip of an implementation's folder with its vendored dependencies.
+
+A snapshot is named by the sha256 of the folder's own source (controller.sources), the way a
+github snapshot is named by its commit: the lock files in that source pin the vendored
+dependencies it carries. Zips are deterministic (sorted entries, fixed timestamps) and keep
+symlinks (node_modules/.bin) and executable bits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cluster.cache import Cache, atomic_write, sha256_file
+from cluster.yamlio import dump_yaml
+
+# Left out of a snapshot: build output only. Vendored dependencies stay in (offline rebuilds).
+BUILD_OUTPUT_DIRS = frozenset({"build", "target", "__pycache__", ".pytest_cache"})
+BUILD_OUTPUT_FILES = frozenset({"image.yaml"})
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def snapshot_entries(folder: Path) -> list[Path]:
+    entries: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        keep = []
+        for name in sorted(dirnames):
+            path = Path(dirpath) / name
+            if name in BUILD_OUTPUT_DIRS:
+                continue
+            if path.is_symlink():
+                entries.append(path)  # a symlinked folder is stored as a link, not walked
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        entries.extend(Path(dirpath) / name for name in sorted(filenames)
+                       if name not in BUILD_OUTPUT_FILES)
+    return sorted(entries, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def write_zip(folder: Path, target: Path) -> None:
+    """Zip `folder` into `target` (written atomically by the caller's rename)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in snapshot_entries(folder):
+            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_EPOCH)
+            info.create_system = 3  # unix, so external_attr carries the mode
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                archive.writestr(info, os.readlink(path), compress_type=zipfile.ZIP_STORED)
+            else:
+                info.external_attr = (stat.S_IFREG | (0o755 if mode & 0o111 else 0o644)) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with path.open("rb") as src, archive.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def extract_zip(archive_path: Path, target: Path) -> None:
+    """Unpack a snapshot into an empty `target`, restoring symlinks and executable bits."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    root = target.resolve()
+    with zipfile.ZipFile(archive_path) as archive:
+        for info in archive.infolist():
+            dest = (target / info.filename).resolve()
+            if root not in dest.parents and dest != root:
+                raise ValueError(f"{archive_path}: entry {info.filename!r} escapes the folder")
+            mode = info.external_attr >> 16
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if info.is_dir():
+                dest.mkdir(exist_ok=True)
+            elif stat.S_ISLNK(mode):
+                os.symlink(archive.read(info).decode("utf-8"), dest)
+            else:
+                with archive.open(info) as src, dest.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                os.chmod(dest, 0o755 if mode & 0o111 else 0o644)
+
+
+def store_snapshot(folder: Path, name: str, cache: Cache, origin: str) -> Path:
+    """Zip `folder` as `snapshots/<name>.zip` with its `.metadata`, unless already there."""
+    target = cache.folder("snapshots") / f"{name}.zip"
+    if target.is_file():
+        return target
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".snapshot.", suffix=".tmp",
+                                     delete=False) as handle:
+        tmp = Path(handle.name)
+    try:
+        write_zip(folder, tmp)
+        metadata = {"source": origin, "sourceDigest": name,
+                    "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "size": tmp.stat().st_size, "sha256": sha256_file(tmp)}
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    atomic_write(target.with_name(target.name + ".metadata"), dump_yaml(metadata))
+    return target

@@ -1,0 +1,46 @@
+"""LAN subnet leases: distinct pairs, released at teardown, stale ones reclaimed."""
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+from cluster.errors import InfrastructureError
+from worker.subnets import SubnetLeases, lan_pair, pair_capacity
+
+
+def test_pairs_are_adjacent_disjoint_24s() -> None:
+    assert lan_pair("10.201.0.0/16", 0).dialer == "10.201.0.0/24"
+    assert lan_pair("10.201.0.0/16", 0).listener == "10.201.1.0/24"
+    assert lan_pair("10.201.0.0/16", 127).listener == "10.201.255.0/24"
+    assert pair_capacity("10.201.0.0/16") == 128
+    nets = [ipaddress.IPv4Network(n) for i in range(128)
+            for n in (lan_pair("10.201.0.0/16", i).dialer, lan_pair("10.201.0.0/16", i).listener)]
+    assert len(set(nets)) == 256
+    with pytest.raises(ValueError):
+        lan_pair("10.201.0.0/16", 128)
+
+
+def test_leases_are_exclusive_and_released(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOLEPUNCH_RUN_DIR", str(tmp_path))
+    leases = SubnetLeases("10.9.0.0/22", tmp_path / "leases")
+    first, second = leases.acquire("a"), leases.acquire("b")
+    assert (first.index, second.index) == (0, 1)
+    with pytest.raises(InfrastructureError, match="no free LAN subnets"):
+        leases.acquire("c")
+    leases.release(first)
+    assert leases.acquire("d").index == 0
+    assert leases.held() == [0, 1]
+
+
+def test_lease_of_a_dead_process_is_reclaimed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOLEPUNCH_RUN_DIR", str(tmp_path))
+    leases = SubnetLeases("10.9.0.0/23", tmp_path / "leases")
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / "leases" / "0").write_text(f"{pid} dead-test\n")
+    assert leases.acquire("new").index == 0
+    assert (tmp_path / "leases" / "0").read_text().startswith(f"{os.getpid()} new")

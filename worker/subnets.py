@@ -1,0 +1,101 @@
+"""LAN subnets for concurrent tests on one host: a pool of /24 pairs handed out by lease.
+
+Lease i gives the i-th pair of /24s in the pool. A lease is a file, created under a host-wide
+lock, that records the holder's pid, so a lease left by a killed process is reclaimed. Teardown
+releases it. No hashing, so no collisions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.errors import InfrastructureError
+from worker.locks import host_lock, run_dir
+
+DEFAULT_POOL = "10.201.0.0/16"
+
+
+@dataclass(frozen=True)
+class LanPair:
+    index: int
+    dialer: str
+    listener: str
+
+
+def lan_pair(pool: str, index: int) -> LanPair:
+    """The index-th pair of /24 subnets in `pool`."""
+    network = ipaddress.IPv4Network(pool)
+    capacity = pair_capacity(pool)
+    if not 0 <= index < capacity:
+        raise ValueError(f"lease {index} outside pool {pool} ({capacity} pairs)")
+    first = network.network_address + index * 2 * 256
+    return LanPair(index, f"{first}/24", f"{first + 256}/24")
+
+
+def pair_capacity(pool: str) -> int:
+    network = ipaddress.IPv4Network(pool)
+    if network.prefixlen > 23:
+        raise ValueError(f"pool {pool} must be /23 or larger")
+    return 2 ** (24 - network.prefixlen) // 2
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SubnetLeases:
+    """The host's lease directory for one pool."""
+
+    def __init__(self, pool: str = DEFAULT_POOL, directory: Path | None = None):
+        self.pool = pool
+        self.directory = directory or run_dir() / "leases" / pool.replace("/", "_")
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def acquire(self, owner: str) -> LanPair:
+        with host_lock("subnet-leases"):
+            for index in range(pair_capacity(self.pool)):
+                path = self.directory / str(index)
+                if self._stale(path):
+                    path.unlink(missing_ok=True)
+                if self._take(path, owner):
+                    return lan_pair(self.pool, index)
+        raise InfrastructureError(f"no free LAN subnets in {self.pool}: "
+                                  f"{pair_capacity(self.pool)} tests already hold one on this host")
+
+    def release(self, pair: LanPair) -> None:
+        (self.directory / str(pair.index)).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """At worker start no test runs on this host: every lease is left over."""
+        for path in self.directory.iterdir():
+            path.unlink(missing_ok=True)
+
+    def held(self) -> list[int]:
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+
+    @staticmethod
+    def _take(path: Path, owner: str) -> bool:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()} {owner}\n")
+        return True
+
+    @staticmethod
+    def _stale(path: Path) -> bool:
+        try:
+            pid = int(path.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return False
+        return not _pid_alive(pid)
