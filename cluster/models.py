@@ -7,6 +7,7 @@ not a silently ignored setting. Generated files tolerate extra keys from newer v
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
@@ -42,11 +43,25 @@ def _none_as_empty(value: object) -> object:
 Patterns = Annotated[list[StrictStr], BeforeValidator(_none_as_empty)]
 
 
+def _timestamp_text(value: object) -> object:
+    """YAML reads an unquoted `2025-11-08T12:34:56Z` as a datetime; we keep the seed's text."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+Timestamp = Annotated[str, BeforeValidator(_timestamp_text)]
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Generated(BaseModel):
+class YamlModel(BaseModel):
+    """A generated file's shape: camelCase keys, extra keys from newer versions tolerated."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
 
 
@@ -141,10 +156,10 @@ class SelectionFile(_Input):
 # ---------------------------------------------------------------- image.yaml
 
 
-class ImageInfo(_Generated):
+class ImageInfo(YamlModel):
     image_id: str = Field(alias="imageID")
     image_name: str
-    built_at: str
+    built_at: Timestamp
     arch: str
     snapshot: str | None = None
     makefile: str | None = None
@@ -161,7 +176,7 @@ class ImageInfo(_Generated):
 # ---------------------------------------------------------------- test-matrix.yaml
 
 
-class TestCase(_Generated):
+class TestCase(YamlModel):
     """One test: who dials, who listens, over what."""
 
     __test__ = False  # not a pytest class
@@ -182,8 +197,8 @@ class TestCase(_Generated):
         return ", ".join(p.value for p in (self.transport, self.secure_channel, self.muxer) if p)
 
 
-class MatrixMetadata(_Generated):
-    generated_at: str
+class MatrixMetadata(YamlModel):
+    generated_at: Timestamp
     kind: str = "full"
     filter: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
@@ -192,7 +207,7 @@ class MatrixMetadata(_Generated):
     ignored_tests: int = 0
 
 
-class TestMatrix(_Generated):
+class TestMatrix(YamlModel):
     __test__ = False
 
     metadata: MatrixMetadata
@@ -208,14 +223,14 @@ class Status(str, Enum):
     FLAKY = "flaky"  # failed, then passed on a retry: never counted as a plain pass
 
 
-class PeerRecord(_Generated):
+class PeerRecord(YamlModel):
     version: str
     snapshot: str | None = None
     makefile: str | None = None
     image_id: str | None = Field(default=None, alias="imageID")
 
 
-class TestRecord(_Generated):
+class TestRecord(YamlModel):
     """What one run of one test produced; the seed's results.yaml entry plus who ran it."""
 
     __test__ = False
@@ -236,10 +251,10 @@ class TestRecord(_Generated):
     expected_failure: bool = False
 
 
-class ResultsMetadata(_Generated):
+class ResultsMetadata(YamlModel):
     test_pass: str
-    started_at: str | None = None
-    completed_at: str | None = None
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     duration: str | None = None
     kind: str | None = None
     platform: str | None = None
@@ -249,7 +264,7 @@ class ResultsMetadata(_Generated):
     missing_tests: list[str] = Field(default_factory=list)
 
 
-class Summary(_Generated):
+class Summary(YamlModel):
     total: int = 0
     passed: int = 0
     failed: int = 0
@@ -259,7 +274,7 @@ class Summary(_Generated):
     unexpected_passes: int = 0
 
 
-class Results(_Generated):
+class Results(YamlModel):
     metadata: ResultsMetadata
     summary: Summary = Field(default_factory=Summary)
     tests: list[TestRecord] = Field(default_factory=list)
@@ -268,18 +283,18 @@ class Results(_Generated):
 # ---------------------------------------------------------------- settings.yaml
 
 
-class PassInfo(_Generated):
+class PassInfo(YamlModel):
     name: str
     kind: str
     triggered_by: str | None = None
 
 
-class Filters(_Generated):
+class Filters(YamlModel):
     test_filter: list[str] = Field(default_factory=list)
     test_ignore: list[str] = Field(default_factory=list)
 
 
-class Execution(_Generated):
+class Execution(YamlModel):
     worker_count: int | None = None
     verbose: bool = False
     cache_dir: str
@@ -287,14 +302,14 @@ class Execution(_Generated):
     retries: int = 0
 
 
-class GitInfo(_Generated):
+class GitInfo(YamlModel):
     repository: str | None = None
     branch: str | None = None
     commit: str | None = None
     dirty_working_tree: bool | None = None
 
 
-class Settings(_Generated):
+class Settings(YamlModel):
     test_pass: PassInfo
     filters: Filters = Field(default_factory=Filters)
     system: dict[str, str] = Field(default_factory=dict)

@@ -9,7 +9,7 @@ from celery import Signature, signature
 from pydantic import Field
 
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
-from cluster.models import ImageInfo, TestCase, _Generated
+from cluster.models import ImageInfo, TestCase, YamlModel
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
@@ -17,7 +17,7 @@ AGGREGATE = "holepunch.aggregate"
 DEFAULT_DELAY_MS = 50
 
 
-class RunRequest(_Generated):
+class RunRequest(YamlModel):
     """Everything a worker needs to run one test on any Docker host."""
 
     pass_id: str
@@ -30,6 +30,7 @@ class RunRequest(_Generated):
     timeout_seconds: int = Field(default=DEFAULT_TEST_TIMEOUT, gt=0)
     delay_ms: int = DEFAULT_DELAY_MS
     image_source: str | None = None  # cache directory or http(s) URL holding images/<id>.tar.zst
+    retries: int = Field(default=0, ge=0)  # re-runs of a failing test (on any host) before it fails
 
 
 def run_test_signature(request: RunRequest) -> Signature:
@@ -37,3 +38,8 @@ def run_test_signature(request: RunRequest) -> Signature:
     return signature(RUN_TEST, args=(request.test.name,
                                      request.model_dump(mode="json", by_alias=True)),
                      queue=TEST_QUEUE)
+
+
+def aggregate_signature(spec: dict, queue: str) -> Signature:
+    """The chord's body; Celery passes the list of run_test results first."""
+    return signature(AGGREGATE, args=(spec,), queue=queue)

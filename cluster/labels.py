@@ -1,0 +1,27 @@
+"""The labels on every container and network we start, so a crashed run can be found and removed."""
+
+from __future__ import annotations
+
+OWNER = "holepunch.owner"      # "worker" for all a worker starts
+ROLE = "holepunch.role"        # "global" (network, Redis, relay) or "test" (a test's project)
+HOST = "holepunch.host"        # the worker host's name
+PASS = "holepunch.pass"        # set by worker.compose on a test's containers and networks
+TEST = "holepunch.test"
+
+OWNER_VALUE = "worker"
+
+
+def global_labels(host: str) -> dict[str, str]:
+    return {OWNER: OWNER_VALUE, ROLE: "global", HOST: host}
+
+
+def test_labels(host: str) -> dict[str, str]:
+    return {OWNER: OWNER_VALUE, ROLE: "test", HOST: host}
+
+
+def host_filter(host: str, role: str | None = None) -> dict[str, list[str]]:
+    """A Docker `filters=` value for what a host's worker started (of one role, if given)."""
+    labels = [f"{OWNER}={OWNER_VALUE}", f"{HOST}={host}"]
+    if role:
+        labels.append(f"{ROLE}={role}")
+    return {"label": labels}

@@ -1,0 +1,98 @@
+"""A real Celery worker process on a real broker runs real tests on this Docker engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from cluster.app import configure
+from cluster.models import ImageInfo, Status, TestCase, TestRecord, Transport
+from cluster.tasks import RunRequest, run_test_signature
+from tests.worker.conftest import REPO, built_image, docker_or_skip
+
+pytestmark = pytest.mark.e2e
+HOST = "e2e-worker"
+
+
+@pytest.fixture(scope="module")
+def worker(broker_url, tmp_path_factory):
+    docker_or_skip()
+    run_dir = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    env = {**os.environ, "HOLEPUNCH_RUN_DIR": str(run_dir)}
+    log = (run_dir / "worker.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("holepunch-worker")),
+                             "--broker", broker_url, "-c", "2", "-n", HOST,
+                             "--cache-dir", str(cache), "--loglevel", "INFO"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    app = configure(broker_url, 120)
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("worker did not start: " + (run_dir / "worker.log").read_text()[-3000:])
+    yield app
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("worker did not stop within 90 s of SIGTERM")
+    client = docker.from_env()
+    leftovers = client.containers.list(all=True, filters={"label": f"holepunch.host={HOST}"})
+    assert not leftovers, f"left behind: {[c.name for c in leftovers]}"
+
+
+def request(dialer: ImageInfo, listener: ImageInfo, transport: str, timeout: int = 120,
+            name: str | None = None) -> RunRequest:
+    test = TestCase(name=name or f"{dialer.image_name} x {listener.image_name} ({transport})",
+                    dialer=dialer.image_name, listener=listener.image_name,
+                    transport=Transport(transport))
+    return RunRequest(pass_id="e2e", test=test, dialer=dialer, listener=listener,
+                      router=built_image("router"), relay=built_image("rust-relay"),
+                      base=built_image("impl/base"), timeout_seconds=timeout)
+
+
+def run(app, req: RunRequest, wait: float) -> tuple[TestRecord, dict]:
+    result = run_test_signature(req).apply_async()
+    payload = result.get(timeout=wait)
+    return TestRecord.model_validate(payload["record"]), payload
+
+
+def newest_rust() -> ImageInfo:
+    versions = sorted((REPO / "impl" / "rust").glob("v*/image.yaml"))
+    if not versions:
+        pytest.skip("no rust implementation is built")
+    return built_image(str(versions[-1].parent.relative_to(REPO)))
+
+
+def test_real_hole_punch_through_the_task(worker) -> None:
+    rust = newest_rust()
+    record, payload = run(worker, request(rust, rust, "tcp"), wait=240)
+    assert record.status is Status.PASS, payload["log"][-3000:]
+    assert 180 <= record.rtt_ms <= 235
+    assert record.host == HOST and record.exit_code == 0
+    assert record.docker_compose.startswith("docker-compose/") and "dialer_router" in payload["compose"]
+
+
+def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
+    rust = newest_rust()
+    hang = ImageInfo(image_id=hang_image, image_name="hang", built_at="2026-01-01T00:00:00Z",
+                     arch="x86_64")
+    started = time.monotonic()
+    record, payload = run(worker, request(hang, rust, "tcp", timeout=15), wait=180)
+    assert record.status is Status.FAIL and record.reason == "timeout"
+    assert time.monotonic() - started < 120
+    client = docker.from_env()
+    tests_left = client.containers.list(all=True, filters={"label": [f"holepunch.host={HOST}",
+                                                                     "holepunch.role=test"]})
+    networks_left = client.networks.list(filters={"label": [f"holepunch.host={HOST}",
+                                                            "holepunch.role=test"]})
+    assert not tests_left and not networks_left

@@ -1,0 +1,221 @@
+"""The docker-compose file for one test: a pure function of a `TestSpec`.
+
+Shape (DESIGN.md, "The test"): `dialer` and `listener` each sit alone on their own LAN behind a NAT
+router (`dialer_router`, `listener_router`); the routers also join the external `hole-punch-network`,
+the simulated internet where the global Redis and relay live. The rendered text is stable for equal
+specs, so its sha256 names it in the cache (`docker-compose/<sha256>.yaml`) and equal tests share a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from cluster.errors import ConfigError
+
+PUBLIC_NETWORK = "hole-punch-network"
+TRANSPORTS = ("tcp", "quic")
+DEFAULT_DELAY_MS = 50
+
+# Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
+ROUTER_HOST_OFFSET = 2
+# The router touches this file when its NAT and delay rules are in place; clients wait for it.
+ROUTER_READY_FILE = "/tmp/setup-done"
+# Compose 1.29 normalises project names to these characters; we produce them already.
+_PROJECT_UNSAFE = re.compile(r"[^a-z0-9]+")
+_PROJECT_SLUG_MAX = 40
+
+LABEL_PASS = "holepunch.pass"
+LABEL_TEST = "holepunch.test"
+
+
+def project_name(test_name: str, pass_id: str) -> str:
+    """A compose project name from the test name and pass id: safe characters, unique per test.
+
+    The slug alone is lossy (`v0.5 x go` and `v0-5 x go` meet), so a short hash of the exact
+    pair keeps two different tests apart.
+    """
+    digest = hashlib.sha256(f"{pass_id}\0{test_name}".encode()).hexdigest()[:10]
+    slug = _PROJECT_UNSAFE.sub("-", test_name.lower()).strip("-")[:_PROJECT_SLUG_MAX].strip("-")
+    pass_slug = _PROJECT_UNSAFE.sub("-", pass_id.lower()).strip("-")[:20].strip("-")
+    return "-".join(part for part in ("hp", pass_slug, slug, digest) if part)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """Everything the compose file of one test depends on, and nothing else."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    test_name: str
+    pass_id: str
+    dialer_image: str
+    listener_image: str
+    router_image: str
+    transport: str
+    redis_addr: str  # IP:port on the public network (LAN clients cannot resolve public names)
+    test_key: str
+    public_subnet: str
+    dialer_lan: str
+    listener_lan: str
+    delay_ms: int = DEFAULT_DELAY_MS
+    # When set, routers forward public traffic only to these addresses (the negative test).
+    public_allow: tuple[str, ...] | None = None
+    extra_labels: tuple[tuple[str, str], ...] = ()
+    project: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "project", project_name(self.test_name, self.pass_id))
+        if self.transport not in TRANSPORTS:
+            self._bad("transport", f"expected one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+        for key in ("dialer_image", "listener_image", "router_image", "test_key"):
+            if not getattr(self, key):
+                self._bad(key, "must not be empty")
+        host, _, port = self.redis_addr.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+            if not 0 < int(port) < 65536:
+                raise ValueError(port)
+        except ValueError:
+            self._bad("redis_addr", f"expected IPv4:port, got {self.redis_addr!r}")
+        nets = {}
+        for key in ("public_subnet", "dialer_lan", "listener_lan"):
+            try:
+                nets[key] = ipaddress.IPv4Network(getattr(self, key))
+            except ValueError as err:
+                self._bad(key, f"expected an IPv4 subnet: {err}")
+            if nets[key].num_addresses < 8:
+                self._bad(key, "subnet too small (need a router, a client and a gateway)")
+        for a, b in (("dialer_lan", "listener_lan"), ("dialer_lan", "public_subnet"),
+                     ("listener_lan", "public_subnet")):
+            if nets[a].overlaps(nets[b]):
+                self._bad(b, f"{nets[b]} overlaps {a} {nets[a]}")
+        if not 0 <= self.delay_ms <= 10_000:
+            self._bad("delay_ms", f"expected 0..10000, got {self.delay_ms}")
+        if self.public_allow is not None:
+            for addr in self.public_allow:
+                try:
+                    ipaddress.IPv4Address(addr)
+                except ValueError:
+                    self._bad("public_allow", f"expected IPv4 addresses (the router takes no subnets), got {addr!r}")
+
+    def _bad(self, key: str, problem: str) -> None:
+        raise ConfigError("TestSpec", key, problem)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_PASS: self.pass_id, LABEL_TEST: self.test_name, **dict(self.extra_labels)}
+
+    @property
+    def dialer_router_addr(self) -> str:
+        return router_address(self.dialer_lan)
+
+    @property
+    def listener_router_addr(self) -> str:
+        return router_address(self.listener_lan)
+
+
+def router_address(lan_subnet: str) -> str:
+    return str(ipaddress.IPv4Network(lan_subnet).network_address + ROUTER_HOST_OFFSET)
+
+
+def compose_for(spec: TestSpec) -> dict[str, Any]:
+    """The compose document of one test, as plain data in the order it is rendered."""
+    labels = spec.labels
+    return {
+        "services": {
+            "dialer": _client(spec, "dial", spec.dialer_image, "lan_dialer", "dialer_router",
+                              spec.dialer_router_addr, labels),
+            "listener": _client(spec, "listen", spec.listener_image, "lan_listener", "listener_router",
+                                spec.listener_router_addr, labels),
+            "dialer_router": _router(spec, "lan_dialer", spec.dialer_lan, labels),
+            "listener_router": _router(spec, "lan_listener", spec.listener_lan, labels),
+        },
+        "networks": {
+            "lan_dialer": _lan(spec.dialer_lan, labels),
+            "lan_listener": _lan(spec.listener_lan, labels),
+            PUBLIC_NETWORK: {"external": True, "name": PUBLIC_NETWORK},
+        },
+    }
+
+
+def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router_addr: str,
+            labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "image": image,
+        "init": True,
+        # The client's entrypoint swaps Docker's default route for the router.
+        "cap_add": ["NET_ADMIN"],
+        "environment": {
+            "MODE": mode,
+            "TRANSPORT": spec.transport,
+            "REDIS_ADDR": spec.redis_addr,
+            "TEST_KEY": spec.test_key,
+            "ROUTER_ADDR": router_addr,
+        },
+        "networks": [lan],
+        # A packet sent before the router's NAT exists leaves a stuck conntrack entry.
+        "depends_on": {router: {"condition": "service_healthy"}},
+        "stop_grace_period": "2s",
+        "labels": dict(labels),
+    }
+
+
+def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -> dict[str, Any]:
+    environment = {
+        "PUBLIC_SUBNET": spec.public_subnet,
+        "LAN_SUBNET": lan_subnet,
+        "DELAY_MS": str(spec.delay_ms),
+    }
+    if spec.public_allow is not None:
+        environment["PUBLIC_ALLOW"] = ",".join(spec.public_allow)
+    return {
+        "image": spec.router_image,
+        "init": True,
+        # SYS_NICE lets the delay stage run at a higher priority: steadier RTTs on a busy host.
+        "cap_add": ["NET_ADMIN", "SYS_NICE"],
+        "sysctls": {"net.ipv4.ip_forward": "1"},
+        "environment": environment,
+        "networks": {
+            PUBLIC_NETWORK: {},
+            lan: {"ipv4_address": router_address(lan_subnet)},
+        },
+        "healthcheck": {
+            "test": ["CMD", "test", "-f", ROUTER_READY_FILE],
+            "interval": "250ms",
+            "timeout": "2s",
+            "retries": 120,
+        },
+        "stop_grace_period": "2s",
+        "labels": dict(labels),
+    }
+
+
+def _lan(subnet: str, labels: dict[str, str]) -> dict[str, Any]:
+    # Not `internal`: Docker's isolation rules would drop client-to-router frames to off-subnet
+    # addresses. No masquerade: the router is the only way out (the host guard drops the rest).
+    return {
+        "driver": "bridge",
+        "driver_opts": {"com.docker.network.bridge.enable_ip_masquerade": "false"},
+        "ipam": {"config": [{"subnet": subnet}]},
+        "labels": dict(labels),
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """YAML text in the document's own key order: equal documents give equal text."""
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_path(text: str) -> str:
+    """The file's place in the cache, relative to the cache root."""
+    return f"docker-compose/{content_hash(text)}.yaml"

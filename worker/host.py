@@ -1,0 +1,55 @@
+"""This worker host's settings, passed from the CLI to the task processes by environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+
+from cluster.cache import Cache, default_cache_root
+from worker.services import DEFAULT_PUBLIC_SUBNET, GlobalServices
+from worker.subnets import DEFAULT_POOL, SubnetLeases
+
+ENV = {
+    "host": "HOLEPUNCH_HOST",
+    "public_subnet": "HOLEPUNCH_PUBLIC_SUBNET",
+    "lan_pool": "HOLEPUNCH_LAN_POOL",
+    "image_source": "HOLEPUNCH_IMAGE_SOURCE",
+}
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    cache: Cache
+    public_subnet: str
+    lan_pool: str
+    image_source: str | None
+
+    @classmethod
+    def from_environment(cls) -> Host:
+        cache = Cache(default_cache_root())
+        return cls(
+            name=os.environ.get(ENV["host"]) or socket.gethostname(),
+            cache=cache,
+            public_subnet=os.environ.get(ENV["public_subnet"]) or DEFAULT_PUBLIC_SUBNET,
+            lan_pool=os.environ.get(ENV["lan_pool"]) or DEFAULT_POOL,
+            image_source=os.environ.get(ENV["image_source"]) or str(cache.root))
+
+    def export(self) -> None:
+        """Put these settings where forked task processes find them."""
+        os.environ[ENV["host"]] = self.name
+        os.environ[ENV["public_subnet"]] = self.public_subnet
+        os.environ[ENV["lan_pool"]] = self.lan_pool
+        os.environ["HOLEPUNCH_CACHE"] = str(self.cache.root)
+        if self.image_source:
+            os.environ[ENV["image_source"]] = self.image_source
+
+    @cached_property
+    def services(self) -> GlobalServices:
+        return GlobalServices(self.name, self.public_subnet, self.lan_pool)
+
+    @cached_property
+    def leases(self) -> SubnetLeases:
+        return SubnetLeases(self.lan_pool)

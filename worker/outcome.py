@@ -1,0 +1,62 @@
+"""What a dialer's run means: a pure reading of its exit code and stdout.
+
+The contract (impl/README.md): the dialer's last stdout line is `{"rtt_to_holepunched_peer_millis": N}`.
+Upstream runners took the last line too, so anything printed after it (or instead of it) is a failure,
+even if an RTT-looking line appears earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+RTT_KEY = "rtt_to_holepunched_peer_millis"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Exactly one of `rtt_ms` (the test passed) or `reason` (why it failed) is set."""
+
+    rtt_ms: float | None = None
+    reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.rtt_ms is not None
+
+
+def parse_dialer_stdout(stdout: str) -> Outcome:
+    """The RTT from the dialer's last non-empty stdout line, or why there is none."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return Outcome(reason="dialer printed nothing on stdout")
+    last = lines[-1]
+    try:
+        value = json.loads(last)
+    except ValueError:
+        earlier = any(RTT_KEY in line for line in lines[:-1])
+        hint = f" (an earlier line had {RTT_KEY}, but it must be last)" if earlier else ""
+        return Outcome(reason=f"last stdout line is not JSON: {_clip(last)}{hint}")
+    if not isinstance(value, dict) or RTT_KEY not in value:
+        return Outcome(reason=f"last stdout line has no {RTT_KEY}: {_clip(last)}")
+    rtt = value[RTT_KEY]
+    # bool is an int in Python, and JSON true is not a duration.
+    if isinstance(rtt, bool) or not isinstance(rtt, (int, float)):
+        return Outcome(reason=f"{RTT_KEY} is not a number: {rtt!r}")
+    if not math.isfinite(rtt) or rtt < 0:
+        return Outcome(reason=f"{RTT_KEY} must be a finite number >= 0, got {rtt!r}")
+    return Outcome(rtt_ms=float(rtt))
+
+
+def outcome_of(exit_code: int, stdout: str) -> Outcome:
+    """A test passes only when the dialer exited 0 and its last stdout line carries the RTT."""
+    parsed = parse_dialer_stdout(stdout)
+    if exit_code != 0:
+        detail = f"; {parsed.reason}" if parsed.reason else " (after printing an RTT line)"
+        return Outcome(reason=f"dialer exited {exit_code}{detail}")
+    return parsed
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,182 @@
+"""Run one test on this host: compose up, read the dialer's verdict, always tear down.
+
+A test failure is a returned record; only infrastructure faults raise (InfrastructureError).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cluster.errors import InfrastructureError
+from cluster.labels import test_labels
+from cluster.models import ImageInfo, PeerRecord, Status, TestRecord
+from cluster.tasks import RunRequest
+from worker.compose import TestSpec, compose_for, project_name, render
+from worker.host import Host
+from worker.outcome import outcome_of
+from worker.reaper import reap_tests
+from worker.services import Services
+
+LOG_LIMIT = 512 * 1024  # a result travels through the broker: keep the tail of huge logs
+DOWN_TIMEOUT = 120
+
+
+@dataclass
+class Execution:
+    """What running one compose project gave, before it is judged."""
+
+    exit_code: int | None        # the dialer's; None when the test outlived its timeout
+    log: str                     # every service's output
+    dialer_stdout: str
+    dialer_stderr: str
+    compose_text: str
+    compose_file: str            # docker-compose/<sha256>.yaml
+    seconds: float
+    up_s: float | None = None    # compose up until the dialer started
+    run_s: float | None = None   # the dialer's own run
+    down_s: float | None = None
+    leftovers: list[str] = field(default_factory=list)
+
+    def outcome(self):
+        if self.exit_code is None:
+            return None, "timeout"
+        verdict = outcome_of(self.exit_code, self.dialer_stdout)
+        return verdict.rtt_ms, verdict.reason
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    record: TestRecord
+    log: str       # every service's output, for logs/<test>.log in the pass snapshot
+    compose: str   # the compose file's text, for docker-compose/<sha256>.yaml in the snapshot
+
+
+def log_file_name(test_name: str) -> str:
+    """`rust-v0.53 x go-v0.51 (tcp)` -> `logs/rust-v0.53_x_go-v0.51_tcp.log` (the seed's form)."""
+    return "logs/" + re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_") + ".log"
+
+
+def _compose(project: str, path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["docker-compose", "-p", project, "-f", str(path), *args],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise InfrastructureError("docker-compose is not installed on this host") from exc
+
+
+def _up(project: str, path: Path, timeout: float) -> tuple[int | None, str]:
+    """`up` until the dialer exits: (its exit code, the log), or (None, log) on timeout."""
+    proc = subprocess.Popen(
+        ["docker-compose", "-p", project, "-f", str(path), "up", "--no-color",
+         "--exit-code-from", "dialer", "--abort-on-container-exit", "--timeout", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, log
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own docker-compose, by its process group
+        log, _ = proc.communicate()
+        _compose(project, path, "kill", timeout=60)
+        return None, log + f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
+
+
+def _docker_time(text: str) -> float | None:
+    if not text or text.startswith("0001-"):
+        return None
+    text = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")  # ns -> us
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _read_dialer(execution: Execution, project: str, path: Path, up_started: float) -> None:
+    """The dialer's stdout (the verdict is its last line), stderr (its log) and timings."""
+    found = _compose(project, path, "ps", "-q", "dialer", timeout=60).stdout.split()
+    if not found:
+        return
+    logs = subprocess.run(["docker", "logs", found[0]], capture_output=True, text=True, check=False)
+    execution.dialer_stdout, execution.dialer_stderr = logs.stdout, logs.stderr
+    state = subprocess.run(["docker", "inspect", "--format", "{{.State.StartedAt}} {{.State.FinishedAt}}",
+                            found[0]], capture_output=True, text=True, check=False).stdout.split()
+    if len(state) == 2:
+        start, end = _docker_time(state[0]), _docker_time(state[1])
+        if start:
+            execution.up_s = start - up_started
+            if end and end >= start:
+                execution.run_s = end - start
+
+
+def execute(spec: TestSpec, services: Services, host: Host, timeout: float) -> Execution:
+    """Write the compose file, hand the relay's address to the test, run it, tear it down."""
+    started = time.monotonic()
+    text = render(compose_for(spec))
+    digest, path = host.cache.store("docker-compose", text, ".yaml")
+    store = services.redis()
+    relay = services.relay_addrs[spec.transport]
+    execution = Execution(None, "", "", "", text, f"docker-compose/{digest}.yaml", 0.0)
+    try:
+        store.rpush(f"{spec.test_key}:RELAY_{spec.transport.upper()}_ADDRESS", relay, relay)
+        up_started = time.time()
+        execution.exit_code, execution.log = _up(spec.project, path, timeout)
+        _read_dialer(execution, spec.project, path, up_started)
+    finally:
+        down_started = time.monotonic()
+        down = _compose(spec.project, path, "down", "-v", "--remove-orphans", "--timeout", "2",
+                        timeout=DOWN_TIMEOUT)
+        execution.down_s = time.monotonic() - down_started
+        for key in store.scan_iter(f"{spec.test_key}:*"):
+            store.delete(key)
+    if down.returncode != 0:
+        execution.log += f"\n[holepunch] docker-compose down failed: {down.stderr.strip()}\n"
+    execution.leftovers = reap_tests(host.services.client, host.name, project=spec.project)
+    if execution.leftovers:
+        execution.log += f"\n[holepunch] removed after down: {', '.join(execution.leftovers)}\n"
+    execution.seconds = time.monotonic() - started
+    return execution
+
+
+def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
+             router_image: str, run_id: str, services: Services, host: Host, lans,
+             delay_ms: int, public_allow: tuple[str, ...] | None = None) -> TestSpec:
+    """The compose spec of one run; its project name is also its Redis namespace."""
+    project = project_name(test_name, run_id)
+    return TestSpec(
+        test_name=test_name, pass_id=run_id, dialer_image=f"sha256:{dialer_image}",
+        listener_image=f"sha256:{listener_image}", router_image=f"sha256:{router_image}",
+        transport=transport, redis_addr=services.redis_addr, test_key=project,
+        public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
+        delay_ms=delay_ms, public_allow=public_allow,
+        extra_labels=tuple(test_labels(host.name).items()))
+
+
+def _peer(version: str, image: ImageInfo) -> PeerRecord:
+    return PeerRecord(version=version, snapshot=image.snapshot, makefile=image.makefile,
+                      image_id=image.image_id)
+
+
+def run_test(request: RunRequest, services: Services, host: Host) -> RunOutput:
+    test = request.test
+    run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
+    lans = host.leases.acquire(f"{request.pass_id} {test.name}")
+    try:
+        spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
+                        request.listener.image_id, request.router.image_id, run_id, services,
+                        host, lans, request.delay_ms)
+        execution = execute(spec, services, host, request.timeout_seconds)
+    finally:
+        host.leases.release(lans)
+    rtt, reason = execution.outcome()
+    record = TestRecord(
+        name=test.name, status=Status.PASS if rtt is not None else Status.FAIL,
+        exit_code=execution.exit_code, rtt_ms=rtt, duration=f"{execution.seconds:.1f}s",
+        docker_compose=execution.compose_file,
+        dialer=_peer(test.dialer, request.dialer), listener=_peer(test.listener, request.listener),
+        log_file=log_file_name(test.name), transport=test.variant, host=host.name, reason=reason,
+        expected_failure=test.expected_failure)
+    return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text)

@@ -1,0 +1,189 @@
+"""A host's global services: the simulated internet, one Redis and one relay, shared by its tests.
+
+`ensure` is idempotent and cheap when all is healthy, so every task calls it: a Redis or relay
+that died since the last test is noticed and restarted before the next one starts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import docker
+import redis
+from docker.errors import DockerException, NotFound
+
+from cluster.errors import InfrastructureError
+from worker.guard import install_guard, remove_guard
+from cluster.labels import HOST, OWNER, OWNER_VALUE, global_labels
+from worker.locks import host_lock
+
+PUBLIC_NETWORK = "hole-punch-network"
+REDIS_NAME = "hole-punch-redis"
+RELAY_NAME = "hole-punch-relay"
+DEFAULT_PUBLIC_SUBNET = "11.11.0.0/16"
+REDIS_PORT = 6379
+TRANSPORTS = ("tcp", "quic")
+
+
+@dataclass(frozen=True)
+class Services:
+    redis_ip: str
+    relay_ip: str
+    relay_addrs: dict[str, str]  # transport -> /ip4/.../p2p/<relay id>
+
+    @property
+    def redis_addr(self) -> str:
+        return f"{self.redis_ip}:{REDIS_PORT}"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host=self.redis_ip, port=REDIS_PORT, socket_timeout=5,
+                           socket_connect_timeout=3, decode_responses=True)
+
+
+def wait_until(what: str, probe, timeout: float, interval: float = 0.1):
+    """Poll `probe` until it returns a truthy value; its exceptions mean "not yet"."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - a probe failing is the "not yet" answer
+            last = exc
+        time.sleep(interval)
+    raise InfrastructureError(f"{what}: not ready after {timeout:.0f} s"
+                              + (f" (last error: {last})" if last else ""))
+
+
+class GlobalServices:
+    def __init__(self, host: str, public_subnet: str = DEFAULT_PUBLIC_SUBNET,
+                 lan_pool: str = "10.201.0.0/16", client: docker.DockerClient | None = None):
+        self.host = host
+        self.public_subnet = public_subnet
+        self.lan_pool = lan_pool
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+                self._client.ping()
+            except DockerException as exc:
+                self._client = None
+                raise InfrastructureError(f"Docker engine not reachable: {exc}") from exc
+        return self._client
+
+    def ensure(self, base_image: str, relay_image: str) -> Services:
+        """Start what is missing or dead; return the addresses tests need."""
+        with host_lock("global-services"):
+            install_guard(self.lan_pool, self.public_subnet)
+            self._ensure_network()
+            redis_container, new_redis = self._ensure_container(
+                REDIS_NAME, base_image, ["redis-server", "--protected-mode", "no", "--save", "",
+                                         "--appendonly", "no"], {})
+            redis_ip = self._ip(redis_container)
+            store = redis.Redis(host=redis_ip, port=REDIS_PORT, socket_timeout=2,
+                                decode_responses=True)
+            wait_until(f"Redis at {redis_ip}", store.ping, timeout=20)
+            if new_redis:
+                self._remove(RELAY_NAME)  # it published its addresses into the old Redis
+            relay = self._running(RELAY_NAME, relay_image)
+            if relay is None:
+                # A new relay has a new peer id: its predecessor's addresses must not be read.
+                store.delete(*(f"RELAY_{t.upper()}_ADDRESS" for t in TRANSPORTS))
+                relay, _ = self._ensure_container(RELAY_NAME, relay_image, None,
+                                                  {"REDIS_ADDR": f"{redis_ip}:{REDIS_PORT}"},
+                                                  cap_add=["NET_ADMIN"])
+            addrs = self._relay_addrs(relay, store)
+            return Services(redis_ip, self._ip(relay), addrs)
+
+    def restart_relay(self) -> None:
+        """For a relay that refuses reservations: the next ensure() starts a fresh one."""
+        with host_lock("global-services"):
+            self._remove(RELAY_NAME)
+
+    def stop(self) -> None:
+        """Remove the services this host started (another host's, sharing the engine, stay)."""
+        with host_lock("global-services"):
+            for name in (RELAY_NAME, REDIS_NAME):
+                try:
+                    container = self.client.containers.get(name)
+                except NotFound:
+                    continue
+                if (container.labels or {}).get(HOST) == self.host:
+                    container.remove(force=True, v=True)
+            try:
+                network = self.client.networks.get(PUBLIC_NETWORK)
+            except NotFound:
+                return
+            if (network.attrs.get("Labels") or {}).get(HOST) != self.host:
+                return
+            try:
+                network.remove()
+            except DockerException as exc:  # still in use: another host's services or a test
+                raise InfrastructureError(f"cannot remove {PUBLIC_NETWORK}: {exc}") from exc
+            remove_guard(self.lan_pool, self.public_subnet)
+
+    # ------------------------------------------------------------------ internals
+
+    def _ensure_network(self) -> None:
+        try:
+            network = self.client.networks.get(PUBLIC_NETWORK)
+        except NotFound:
+            self.client.networks.create(
+                PUBLIC_NETWORK, driver="bridge", internal=True, labels=global_labels(self.host),
+                ipam=docker.types.IPAMConfig(
+                    pool_configs=[docker.types.IPAMPool(subnet=self.public_subnet)]))
+            return
+        labels = network.attrs.get("Labels") or {}
+        subnets = [c.get("Subnet") for c in network.attrs.get("IPAM", {}).get("Config") or []]
+        if labels.get(OWNER) != OWNER_VALUE or not network.attrs.get("Internal") \
+                or self.public_subnet not in subnets:
+            raise InfrastructureError(
+                f"network {PUBLIC_NETWORK} exists but is not a worker's internal {self.public_subnet} "
+                f"network (labels {labels}, subnets {subnets}); remove it or stop whoever made it")
+
+    def _running(self, name: str, image: str):
+        """The container `name` if it runs `image`; else None, with any stale one removed."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return None
+        if container.status == "running" and container.image.id == f"sha256:{image}":
+            return container
+        container.remove(force=True, v=True)
+        return None
+
+    def _ensure_container(self, name: str, image: str, command, environment: dict[str, str],
+                          cap_add: list[str] | None = None):
+        """(container, created): the running one, or a new one."""
+        container = self._running(name, image)
+        if container is not None:
+            return container, False
+        return self.client.containers.run(
+            f"sha256:{image}", command, name=name, network=PUBLIC_NETWORK, detach=True, init=True,
+            environment=environment, cap_add=cap_add or [], labels=global_labels(self.host)), True
+
+    def _relay_addrs(self, relay, store: redis.Redis) -> dict[str, str]:
+        def published() -> dict[str, str] | None:
+            relay.reload()
+            if relay.status != "running":
+                logs = relay.logs(tail=20).decode(errors="replace")
+                raise InfrastructureError(f"relay exited: {logs}")
+            addrs = {t: store.get(f"RELAY_{t.upper()}_ADDRESS") for t in TRANSPORTS}
+            return addrs if all(addrs.values()) else None
+        return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS", published,
+                          timeout=30)
+
+    def _ip(self, container) -> str:
+        container.reload()
+        return container.attrs["NetworkSettings"]["Networks"][PUBLIC_NETWORK]["IPAddress"]
+
+    def _remove(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True, v=True)
+        except NotFound:
+            pass
