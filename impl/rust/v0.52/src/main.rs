@@ -1,0 +1,451 @@
+//! Hole-punch interop test client on rust-libp2p (see ../README.md and impl/README.md).
+//!
+//! MODE=listen: reserve a slot on the relay, publish our peer id, stay up.
+//! MODE=dial:   dial the listener through the relay, wait for the DCUtR upgrade to a direct
+//!              connection, ping over that direct connection and print the RTT as JSON (last line).
+
+mod redis;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{dcutr, identify, identity, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Default overall deadline of the dialer (and of the listener's set-up), in seconds.
+const DEFAULT_TIMEOUT_SECS: u64 = 90;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Dial,
+    Listen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Quic,
+}
+
+struct Config {
+    mode: Mode,
+    transport: Transport,
+    redis_addr: String,
+    test_key: String,
+    timeout: Duration,
+}
+
+impl Config {
+    fn from_env() -> Result<Self> {
+        let var = |name: &str| std::env::var(name).map_err(|_| anyhow!("environment variable {name} is not set"));
+        let mode = match var("MODE")?.as_str() {
+            "dial" => Mode::Dial,
+            "listen" => Mode::Listen,
+            other => bail!("MODE must be dial or listen, got {other:?}"),
+        };
+        let transport = match var("TRANSPORT")?.as_str() {
+            "tcp" => Transport::Tcp,
+            "quic" | "quic-v1" => Transport::Quic,
+            other => bail!("TRANSPORT must be tcp or quic, got {other:?}"),
+        };
+        let redis_addr = var("REDIS_ADDR")?;
+        let test_key = std::env::var("TEST_KEY").unwrap_or_default();
+        let timeout = match std::env::var("CLIENT_TIMEOUT_SECS") {
+            Ok(s) => Duration::from_secs(s.trim().parse().context("CLIENT_TIMEOUT_SECS must be an integer")?),
+            Err(_) => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        };
+        Ok(Self { mode, transport, redis_addr, test_key, timeout })
+    }
+
+    /// `<TEST_KEY>:<NAME>` (just `<NAME>` when TEST_KEY is empty, as upstream's runner did).
+    fn key(&self, name: &str) -> String {
+        if self.test_key.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}:{}", self.test_key, name)
+        }
+    }
+}
+
+/// v0.52's SwarmEvent still carries the handler error type (dropped in v0.53).
+#[allow(deprecated)]
+type Event = SwarmEvent<BehaviourEvent, libp2p::swarm::THandlerErr<Behaviour>>;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    relay_client: relay::client::Behaviour,
+    identify: identify::Behaviour,
+    dcutr: dcutr::Behaviour,
+    ping: ping::Behaviour,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => fail(anyhow!("cannot start the tokio runtime: {e}")),
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ! {
+    eprintln!("hole-punch-client: FAILED: {e:#}");
+    std::process::exit(1);
+}
+
+async fn run() -> Result<()> {
+    let cfg = Config::from_env()?;
+    let deadline = Instant::now() + cfg.timeout;
+    info!(mode = ?cfg.mode, transport = ?cfg.transport, redis = %cfg.redis_addr, test_key = %cfg.test_key, "starting");
+
+    // SIGTERM/SIGINT end the process quickly (we may run as PID 1 without an init).
+    tokio::spawn(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("hole-punch-client: stopped by signal");
+        std::process::exit(143);
+    });
+
+    let mut redis = within(deadline, "connecting to Redis", redis::Conn::connect(&cfg.redis_addr)).await??;
+
+    let relay_key = cfg.key(match cfg.transport {
+        Transport::Tcp => "RELAY_TCP_ADDRESS",
+        Transport::Quic => "RELAY_QUIC_ADDRESS",
+    });
+    let relay_addr: Multiaddr = redis
+        .blpop(&relay_key, deadline)
+        .await
+        .with_context(|| format!("waiting for {relay_key}"))?
+        .parse()
+        .context("relay address is not a multiaddr")?;
+    let relay_peer_id = match relay_addr.iter().last() {
+        Some(Protocol::P2p(id)) => id,
+        _ => bail!("relay address {relay_addr} does not end in /p2p/<peer id>"),
+    };
+    info!(%relay_addr, "relay address");
+
+    let mut swarm = build_swarm()?;
+    let local_peer_id = *swarm.local_peer_id();
+    info!(%local_peer_id, "local peer id");
+
+    // 1. Listen on all interfaces, port 0, on the chosen transport, so that the connections we
+    //    dial (to the relay, and the hole punch) leave from the listening port.
+    let listen_addr: Multiaddr = match cfg.transport {
+        Transport::Tcp => "/ip4/0.0.0.0/tcp/0".parse()?,
+        Transport::Quic => "/ip4/0.0.0.0/udp/0/quic-v1".parse()?,
+    };
+    swarm.listen_on(listen_addr.clone()).with_context(|| format!("listen on {listen_addr}"))?;
+    loop {
+        match next_event(&mut swarm, deadline, "listening on the local address").await? {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                // One address is enough; the transport knows all of them for port reuse.
+                break;
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => bail!("local listener closed: {reason:?}"),
+            SwarmEvent::ListenerError { error, .. } => bail!("local listener error: {error}"),
+            _ => {}
+        }
+    }
+    // Give the transport a moment to report every interface address.
+    drain_for(&mut swarm, Duration::from_millis(200)).await;
+
+    // 2. Connect to the relay and wait until identify told us the address it sees us at
+    //    (our NAT mapping: the hole-punch candidate) and we told it ours.
+    let relay_dial = DialOpts::unknown_peer_id().address(relay_addr.clone()).build();
+    let relay_conn = relay_dial.connection_id();
+    swarm.dial(relay_dial).context("dial the relay")?;
+    let (mut learned_observed, mut told_relay) = (false, false);
+    while !(learned_observed && told_relay) {
+        match next_event(&mut swarm, deadline, "identify with the relay").await? {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == relay_peer_id => {
+                info!(address = %endpoint.get_remote_address(), "connected to the relay");
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } if connection_id == relay_conn => {
+                bail!("cannot connect to the relay {relay_addr}: {error}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == relay_peer_id => {
+                bail!("connection to the relay closed during identify: {cause:?}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if peer_id == relay_peer_id =>
+            {
+                info!(observed = %info.observed_addr, "the relay observed us at");
+                // v0.52: DCUtR offers only confirmed external addresses (from v0.53 on it takes
+                // identify's candidates), so confirm the relay's observation of our NAT mapping.
+                swarm.add_external_address(info.observed_addr.clone());
+                learned_observed = true;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Sent { peer_id, .. })) if peer_id == relay_peer_id => {
+                told_relay = true;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Error { peer_id, error, .. }))
+                if peer_id == relay_peer_id =>
+            {
+                bail!("identify with the relay failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    match cfg.mode {
+        Mode::Listen => listen(&cfg, swarm, redis, relay_addr, relay_peer_id, deadline).await,
+        Mode::Dial => dial(&cfg, swarm, redis, relay_addr, deadline).await,
+    }
+}
+
+async fn listen(
+    cfg: &Config,
+    mut swarm: Swarm<Behaviour>,
+    mut redis: redis::Conn,
+    relay_addr: Multiaddr,
+    relay_peer_id: PeerId,
+    deadline: Instant,
+) -> Result<()> {
+    let circuit = relay_addr.with(Protocol::P2pCircuit);
+    let circuit_listener = swarm.listen_on(circuit.clone()).with_context(|| format!("listen on {circuit}"))?;
+    loop {
+        match next_event(&mut swarm, deadline, "the relay reservation").await? {
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id: r,
+                ..
+            })) if r == relay_peer_id => {
+                info!(%circuit, "reservation accepted");
+                break;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqFailed {
+                error, ..
+            })) => {
+                bail!("the relay refused the reservation: {error}");
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } if listener_id == circuit_listener => {
+                bail!("the relay refused or dropped the reservation: {reason:?}");
+            }
+            SwarmEvent::ListenerError { listener_id, error } if listener_id == circuit_listener => {
+                bail!("reservation failed: {error}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == relay_peer_id => {
+                bail!("connection to the relay closed before the reservation: {cause:?}");
+            }
+            _ => {}
+        }
+    }
+
+    let id_key = cfg.key("LISTEN_CLIENT_PEER_ID");
+    redis
+        .rpush(&id_key, &swarm.local_peer_id().to_string())
+        .await
+        .with_context(|| format!("RPUSH {id_key}"))?;
+    info!(key = %id_key, "published our peer id; waiting for the dialer");
+    drop(redis);
+
+    // Stay up until stopped, logging what happens.
+    loop {
+        let event = swarm.select_next_some().await;
+        log_event(&event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => info!("DCUtR: {e:?}"),
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } if listener_id == circuit_listener => {
+                warn!("relay reservation listener closed: {reason:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn dial(
+    cfg: &Config,
+    mut swarm: Swarm<Behaviour>,
+    mut redis: redis::Conn,
+    relay_addr: Multiaddr,
+    deadline: Instant,
+) -> Result<()> {
+    let id_key = cfg.key("LISTEN_CLIENT_PEER_ID");
+    let remote: PeerId = redis
+        .blpop(&id_key, deadline)
+        .await
+        .with_context(|| format!("waiting for {id_key}"))?
+        .trim()
+        .parse()
+        .context("listener peer id is not a peer id")?;
+    drop(redis);
+
+    let target = relay_addr.with(Protocol::P2pCircuit).with(Protocol::P2p(remote));
+    info!(%target, "dialing the listener through the relay");
+    let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
+    let relayed_dial = opts.connection_id();
+    swarm.dial(opts).with_context(|| format!("dial {target}"))?;
+
+    // Connections to the listener that do not go through a relay, with the last RTT seen on each.
+    let mut direct: HashSet<ConnectionId> = HashSet::new();
+    let mut rtts: HashMap<ConnectionId, Duration> = HashMap::new();
+    // v0.52's DCUtR success event names no connection: any direct one to the listener counts.
+    let mut punched = false;
+    // What went wrong so far, for the failure reason.
+    let mut relayed_up = false;
+    let mut last_problem: Option<String> = None;
+
+    loop {
+        let event = match next_event(&mut swarm, deadline, "the hole punch").await {
+            Ok(event) => event,
+            Err(e) => bail!(
+                "{e} (relayed connection: {}; DCUtR succeeded: {}; direct connections: {}; last problem: {})",
+                if relayed_up { "yes" } else { "no" },
+                if punched { "yes" } else { "no" },
+                direct.len(),
+                last_problem.as_deref().unwrap_or("none"),
+            ),
+        };
+        log_event(&event);
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } if peer_id == remote => {
+                if is_relayed(&endpoint) {
+                    relayed_up = true;
+                    info!(address = %endpoint.get_remote_address(), "relayed connection to the listener");
+                } else {
+                    info!(address = %endpoint.get_remote_address(), connection = ?connection_id, "direct connection to the listener");
+                    direct.insert(connection_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } if peer_id == remote => {
+                direct.remove(&connection_id);
+                rtts.remove(&connection_id);
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } if connection_id == relayed_dial => {
+                bail!("dial through the relay failed: {error}");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == remote => {
+                last_problem = Some(format!("direct dial failed: {error}"));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event::DirectConnectionUpgradeSucceeded {
+                remote_peer_id,
+            })) if remote_peer_id == remote => {
+                info!("DCUtR: hole punch succeeded");
+                punched = true;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event::DirectConnectionUpgradeFailed {
+                remote_peer_id,
+                error,
+            })) if remote_peer_id == remote => {
+                // The listener's side drives the retries; keep waiting until the deadline.
+                warn!("DCUtR attempt failed: {error}");
+                last_problem = Some(format!("DCUtR: {error}"));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => info!("DCUtR: {e:?}"),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result })) if peer == remote => {
+                match result {
+                    Ok(rtt) if direct.contains(&connection) => {
+                        info!(connection = ?connection, ?rtt, "ping over the direct connection");
+                        rtts.insert(connection, rtt);
+                    }
+                    Ok(rtt) => info!(connection = ?connection, ?rtt, "ping over the relayed connection (not reported)"),
+                    Err(e) => {
+                        warn!(connection = ?connection, "ping failed: {e}");
+                        last_problem = Some(format!("ping failed: {e}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        // Report once DCUtR succeeded and a ping went over a direct connection to the listener.
+        if punched {
+            let rtt = direct.iter().find_map(|c| rtts.get(c)).copied();
+            if let Some(rtt) = rtt {
+                let millis = rtt.as_secs_f64() * 1000.0;
+                println!("{{\"rtt_to_holepunched_peer_millis\": {}}}", millis.round() as u64);
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn build_swarm() -> Result<Swarm<Behaviour>> {
+    let key = identity::Keypair::generate_ed25519();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            // v0.53: port reuse must be asked for, so that dials leave from the listening port.
+            tcp::Config::default().port_reuse(true).nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| Behaviour {
+            relay_client,
+            identify: identify::Behaviour::new(identify::Config::new("/hole-punch-interop/1.0.0".into(), key.public())),
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    Ok(swarm)
+}
+
+fn is_relayed(endpoint: &ConnectedPoint) -> bool {
+    endpoint.get_remote_address().iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+fn log_event(event: &Event) {
+    match event {
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => warn!(?peer_id, "outgoing connection failed: {error}"),
+        SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            warn!(%send_back_addr, "incoming connection failed: {error}")
+        }
+        SwarmEvent::ConnectionClosed { peer_id, endpoint, cause, .. } => {
+            info!(%peer_id, address = %endpoint.get_remote_address(), ?cause, "connection closed")
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => info!("relay client: {e:?}"),
+        _ => {}
+    }
+}
+
+/// The next swarm event, or an error naming `what` when the deadline passes first.
+async fn next_event(
+    swarm: &mut Swarm<Behaviour>,
+    deadline: Instant,
+    what: &str,
+) -> Result<Event> {
+    within(deadline, what, swarm.select_next_some()).await
+}
+
+async fn within<T>(deadline: Instant, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| anyhow!("timed out waiting for {what}"))
+}
+
+/// Let the swarm run for `d`, ignoring its events.
+async fn drain_for(swarm: &mut Swarm<Behaviour>, d: Duration) {
+    let until = Instant::now() + d;
+    while let Ok(event) = tokio::time::timeout_at(until, swarm.select_next_some()).await {
+        if let SwarmEvent::NewListenAddr { address, .. } = event {
+            info!(%address, "listening");
+        }
+    }
+}
