@@ -85,8 +85,7 @@ class Builder:
     def build(self, target: BuildTarget) -> Built:
         started = time.monotonic()
         if target.kind == "base":
-            self._make(target.folder, [])
-            image = self._image_of(target.folder)
+            image = self.build_base(target.folder)
             return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
 
         snapshot = self._snapshot_name(target)
@@ -106,18 +105,40 @@ class Builder:
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
             self.log(f"{target.name}: stored {snapshot}")
 
-        workdir = self.cache.root / "build" / "src" / target.name
         if target.kind == "github":
-            workdir = target.folder  # the Makefile unpacks the github zip itself (seed layout)
+            # The seed's layout: the Makefile beside impls.yaml unpacks the github zip itself.
+            self._make(target.folder, ["all", f"SNAPSHOT={snapshot}"])
+            image = self._image_of(target.folder)
         else:
-            extract_zip(archive, workdir)
-        self.log(f"{target.name}: building from {snapshot}")
-        self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
-        image = self._image_of(workdir)
-        if workdir != target.folder:
-            shutil.copyfile(workdir / "image.yaml", target.folder / "image.yaml")
+            image = self.build_snapshot(target.name, snapshot, target.folder.name)
+            shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
+                            target.folder / "image.yaml")
         self.log(f"{target.name}: image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
         return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
+
+    def build_snapshot(self, name: str, snapshot: str, folder_name: str | None = None) -> ImageInfo:
+        """Unpack `snapshots/<sha256>.zip` into the cache's build area and run its Makefile.
+
+        The one way every local image is built, by `build`, `submit` and a test pass's re-run.
+        """
+        archive = self.cache.path(snapshot)
+        if not archive.is_file():
+            raise InfrastructureError(f"{name}: snapshot {archive} is missing")
+        workdir = self._workdir(name, folder_name)
+        extract_zip(archive, workdir)
+        self.log(f"{name}: building from {snapshot}")
+        self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
+        return self._image_of(workdir)
+
+    def build_base(self, folder: Path) -> ImageInfo:
+        """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip)."""
+        self._make(folder, [])
+        return self._image_of(folder)
+
+    def _workdir(self, name: str, folder_name: str | None = None) -> Path:
+        """Stable per image, so cargo's and go's caches keyed by path stay warm across builds;
+        the last part keeps the source folder's name, which some Makefiles read."""
+        return self.cache.root / "build" / "src" / name / (folder_name or name.rsplit("-", 1)[-1])
 
     def _snapshot_name(self, target: BuildTarget) -> str:
         if target.kind == "github":

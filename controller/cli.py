@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -11,12 +12,16 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
-from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError
+from cluster.app import configure
+from cluster.celeryconfig import CONTROLLER_QUEUE
+from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError, UsageError
 from cluster.matrix import matrix_to_yaml
 from cluster.models import Results
 from cluster.yamlio import load_model
 from controller.build import Builder, implementation_targets, infrastructure_targets
 from controller.config import detect_kind, load_impls
+from controller.status import show_status
+from controller.submit import SubmitOptions, rerun, submit
 from controller.deps import run_checks
 from controller.planning import plan_matrix
 from controller.report import inject_dashboard, render_results_md
@@ -29,6 +34,21 @@ FILTER_HELP = ("Pipe-separated substrings; a test runs when its name contains an
                "Overrides the YAML test-filter; '' selects everything.")
 IGNORE_HELP = ("Pipe-separated substrings; a test whose name contains any is dropped (applied "
                "after the filter). Overrides the YAML test-ignore; '' ignores nothing.")
+
+
+def selection_options(command):
+    """The options that choose a pass's tests, shared by `matrix` and `submit`."""
+    for option in reversed([
+        click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                     show_default=True, help="Repository root holding impls.yaml."),
+        click.option("--kind", default="full", show_default=True, help=KIND_HELP),
+        click.option("--base", default="HEAD~1", show_default=True,
+                     help="With --kind auto: the git revision to diff against."),
+        click.option("--test-filter", default=None, help=FILTER_HELP),
+        click.option("--test-ignore", default=None, help=IGNORE_HELP),
+    ]):
+        command = option(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,13 +83,7 @@ def check_deps(broker: str | None) -> None:
 
 
 @cli.command("matrix")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Repository root holding impls.yaml.")
-@click.option("--kind", default="full", show_default=True, help=KIND_HELP)
-@click.option("--base", default="HEAD~1", show_default=True,
-              help="With --kind auto: the git revision to diff against.")
-@click.option("--test-filter", default=None, help=FILTER_HELP)
-@click.option("--test-ignore", default=None, help=IGNORE_HELP)
+@selection_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("test-matrix.yaml"), show_default=True,
               help="Where to write the matrix (also cached by its inputs' hash).")
@@ -115,6 +129,92 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
         table.add_row(target.name, short(done.image.image_id), "rebuilt" if done.rebuilt else "cached",
                       f"{done.seconds:.1f}")
     err.print(table)
+
+
+@cli.command("submit")
+@selection_options
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", default=None,
+              help="Submit to a running cluster (redis://host:port/0, $HOLEPUNCH_BROKER). Without "
+                   "it: the embedded default (local Redis, local worker, local Docker engine).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Where results.yaml, results.md, output.log and logs/ are written.")
+@click.option("--timeout", type=click.IntRange(1), default=120, show_default=True,
+              help="Per-test timeout in seconds: on expiry the test is killed and fails (timeout).")
+@click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
+              help="Re-run a failing test up to N times on any host; fail-then-pass is 'flaky'.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Embedded default: tests at once on this machine (default: two per core).")
+@click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inject the results into this README between the INTEROP_DASHBOARD markers.")
+@click.option("--detach", is_flag=True,
+              help="With --broker: return the pass id at once; follow with `status`.")
+@click.option("--image-source", default=None,
+              help="With --broker: where workers fetch images/<id>.tar.zst (the cache server's URL). "
+                   "Default: each worker's own setting.")
+@click.option("--deadline", type=click.IntRange(1), default=None,
+              help="Seconds after which an unfinished pass stops and is written as partial. "
+                   "Default: enough for every test to reach its timeout.")
+@click.pass_obj
+def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
+                   test_ignore: str | None, broker: str | None, output_dir: Path, timeout: int,
+                   retries: int, workers: int | None, update_readme: Path | None, detach: bool,
+                   image_source: str | None, deadline: int | None) -> None:
+    """Run a whole test pass and write results.yaml, results.md and the test-pass zip.
+
+    Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
+    as a Celery chord, shows progress, and exits 0 if every test passed, 1 if one failed or the
+    pass is partial, 2 on bad input, 3 on an infrastructure fault, 130 when interrupted.
+    """
+    if detach and not broker:
+        raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
+    options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
+                            test_ignore=test_ignore, broker=broker, output_dir=output_dir,
+                            timeout=timeout, retries=retries, workers=workers,
+                            update_readme=update_readme, detach=detach,
+                            image_source=image_source, deadline=deadline)
+    raise click.exceptions.Exit(submit(options, cache, err))
+
+
+@cli.command("rerun")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Tests at once on this machine (default: two per core).")
+@click.option("--timeout", type=click.IntRange(1), default=120, show_default=True)
+@click.pass_obj
+def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int) -> None:
+    """Re-run an unzipped test pass (what its re-run.sh calls): rebuild every image from the
+    bundled snapshots with no network, run the same tests on the embedded default, and write the
+    new results under FOLDER/rerun-<time>/."""
+    from datetime import datetime
+    output = folder / f"rerun-{datetime.now():%H%M%S-%d-%m-%Y}"
+    options = SubmitOptions(root=folder, output_dir=output, timeout=timeout, workers=workers)
+    raise click.exceptions.Exit(rerun(folder.resolve(), options, cache, err))
+
+
+@cli.command("status")
+@click.argument("pass_name")
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", required=True,
+              help="The cluster's broker ($HOLEPUNCH_BROKER).")
+def status(pass_name: str, broker: str) -> None:
+    """Show the progress of a pass submitted with --detach."""
+    raise click.exceptions.Exit(show_status(pass_name, broker, err))
+
+
+@cli.command("reporter")
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", required=True,
+              help="The cluster's broker ($HOLEPUNCH_BROKER).")
+@click.option("--queue", default=CONTROLLER_QUEUE, show_default=True,
+              help="The controller queue the chords' aggregate tasks are routed to.")
+@click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True)
+@click.option("-n", "--name", default=None, help="Node name in Flower. Default: reporter@<hostname>.")
+def reporter(broker: str, queue: str, max_test_timeout: int, name: str | None) -> None:
+    """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
+    writes their outputs on this host."""
+    app = configure(broker, max_test_timeout)
+    import controller.tasks  # noqa: F401 - registers aggregate
+    app.worker_main(["worker", "-Q", queue, "-c", "1", "-P", "solo", "--loglevel", "INFO",
+                     "-n", name or f"reporter@{socket.gethostname()}", "-E"])
 
 
 @cli.command("report")

@@ -20,7 +20,9 @@ from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
 
 # Left out of a snapshot: build output only. Vendored dependencies stay in (offline rebuilds).
-BUILD_OUTPUT_DIRS = frozenset({"build", "target", "__pycache__", ".pytest_cache"})
+# Top level only: a vendored crate's own build/ folder is source.
+BUILD_OUTPUT_DIRS = frozenset({"build", "target"})
+CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache"})  # anywhere
 BUILD_OUTPUT_FILES = frozenset({"image.yaml"})
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -31,7 +33,7 @@ def snapshot_entries(folder: Path) -> list[Path]:
         keep = []
         for name in sorted(dirnames):
             path = Path(dirpath) / name
-            if name in BUILD_OUTPUT_DIRS:
+            if name in CACHE_DIRS or (name in BUILD_OUTPUT_DIRS and Path(dirpath) == folder):
                 continue
             if path.is_symlink():
                 entries.append(path)  # a symlinked folder is stored as a link, not walked
@@ -39,7 +41,7 @@ def snapshot_entries(folder: Path) -> list[Path]:
                 keep.append(name)
         dirnames[:] = keep
         entries.extend(Path(dirpath) / name for name in sorted(filenames)
-                       if name not in BUILD_OUTPUT_FILES)
+                       if not (name in BUILD_OUTPUT_FILES and Path(dirpath) == folder))
     return sorted(entries, key=lambda p: p.relative_to(folder).as_posix())
 
 

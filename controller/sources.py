@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cluster.models import Implementation
 
-# Made by builds (impl/README.md): never part of an implementation's identity.
+# Made by builds (impl/README.md), at the top of a folder: never part of its identity.
 # `.cargo` holds the config.toml that `make vendor` writes to point cargo at vendor/.
-GENERATED_DIRS = frozenset({"vendor", "node_modules", "build", "wheels", "target", "__pycache__",
-                            ".pytest_cache", ".cargo"})
+GENERATED_DIRS = frozenset({"vendor", "node_modules", "build", "wheels", "target", ".cargo"})
+CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache"})  # anywhere
 GENERATED_FILES = frozenset({"image.yaml"})
 
 
@@ -19,9 +19,11 @@ def source_files(folder: Path) -> list[Path]:
     """The files that make up a source folder, sorted, generated output left out."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in GENERATED_DIRS)
+        top = Path(dirpath) == folder
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in CACHE_DIRS and not (top and d in GENERATED_DIRS))
         for name in sorted(filenames):
-            if name not in GENERATED_FILES:
+            if not (top and name in GENERATED_FILES):
                 found.append(Path(dirpath) / name)
     return found
 

@@ -71,3 +71,10 @@ def test_image_yaml_strips_prefix_and_checks_length() -> None:
     assert validate(ImageInfo, data, "image.yaml").image_id == "a" * 64
     with pytest.raises(ConfigError, match="imageID"):
         validate(ImageInfo, {**data, "imageID": "abc"}, "image.yaml")
+
+
+def test_unquoted_timestamps_keep_the_seed_text() -> None:
+    from cluster.yamlio import parse_yaml
+    data = parse_yaml("imageID: " + "b" * 64 + "\nimageName: x\nbuiltAt: 2025-11-08T12:34:56Z\n"
+                      "arch: x86_64\n", "image.yaml")
+    assert validate(ImageInfo, data, "image.yaml").built_at == "2025-11-08T12:34:56Z"

@@ -1,0 +1,134 @@
+"""The embedded default: a whole cluster on this machine for the length of one `submit`.
+
+A Redis on loopback (its own port and folder), a worker on the local Docker engine and the
+controller-side reporter, each a child process; all stopped on the way out, even on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cluster.errors import InfrastructureError
+
+WORKER_HOST_SUFFIX = "-embedded"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """Our own console scripts, next to this interpreter (the venv's bin/)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+class EmbeddedCluster:
+    def __init__(self, cache_dir: Path, concurrency: int | None, max_test_timeout: int,
+                 log_dir: Path | None = None):
+        self.cache_dir = cache_dir
+        self.concurrency = concurrency
+        self.max_test_timeout = max_test_timeout
+        self.host = socket.gethostname() + WORKER_HOST_SUFFIX
+        self.folder = Path(tempfile.mkdtemp(prefix="holepunch-embedded-"))
+        self.log_dir = log_dir or self.folder
+        self.broker = ""
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.interrupted = False
+
+    def __enter__(self) -> EmbeddedCluster:
+        try:
+            self._start_redis()
+            self._start("worker", [_bin("holepunch-worker"), "--broker", self.broker,
+                                   "-n", self.host, "--cache-dir", str(self.cache_dir),
+                                   "--max-test-timeout", str(self.max_test_timeout),
+                                   *(["-c", str(self.concurrency)] if self.concurrency else [])])
+            self._start("reporter", [_bin("holepunch-controller"), "--cache-dir",
+                                     str(self.cache_dir), "reporter", "--broker", self.broker,
+                                     "--name", f"reporter@{self.host}",
+                                     "--max-test-timeout", str(self.max_test_timeout)])
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def wait_ready(self, app, timeout: float = 90) -> None:
+        """Both Celery processes answer a ping (a condition with a deadline, not a sleep)."""
+        wanted = {f"holepunch@{self.host}", f"reporter@{self.host}"}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise InfrastructureError(f"embedded {name} exited ({proc.returncode}); "
+                                              f"log: {self._tail(name)}")
+            answered = {name for reply in app.control.ping(timeout=1.0) for name in reply}
+            if wanted <= answered:
+                return
+        raise InfrastructureError(f"embedded worker/reporter not ready after {timeout:.0f} s")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        interrupted = self.interrupted or exc_type is KeyboardInterrupt
+        # Ctrl-C: a cold stop (running tests are killed, then cleaned up below); else warm.
+        sig = signal.SIGQUIT if interrupted else signal.SIGTERM
+        for name in ("worker", "reporter"):
+            proc = self._procs.get(name)
+            if proc and proc.poll() is None:
+                proc.send_signal(sig)
+        for name in ("worker", "reporter"):
+            proc = self._procs.get(name)
+            if proc:
+                try:
+                    proc.wait(timeout=60 if interrupted else self.max_test_timeout + 60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        # Whatever a killed worker left: its test projects, Redis, relay, network, host guard.
+        subprocess.run([_bin("holepunch-worker"), "--cleanup", "-n", self.host,
+                        "--cache-dir", str(self.cache_dir)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        redis = self._procs.get("redis")
+        if redis and redis.poll() is None:
+            redis.terminate()
+            try:
+                redis.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                redis.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _start_redis(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise InfrastructureError("redis-server is not installed (apt-get install "
+                                      "redis-server), and no --broker was given")
+        port = _free_port()
+        self._start("redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(self.folder)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                self.broker = f"redis://127.0.0.1:{port}/0"
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise InfrastructureError(f"local redis-server did not listen on {port}: {self._tail('redis')}")
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        log = (self.log_dir / f"{name}.log").open("w")
+        # Own process group: the terminal's Ctrl-C reaches submit only, which stops them in order.
+        self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True, env=os.environ.copy())
+
+    def _tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""

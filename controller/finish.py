@@ -1,0 +1,129 @@
+"""The end of a pass: records -> results.yaml, results.md, output.log, the test-pass zip, README.
+
+Called by the chord's `aggregate` task on the controller's queue, and by `submit` itself when a
+pass is interrupted (then with the records it has, and labelled partial).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import Field
+
+from cluster.cache import Cache, atomic_write
+from cluster.models import ImageInfo, ResultsMetadata, Status, YamlModel, to_yaml_data
+from cluster.yamlio import dump_yaml
+from controller.collect import Collected, collect, exit_code_of
+from controller.report import inject_dashboard, render_results_md
+from cluster.matrix import matrix_from_yaml
+from controller.testpass import rerun_script, write_test_pass
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class PassSpec(YamlModel):
+    """What the aggregate needs to finish a pass, on the controller's host."""
+
+    name: str
+    kind: str
+    base_dir: str                  # impl/base: the base image's Makefile, bundled for re-runs
+    output_dir: str
+    cache_dir: str
+    started_at: str
+    matrix_yaml: str
+    settings: dict
+    images: dict[str, ImageInfo]   # implementation id (and router, rust-relay, base) -> image
+    update_readme: str | None = None
+    interrupted: bool = False
+    extra_log: list[str] = Field(default_factory=list)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def output_log(collected: Collected, extra: list[str]) -> str:
+    lines = [*extra]
+    for record in collected.results.tests:
+        rtt = f" {record.rtt_ms:.0f} ms" if record.rtt_ms is not None else ""
+        why = f" ({record.reason})" if record.reason else ""
+        lines.append(f"{record.name}: {record.status.value}{rtt}{why} on {record.host} "
+                     f"in {record.duration}")
+    for name in collected.results.metadata.missing_tests:
+        lines.append(f"{name}: no result (missing)")
+    if collected.duplicates:
+        lines.append(f"{collected.duplicates} duplicate results (redelivered tasks) were dropped")
+    return "\n".join(lines) + "\n"
+
+
+def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
+    """Files the zip copies from the cache and the repository, by their name in the zip."""
+    files: dict[str, Path] = {}
+    for image in spec.images.values():
+        for relative in (image.snapshot, image.makefile):
+            if not relative:
+                continue
+            path = cache.path(relative)
+            if path.is_file():
+                files[relative] = path
+                meta = path.with_name(path.name + ".metadata")
+                if meta.is_file():
+                    files[relative + ".metadata"] = meta
+    rootfs = cache.root / "rootfs"  # the tarball came with the base image; these point at it
+    for pointer in [*rootfs.glob("*.sha256"), *rootfs.glob("*.inputs")] if rootfs.is_dir() else []:
+        files[f"rootfs/{pointer.name}"] = pointer
+    base = Path(spec.base_dir)
+    for path in base.iterdir() if base.is_dir() else []:
+        if path.is_file() and path.name != "image.yaml":
+            files[f"base/{path.name}"] = path
+    wheels = cache.root / "wheels"
+    for wheel in wheels.glob("*.whl") if wheels.is_dir() else []:
+        files[f"wheels/{wheel.name}"] = wheel
+    return files
+
+
+def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
+    """Write every output of a pass; return its summary and exit code."""
+    cache = Cache(Path(spec.cache_dir))
+    out = Path(spec.output_dir)
+    completed = _now()
+    started = datetime.strptime(spec.started_at, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    matrix = matrix_from_yaml(spec.matrix_yaml)
+    metadata = ResultsMetadata(
+        test_pass=spec.name, started_at=spec.started_at, completed_at=completed.strftime(TIME_FORMAT),
+        duration=f"{(completed - started).total_seconds():.0f}s", kind=spec.kind,
+        platform=spec.settings.get("system", {}).get("platform"),
+        os=spec.settings.get("system", {}).get("os"),
+        worker_count=spec.settings.get("execution", {}).get("workerCount"),
+        partial=spec.interrupted)
+    collected = collect(metadata, matrix, payloads)
+    results = collected.results
+    results_yaml = dump_yaml(to_yaml_data(results))
+    results_md = render_results_md(results)
+    log_text = output_log(collected, spec.extra_log)
+
+    atomic_write(out / "results.yaml", results_yaml)
+    atomic_write(out / "results.md", results_md)
+    atomic_write(out / "output.log", log_text)
+    for relative, text in collected.logs.items():
+        atomic_write(out / relative, text)
+
+    images_yaml = dump_yaml({key: to_yaml_data(image) for key, image in spec.images.items()})
+    texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
+             "test-matrix.yaml": spec.matrix_yaml, "settings.yaml": dump_yaml(spec.settings),
+             "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
+             **collected.logs, **collected.composes}
+    zip_path = write_test_pass(cache, spec.name, texts, _bundle(cache, spec))
+
+    if spec.update_readme:
+        readme = Path(spec.update_readme)
+        atomic_write(readme, inject_dashboard(readme.read_text(encoding="utf-8"), results_md,
+                                              str(readme)))
+    summary = results.summary
+    return {"name": spec.name, "exitCode": exit_code_of(results), "partial": results.metadata.partial,
+            "passed": summary.passed, "failed": summary.failed, "flaky": summary.flaky,
+            "knownFailures": summary.known_failures, "total": summary.total,
+            "missing": len(results.metadata.missing_tests), "testPassZip": str(zip_path),
+            "resultsYaml": str(out / "results.yaml"), "resultsMd": str(out / "results.md"),
+            "flakyNames": [r.name for r in results.tests if r.status is Status.FLAKY]}

@@ -1,0 +1,302 @@
+"""`submit`: one whole pass, from the selection to results.md, as a Celery chord.
+
+config -> matrix -> images -> chord(run_test per test | aggregate) -> progress -> exit code
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import socket
+import subprocess
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from celery import chord
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from cluster.app import configure
+from cluster.cache import Cache
+from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
+from cluster.errors import InfrastructureError
+from cluster.matrix import matrix_to_yaml
+from cluster.models import ImageInfo, Status, TestMatrix, TestRecord, to_yaml_data
+from cluster.tasks import RunRequest, aggregate_signature, run_test_signature
+from controller.build import Builder, implementation_targets, infrastructure_targets
+from controller.config import detect_kind, load_impls
+from controller.embedded import EmbeddedCluster
+from controller.export import export_image
+from controller.finish import TIME_FORMAT, PassSpec, finish_pass
+from controller.planning import plan_matrix
+from controller.testpass import pass_name
+
+from controller.status import PASS_KEY
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    root: Path
+    kind: str = "full"
+    base: str = "HEAD~1"
+    test_filter: str | None = None
+    test_ignore: str | None = None
+    broker: str | None = None
+    output_dir: Path = Path(".")
+    timeout: int = 120
+    retries: int = 0
+    workers: int | None = None
+    update_readme: Path | None = None
+    detach: bool = False
+    controller_queue: str = CONTROLLER_QUEUE
+    image_source: str | None = None
+    deadline: int | None = None
+
+
+def engine_version() -> str:
+    result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InfrastructureError("the Docker engine is not reachable (is dockerd running? "
+                                  "bash .ci/setup starts it): " + result.stderr.strip()[-300:])
+    return result.stdout.strip()
+
+
+def _git(root: Path, *args: str) -> str | None:
+    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                            check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def settings_for(options: SubmitOptions, name: str, kind: str, reason: str, matrix: TestMatrix,
+                 cache: Cache, engine: str, workers: int | None) -> dict:
+    compose = subprocess.run(["docker-compose", "version", "--short"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+    return {
+        "testPass": {"name": name, "kind": kind, "triggeredBy": reason},
+        "filters": {"testFilter": list(matrix.metadata.filter),
+                    "testIgnore": list(matrix.metadata.ignore)},
+        "system": {"platform": platform.machine(), "os": platform.system(),
+                   "osVersion": platform.platform(), "docker": engine, "dockerCompose": compose,
+                   "python": platform.python_version(), "controllerHost": socket.gethostname()},
+        "execution": {"workerCount": workers, "verbose": False, "cacheDir": str(cache.root),
+                      "timeoutSeconds": options.timeout, "retries": options.retries,
+                      "broker": "embedded" if not options.broker else "external"},
+        "git": {"repository": _git(options.root, "remote", "get-url", "origin"),
+                "branch": _git(options.root, "rev-parse", "--abbrev-ref", "HEAD"),
+                "commit": _git(options.root, "rev-parse", "HEAD"),
+                "dirtyWorkingTree": bool(_git(options.root, "status", "--porcelain"))},
+    }
+
+
+def build_images(options: SubmitOptions, cache: Cache, matrix: TestMatrix,
+                 log: Callable[[str], None]) -> dict[str, ImageInfo]:
+    """Only the images the selected tests need, plus base, router and relay."""
+    impls = load_impls(options.root)
+    needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
+    builder = Builder(cache, log=log)
+    images: dict[str, ImageInfo] = {}
+    for target in infrastructure_targets(options.root) + implementation_targets(options.root,
+                                                                                impls, needed):
+        images[target.name] = builder.build(target).image
+    return images
+
+
+def _requests(spec: PassSpec, matrix: TestMatrix, options: SubmitOptions) -> list[RunRequest]:
+    images = spec.images
+    return [RunRequest(pass_id=spec.name, test=test, dialer=images[test.dialer],
+                       listener=images[test.listener], router=images["router"],
+                       relay=images["rust-relay"], base=images["base"],
+                       timeout_seconds=options.timeout, retries=options.retries,
+                       image_source=options.image_source) for test in matrix.tests]
+
+
+def default_deadline(tests: int, options: SubmitOptions, concurrency: int) -> int:
+    """How long a pass may take before it is declared partial: every test at its timeout."""
+    per_test = (options.timeout + TASK_OVERHEAD_SECONDS) * (options.retries + 1)
+    return per_test * math.ceil(tests / max(1, concurrency)) + 300
+
+
+def _line(record: TestRecord) -> str:
+    if record.status is Status.FAIL:
+        mark = "known failure" if record.expected_failure else "FAIL"
+        return f"{mark:>13}  {record.name}: {record.reason} [{record.host}]"
+    return f"{record.status.value.upper():>13}  {record.name}: {record.rtt_ms:.0f} ms [{record.host}]"
+
+
+def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
+    kind, reason = options.kind, f"--kind {options.kind}"
+    if kind == "auto":
+        choice = detect_kind(options.root, options.base)
+        kind, reason = choice.kind, choice.reason
+        console.print(f"--kind auto: {kind} ({reason})")
+    matrix = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache).matrix
+    console.print(f"{len(matrix.tests)} tests selected ({kind})")
+    engine = engine_version()
+    images = build_images(options, cache, matrix, log=console.print)
+    base_dir = options.root.resolve() / "impl" / "base"
+    return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir)
+
+
+def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, reason: str,
+             matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path) -> int:
+    """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass."""
+    if options.broker:
+        for image_id in {image.image_id for image in images.values()}:
+            path, written = export_image(cache, image_id)
+            if written:
+                console.print(f"saved {path.name} for the workers")
+
+    started = datetime.now(timezone.utc)
+    name = pass_name(kind, started.astimezone())
+    output_dir = options.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    concurrency = options.workers
+    settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
+    spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
+                    output_dir=str(output_dir), cache_dir=str(cache.root),
+                    started_at=started.strftime(TIME_FORMAT), matrix_yaml=matrix_to_yaml(matrix),
+                    settings=settings, images=images,
+                    update_readme=str(options.update_readme.resolve()) if options.update_readme else None)
+    embedded = None if options.broker else EmbeddedCluster(cache.root, concurrency, options.timeout)
+    with embedded or nullcontext():
+        broker = embedded.broker if embedded else options.broker
+        app = configure(broker, options.timeout)
+        if embedded:
+            console.print(f"embedded cluster: Redis {broker}, worker {embedded.host}")
+            embedded.wait_ready(app)
+        header = [run_test_signature(r) for r in _requests(spec, matrix, options)]
+        body = aggregate_signature(spec.model_dump(mode="json", by_alias=True), options.controller_queue)
+        result = chord(header)(body)
+        group = result.parent
+        group.save()
+        with app.connection_for_write() as conn:
+            conn.default_channel.client.set(PASS_KEY.format(name), json.dumps({
+                "group": group.id, "aggregate": result.id, "total": len(header),
+                "outputDir": str(output_dir)}), ex=7 * 24 * 3600)
+        console.print(f"pass {name}: {len(header)} tests submitted")
+        if options.detach:
+            console.print(f"detached; follow it with: holepunch-controller status {name}")
+            return 0
+        deadline = time.monotonic() + (options.deadline or default_deadline(
+            len(header), options, concurrency or 2))
+        try:
+            summary = _follow(result, group, len(header), deadline, console)
+        except KeyboardInterrupt:
+            if embedded:
+                embedded.interrupted = True
+            console.print("interrupted: stopping the pass and writing what finished (partial)")
+            group.revoke(terminate=True)
+            summary = _finish_locally(spec, group, "interrupted by the user (Ctrl-C)")
+            _report(summary, console)
+            return EXIT_INTERRUPTED
+        if summary is None:
+            group.revoke(terminate=True)
+            summary = _finish_locally(spec, group, "the pass outlived its deadline")
+        del result, group
+        _close_results(app)
+    _report(summary, console)
+    return summary["exitCode"]
+
+
+def _follow(result, group, total: int, deadline: float, console: Console) -> dict | None:
+    """Show progress until the aggregate is done; None if the deadline passes first."""
+    seen: set[str] = set()
+    passed = failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("pass {task.fields[passed]} fail {task.fields[failed]}"),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("tests", total=total, passed=0, failed=0)
+        while True:
+            for child in group.results:
+                if child.id in seen or not child.ready():
+                    continue
+                seen.add(child.id)
+                payload = child.result if child.successful() else None
+                if isinstance(payload, dict) and "record" in payload:
+                    record = TestRecord.model_validate(payload["record"])
+                    ok = record.status is not Status.FAIL or record.expected_failure
+                    passed, failed = passed + ok, failed + (not ok)
+                    progress.console.print(_line(record))
+                else:
+                    failed += 1
+                    progress.console.print(f"{'ERROR':>13}  task {child.id}: {child.result!r}")
+                progress.update(task, completed=len(seen), passed=passed, failed=failed)
+            if result.ready():
+                if result.successful():
+                    return result.result
+                console.print(f"the aggregate failed: {result.result!r}")
+                return None
+            if time.monotonic() > deadline:
+                console.print("deadline passed before every test reported")
+                return None
+            time.sleep(0.5)
+
+
+def _close_results(app) -> None:
+    """Stop listening for results while the broker still runs (the embedded one stops next).
+
+    Result objects still alive at exit would unsubscribe from a broker that is gone, in their
+    finalisers; with nothing left to wait for, their backend forgets them quietly instead.
+    """
+    backend = app.backend
+    backend.remove_pending_result = lambda result: result
+    try:
+        backend.result_consumer.stop()
+    except Exception:  # noqa: BLE001 - nothing to stop, or the broker is already gone
+        pass
+
+
+def _finish_locally(spec: PassSpec, group, why: str) -> dict:
+    """Write the outputs from whatever finished; the pass is labelled partial."""
+    payloads = []
+    for child in group.results:
+        try:
+            if child.ready() and child.successful():
+                payloads.append(child.result)
+        except Exception:  # noqa: BLE001 - a broker gone mid-pass: what we have is what we have
+            continue
+    spec = spec.model_copy(update={"interrupted": True, "extra_log": [why]})
+    return finish_pass(spec, payloads)
+
+
+def _report(summary: dict, console: Console) -> None:
+    console.print(Path(summary["resultsMd"]).read_text(encoding="utf-8"), markup=False)
+    state = "PARTIAL" if summary["partial"] else "complete"
+    console.print(f"{state}: {summary['passed']} passed, {summary['failed']} failed"
+                  f"{', ' + str(summary['flaky']) + ' flaky' if summary['flaky'] else ''}"
+                  f"{', ' + str(summary['knownFailures']) + ' known failures' if summary['knownFailures'] else ''}"
+                  f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}"
+                  f" of {summary['total']}")
+    console.print(f"results: {summary['resultsYaml']}, {summary['resultsMd']}")
+    console.print(f"test pass: {summary['testPassZip']}")
+
+
+def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) -> int:
+    """Re-run an unzipped test pass: its images rebuilt from its own snapshots, its own matrix."""
+    from cluster.yamlio import load_model, read_yaml, validate
+    from cluster.matrix import matrix_from_yaml
+
+    matrix = matrix_from_yaml((folder / "test-matrix.yaml").read_text(encoding="utf-8"),
+                              str(folder / "test-matrix.yaml"))
+    recorded = {key: validate(ImageInfo, value, f"images.yaml: {key}")
+                for key, value in (read_yaml(folder / "images.yaml") or {}).items()}
+    settings = read_yaml(folder / "settings.yaml") or {}
+    kind = settings.get("testPass", {}).get("kind", "full")
+    engine = engine_version()
+    builder = Builder(cache, log=console.print)
+    images = {"base": builder.build_base(folder / "base")}
+    for key, image in recorded.items():
+        if key == "base":
+            continue
+        if not image.snapshot:
+            raise InfrastructureError(f"images.yaml: {key} names no snapshot to rebuild it from")
+        images[key] = builder.build_snapshot(key, image.snapshot)
+    reason = f"re-run of {settings.get('testPass', {}).get('name', folder.name)}"
+    return run_pass(options, cache, console, kind, reason, matrix, images, engine, folder / "base")

@@ -1,0 +1,12 @@
+"""The chord's body: `aggregate` runs on the controller's queue and writes the pass's outputs."""
+
+from __future__ import annotations
+
+from cluster.app import app
+from cluster.tasks import AGGREGATE
+from controller.finish import PassSpec, finish_pass
+
+
+@app.task(name=AGGREGATE, acks_late=True)
+def aggregate(payloads: list[dict | None], spec_data: dict) -> dict:
+    return finish_pass(PassSpec.model_validate(spec_data), payloads)

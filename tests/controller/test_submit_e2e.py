@@ -1,0 +1,119 @@
+"""`holepunch-controller submit` on the embedded default: a real pass, end to end.
+
+Real Docker engine, a real local Redis, a real Celery worker and reporter, real libp2p images.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
+EMBEDDED_HOST = socket.gethostname() + "-embedded"
+SMALL = "rust-v0.57 x rust-v0.57 (tcp|go-v0.51 x go-v0.51 (tcp|rust-v0.57 x go-v0.51 (tcp"
+
+
+def engine_or_skip() -> None:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine")
+
+
+def submit(out: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([CONTROLLER, "submit", "--root", str(REPO), "-o", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def leftovers() -> list[str]:
+    names = subprocess.run(["docker", "ps", "-a", "--filter", f"label=holepunch.host={EMBEDDED_HOST}",
+                            "--format", "{{.Names}}"], capture_output=True, text=True).stdout.split()
+    nets = subprocess.run(["docker", "network", "ls", "--filter",
+                           f"label=holepunch.host={EMBEDDED_HOST}", "--format", "{{.Name}}"],
+                          capture_output=True, text=True).stdout.split()
+    return names + nets
+
+
+def embedded_redis_running() -> bool:
+    return subprocess.run(["pgrep", "-f", "redis-server .*--dir /tmp/holepunch-embedded-"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def small_pass(tmp_path_factory):
+    engine_or_skip()
+    out = tmp_path_factory.mktemp("pass")
+    first = submit(out, "--test-filter", SMALL, "--test-ignore", "")
+    return out, first
+
+
+def test_small_pass_results_match_reality(small_pass) -> None:
+    out, run = small_pass
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = yaml.safe_load((out / "results.yaml").read_text())
+    names = sorted(t["name"] for t in results["tests"])
+    assert names == sorted(["rust-v0.57 x rust-v0.57 (tcp, noise, yamux)",
+                            "go-v0.51 x go-v0.51 (tcp, noise, yamux)",
+                            "rust-v0.57 x go-v0.51 (tcp, noise, yamux)"])
+    assert results["metadata"]["partial"] is False
+    for test in results["tests"]:
+        assert test["status"] == "pass" and 180 <= test["rttMs"] <= 235, test
+        assert test["host"] == EMBEDDED_HOST
+        assert (out / test["logFile"]).read_text().strip()
+    assert "## Transport: tcp, noise, yamux" in (out / "results.md").read_text()
+    zip_line = next(line for line in run.stderr.splitlines() if line.startswith("test pass: "))
+    with zipfile.ZipFile(zip_line.removeprefix("test pass: ").strip()) as archive:
+        listed = archive.namelist()
+    assert any(name.endswith("/re-run.sh") for name in listed)
+    assert any("/snapshots/" in name for name in listed)
+    assert not leftovers() and not embedded_redis_running()
+
+
+def test_second_submit_rebuilds_nothing(small_pass, tmp_path: Path) -> None:
+    again = submit(tmp_path, "--test-filter", "rust-v0.57 x rust-v0.57 (tcp", "--test-ignore", "")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "building from" not in again.stderr and "vendoring" not in again.stderr
+    assert again.stderr.count(": up to date") == 3  # router, relay, the one implementation
+    assert "Traceback" not in again.stderr
+
+
+def test_bad_input_exits_2_before_anything_runs(tmp_path: Path) -> None:
+    run = submit(tmp_path, "--test-filter", "no-such-implementation")
+    assert run.returncode == 2 and "matches no test" in run.stderr
+    assert not (tmp_path / "results.yaml").exists()
+
+
+def test_ctrl_c_leaves_nothing_and_a_partial_result(tmp_path: Path) -> None:
+    engine_or_skip()
+    proc = subprocess.Popen([CONTROLLER, "submit", "--root", str(REPO), "-o", str(tmp_path),
+                             "--test-filter", "rust-v0.57 x rust-v0.57|go-v0.51 x go-v0.51|"
+                             "rust-v0.57 x go-v0.51|go-v0.51 x rust-v0.57", "--test-ignore", "",
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=REPO)
+    lines: list[str] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.strip().startswith(("PASS", "FAIL")):  # one test done, the rest still queued
+            break
+    assert any("tests submitted" in line for line in lines), "".join(lines)[-3000:]
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(lines) + rest
+    results = yaml.safe_load((tmp_path / "results.yaml").read_text())
+    assert results["metadata"]["partial"] is True and results["metadata"]["missingTests"]
+    assert not leftovers(), leftovers()
+    assert not embedded_redis_running()
