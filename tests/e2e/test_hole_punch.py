@@ -15,8 +15,11 @@ from harness import PairResult
 
 pytestmark = pytest.mark.e2e
 
-# Direct path: 4 x 50 ms of router delay, about 200 ms. Over the relay it would be about 250 ms.
-DIRECT_RTT_MS = (180.0, 235.0)
+# Four 50 ms router delays put every RTT at about 200 ms or more: a lower figure means the routers
+# did not delay. There is no upper bound: on a loaded 2-core host a direct RTT reached 271 ms, past
+# the relayed ~250 ms, so RTT cannot tell direct from relayed. Directness is what the dialer reports
+# (its contract: it pings only a non-/p2p-circuit connection), checked by `reported_direct`.
+MIN_RTT_MS = 180.0
 
 PASSING = [
     ("rust", "rust", "tcp"), ("rust", "rust", "quic"),
@@ -63,8 +66,7 @@ def test_hole_punch(built, run_pair, pair_results, dialer_lang, listener_lang, t
     result = _run(built, run_pair, pair_results, dialer_lang, listener_lang, transport)
     assert result.exit_code == 0, _explain(result)
     assert result.rtt_ms is not None, _explain(result)
-    low, high = DIRECT_RTT_MS
-    assert low <= result.rtt_ms <= high, f"RTT {result.rtt_ms} ms is not the direct path's\n" + _explain(result)
+    assert result.rtt_ms >= MIN_RTT_MS, f"RTT {result.rtt_ms} ms: the routers did not delay\n" + _explain(result)
     assert reported_direct(result.dialer_stderr), (
         "the dialer's stderr names no direct connection (a line with 'direct connection' and its "
         "address, not /p2p-circuit)\n" + _explain(result))
@@ -96,4 +98,5 @@ def test_four_pairs_at_once(built, run_pair, pair_results):
         pair_results.append((f"parallel {i} (wall {wall:.1f}s)", result))
     for result in results:
         assert result.leftovers == []
-        assert result.passed and DIRECT_RTT_MS[0] <= result.rtt_ms <= DIRECT_RTT_MS[1], _explain(result)
+        assert result.passed and result.rtt_ms >= MIN_RTT_MS, _explain(result)
+        assert reported_direct(result.dialer_stderr), _explain(result)
