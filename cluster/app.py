@@ -10,6 +10,6 @@ app = Celery("holepunch")
 app.conf.update(celery_settings())
 
 
-def configure(broker: str | None, max_test_timeout: int) -> Celery:
-    app.conf.update(celery_settings(broker, max_test_timeout))
+def configure(broker: str | None, max_test_timeout: int, visibility: int | None = None) -> Celery:
+    app.conf.update(celery_settings(broker, max_test_timeout, visibility))
     return app

@@ -11,7 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes")
+FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes",
+           "cluster")  # cluster: settings and Flower credentials of `cluster up`
 ENV_VAR = "HOLEPUNCH_CACHE"
 
 

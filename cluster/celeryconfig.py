@@ -19,16 +19,19 @@ TASK_OVERHEAD_SECONDS = 240
 CONTROLLER_QUEUE = "holepunch.controller"
 
 
-def visibility_timeout(max_test_timeout: int) -> int:
+def visibility_timeout(max_test_timeout: int, override: int | None = None) -> int:
     """Just above the longest a run_test task can take: shorter starts duplicates of running
-    tests; much longer delays the re-run of a dead worker's test by as much."""
-    return max_test_timeout + TASK_OVERHEAD_SECONDS
+    tests; much longer delays the re-run of a dead worker's test by as much. This is how long a
+    killed host's tests wait before another host takes them, so a cluster whose images are
+    already on every host may set it lower (`--visibility-timeout`). Every consumer of one
+    broker (workers, reporter) must use the same value: the smallest one re-queues for all."""
+    return override or max_test_timeout + TASK_OVERHEAD_SECONDS
 
 
-def celery_settings(broker: str | None = None,
-                    max_test_timeout: int = DEFAULT_TEST_TIMEOUT) -> dict[str, Any]:
+def celery_settings(broker: str | None = None, max_test_timeout: int = DEFAULT_TEST_TIMEOUT,
+                    visibility: int | None = None) -> dict[str, Any]:
     broker = broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
-    transport = {"visibility_timeout": visibility_timeout(max_test_timeout)}
+    transport = {"visibility_timeout": visibility_timeout(max_test_timeout, visibility)}
     return {
         "broker_url": broker,
         "result_backend": broker,

@@ -17,6 +17,7 @@ from cluster.celeryconfig import CONTROLLER_QUEUE
 from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError, UsageError
 from cluster.matrix import matrix_to_yaml
 from cluster.models import Results
+from cluster.options import visibility_option
 from cluster.yamlio import load_model
 from controller.build import Builder, implementation_targets, infrastructure_targets
 from controller.config import detect_kind, load_impls
@@ -207,14 +208,93 @@ def status(pass_name: str, broker: str) -> None:
 @click.option("--queue", default=CONTROLLER_QUEUE, show_default=True,
               help="The controller queue the chords' aggregate tasks are routed to.")
 @click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True)
+@visibility_option
 @click.option("-n", "--name", default=None, help="Node name in Flower. Default: reporter@<hostname>.")
-def reporter(broker: str, queue: str, max_test_timeout: int, name: str | None) -> None:
+def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | None,
+             name: str | None) -> None:
     """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
     writes their outputs on this host."""
-    app = configure(broker, max_test_timeout)
+    app = configure(broker, max_test_timeout, visibility)
     import controller.tasks  # noqa: F401 - registers aggregate
     app.worker_main(["worker", "-Q", queue, "-c", "1", "-P", "solo", "--loglevel", "INFO",
                      "-n", name or f"reporter@{socket.gethostname()}", "-E"])
+
+
+@cli.group("cluster")
+def cluster_group() -> None:
+    """The whole cluster of compose.cluster.yml on this machine: broker, Flower, cache server,
+    reporter and two Docker-in-Docker worker hosts (worker-a, worker-b)."""
+
+
+WORKER_HOSTS = ("worker-a", "worker-b")
+
+
+@cluster_group.command("up")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Repository root holding compose.cluster.yml.")
+@click.option("--broker-port", type=click.IntRange(1, 65535), default=16379, show_default=True,
+              help="Broker port on 127.0.0.1.")
+@click.option("--flower-port", type=click.IntRange(1, 65535), default=5555, show_default=True,
+              help="Flower port on 127.0.0.1.")
+@click.option("--cache-port", type=click.IntRange(1, 65535), default=18080, show_default=True,
+              help="Cache server port on 127.0.0.1.")
+@click.option("--flower-auth", default=None, metavar="USER:PASSWORD",
+              help="Flower's basic auth. Default: holepunch and a password generated once, kept "
+                   "in <cache>/cluster/flower-auth.")
+@click.option("-c", "--concurrency", type=click.IntRange(1), default=2, show_default=True,
+              help="Tests at once on each worker host.")
+@click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True,
+              help="Longest per-test timeout the cluster will be given (seconds).")
+@visibility_option
+@click.option("--wait", "wait_seconds", type=click.IntRange(1), default=300, show_default=True,
+              help="Seconds to wait for the workers and the reporter to answer.")
+@click.pass_obj
+def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cache_port: int,
+               flower_auth: str | None, concurrency: int, max_test_timeout: int,
+               visibility: int | None, wait_seconds: int) -> None:
+    """Build the cluster image and start every service; return once all workers answer."""
+    from controller.cluster_up import (ClusterSettings, build_image, compose, flower_auth as auth,
+                                       save_settings, wait_ready)
+    root = root.resolve()
+    if not (root / "compose.cluster.yml").is_file():
+        raise UsageError("--root", f"{root} has no compose.cluster.yml (give the checkout)")
+    base = Builder(cache, log=lambda line: err.print(line)).build_base(root / "impl" / "base")
+    image = build_image(root, cache, base.image_id, log=err.print)
+    settings = ClusterSettings(root=root, cache=cache.root.resolve(), image=image,
+                               broker_port=broker_port, flower_port=flower_port,
+                               cache_port=cache_port, flower_auth=auth(cache, flower_auth),
+                               worker_concurrency=concurrency, max_test_timeout=max_test_timeout,
+                               visibility_timeout=visibility)
+    save_settings(cache, settings)
+    compose(settings, "up", "-d", "--remove-orphans")
+    app = configure(settings.broker_url, max_test_timeout, visibility)
+    wait_ready(app, {f"holepunch@{host}" for host in WORKER_HOSTS} | {"reporter@cluster"},
+               wait_seconds, log=err.print)
+    user = settings.flower_auth.split(":", 1)[0]
+    err.print(f"cluster up: broker {settings.broker_url}, Flower {settings.flower_url} (user "
+              f"{user}, password in {cache.root / 'cluster' / 'flower-auth'}), cache "
+              f"http://127.0.0.1:{cache_port}, workers {', '.join(WORKER_HOSTS)}\n"
+              f"submit with: holepunch-controller submit --kind full --broker {settings.broker_url}")
+
+
+@cluster_group.command("down")
+@click.pass_obj
+def cluster_down(cache: Cache) -> None:
+    """Stop the cluster: workers stop their tests and global services, then every container,
+    network and volume of the cluster is removed (its worker hosts' images with them)."""
+    from controller.cluster_up import compose, load_settings
+    compose(load_settings(cache), "down", "-v", "--remove-orphans", "-t", "180")
+    err.print("cluster down")
+
+
+@cluster_group.command("compose", context_settings={"ignore_unknown_options": True})
+@click.argument("compose_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def cluster_compose(cache: Cache, compose_args: tuple[str, ...]) -> None:
+    """Any docker-compose command on the cluster (default ps), e.g. `cluster compose logs worker-a`."""
+    from controller.cluster_up import compose, load_settings
+    result = compose(load_settings(cache), *(compose_args or ("ps",)), check=False)
+    raise click.exceptions.Exit(result.returncode)
 
 
 @cli.command("report")

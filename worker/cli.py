@@ -15,6 +15,7 @@ from cluster.app import configure
 from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import HolepunchError
+from cluster.options import visibility_option
 from worker.host import Host
 from worker.reaper import reap_tests
 from worker.services import DEFAULT_PUBLIC_SUBNET
@@ -48,6 +49,7 @@ def default_concurrency() -> int:
 @click.option("--max-test-timeout", type=click.IntRange(1), default=DEFAULT_TEST_TIMEOUT,
               show_default=True, help="Longest per-test timeout any pass will use (seconds); sets "
                                       "the broker's visibility timeout above it.")
+@visibility_option
 @click.option("-Q", "--queues", default=TEST_QUEUE, show_default=True,
               help="Comma-separated queues to consume (add a host-pinned queue here).")
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -56,7 +58,7 @@ def default_concurrency() -> int:
                    "(Redis, relay, network, host guard), then exit.")
 def main(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
-         max_test_timeout: int, queues: str, loglevel: str, cleanup: bool) -> None:
+         max_test_timeout: int, visibility: int | None, queues: str, loglevel: str, cleanup: bool) -> None:
     """Run a Celery worker that takes tests from the broker and runs them on this host's Docker
     engine, with one Redis and one relay of its own on an internal network.
 
@@ -67,7 +69,7 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
                 public_subnet=public_subnet, lan_pool=lan_pool,
                 image_source=image_source or str(default_cache_root(cache_dir)))
     host.export()
-    app = configure(broker, max_test_timeout)
+    app = configure(broker, max_test_timeout, visibility)
     import worker.tasks  # noqa: F401 - registers run_test with the app
 
     try:

@@ -1,0 +1,167 @@
+"""`holepunch-controller cluster up|down|ps`: the whole cluster of compose.cluster.yml on this machine.
+
+Builds the one image every cluster service runs (cluster/image/Dockerfile on our base image, the
+Python packages from the cache's wheelhouse plus a fresh wheel of this checkout), then runs
+Debian's docker-compose with the settings the compose file reads from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cluster.cache import Cache, atomic_write
+from cluster.errors import InfrastructureError, UsageError
+
+PROJECT = "holepunch-cluster"
+IMAGE_TAG = "holepunch-cluster:latest"
+COMPOSE_FILE = "compose.cluster.yml"
+FLOWER_USER = "holepunch"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What compose.cluster.yml reads from its environment (all ports on 127.0.0.1 only)."""
+
+    root: Path
+    cache: Path
+    image: str
+    broker_port: int = 16379
+    flower_port: int = 5555
+    cache_port: int = 18080
+    flower_auth: str = ""
+    worker_concurrency: int = 2
+    max_test_timeout: int = 120
+    visibility_timeout: int | None = None
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "HOLEPUNCH_ROOT": str(self.root), "HOLEPUNCH_CACHE": str(self.cache),
+            "HOLEPUNCH_CLUSTER_IMAGE": self.image,
+            "HOLEPUNCH_BROKER_PORT": str(self.broker_port),
+            "HOLEPUNCH_FLOWER_PORT": str(self.flower_port),
+            "HOLEPUNCH_CACHE_PORT": str(self.cache_port),
+            "HOLEPUNCH_FLOWER_AUTH": self.flower_auth,
+            "HOLEPUNCH_WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "HOLEPUNCH_MAX_TEST_TIMEOUT": str(self.max_test_timeout),
+            "HOLEPUNCH_VISIBILITY_TIMEOUT": str(self.visibility_timeout or ""),
+        }
+        return env
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis://127.0.0.1:{self.broker_port}/0"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+
+def flower_auth(cache: Cache, given: str | None) -> str:
+    """`user:password` for Flower: the given one, else one generated once and kept in the cache."""
+    if given:
+        if ":" not in given:
+            raise UsageError("--flower-auth", "must be user:password")
+        return given
+    path = cache.folder("cluster") / "flower-auth"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    auth = f"{FLOWER_USER}:{secrets.token_urlsafe(12)}"
+    atomic_write(path, auth + "\n")
+    path.chmod(0o600)
+    return auth
+
+
+def build_image(root: Path, cache: Cache, base_image: str, log=print) -> str:
+    """Build holepunch-cluster on `base_image`; return its image ID (Docker's layer cache keeps
+    the apt step; only a changed wheel rebuilds the layers after it)."""
+    wheelhouse = cache.root / "wheels"
+    if not any(wheelhouse.glob("*.whl")):
+        raise InfrastructureError(f"{wheelhouse} has no wheels: run `bash .ci/setup` (it builds "
+                                  "the wheelhouse the cluster image installs from)")
+    with tempfile.TemporaryDirectory(prefix="holepunch-cluster-image-") as tmp:
+        context = Path(tmp)
+        shutil.copytree(root / "cluster" / "image", context, dirs_exist_ok=True)
+        wheels = context / "wheels"
+        wheels.mkdir()
+        for wheel in wheelhouse.glob("*.whl"):
+            if not wheel.name.startswith("holepunch-"):
+                shutil.copy2(wheel, wheels / wheel.name)
+        # The build backend comes from the wheelhouse too (.ci/setup puts it there): no network.
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+              "--no-deps", "--no-index", "--find-links", str(wheelhouse), "-w", str(wheels),
+              str(root)],
+             "building the holepunch wheel")
+        _normalise_mtimes(context)
+        log(f"cluster image: building on {base_image[:19]}")
+        iid = context / "iid"
+        _run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base_image}", "-t", IMAGE_TAG,
+              "--iidfile", str(iid), str(context)], "building the cluster image")
+        return iid.read_text().strip()
+
+
+def compose(settings: ClusterSettings, *args: str, check: bool = True,
+            capture: bool = False) -> subprocess.CompletedProcess:
+    """docker-compose -p holepunch-cluster -f compose.cluster.yml <args> with the settings."""
+    if shutil.which("docker-compose") is None:
+        raise InfrastructureError("docker-compose is not installed (apt-get install docker-compose)")
+    command = ["docker-compose", "-p", PROJECT, "-f", str(settings.root / COMPOSE_FILE), *args]
+    result = subprocess.run(command, env={**os.environ, **settings.environment()},
+                            capture_output=capture, text=True, check=False)
+    if check and result.returncode != 0:
+        detail = (result.stderr or "")[-2000:] if capture else ""
+        raise InfrastructureError(f"{' '.join(command[3:])} failed ({result.returncode}) {detail}")
+    return result
+
+
+def _normalise_mtimes(folder: Path) -> None:
+    """The holepunch wheel is rebuilt every time; equal bytes should still hit the layer cache."""
+    for path in folder.rglob("*"):
+        os.utime(path, (0, 0), follow_symlinks=False)
+
+
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InfrastructureError(f"{what} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+
+def save_settings(cache: Cache, settings: ClusterSettings) -> None:
+    """`down` and `ps` need the variables `up` used (compose will not parse the file without)."""
+    data = {**asdict(settings), "root": str(settings.root), "cache": str(settings.cache)}
+    atomic_write(cache.folder("cluster") / "settings.json", json.dumps(data, indent=2) + "\n")
+
+
+def load_settings(cache: Cache) -> ClusterSettings:
+    path = cache.folder("cluster") / "settings.json"
+    if not path.is_file():
+        raise UsageError("cluster", f"no cluster was started with this cache ({path} is "
+                         "missing): run `holepunch-controller cluster up` first")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return ClusterSettings(**{**data, "root": Path(data["root"]), "cache": Path(data["cache"])})
+
+
+def wait_ready(app, wanted: set[str], timeout: float, log=print) -> None:
+    """Every named Celery node answers a ping, or InfrastructureError naming the missing ones."""
+    deadline = time.monotonic() + timeout
+    answered: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            answered = {name for reply in app.control.ping(timeout=1.0) for name in reply}
+        except Exception as exc:  # the broker may still be starting  # noqa: BLE001
+            log(f"waiting for the broker: {exc}")
+            time.sleep(1)
+            continue
+        if wanted <= answered:
+            return
+    raise InfrastructureError(f"cluster not ready after {timeout:.0f} s: no answer from "
+                              f"{', '.join(sorted(wanted - answered))} (see `holepunch-controller "
+                              "cluster compose logs`)")
