@@ -144,6 +144,23 @@ def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
     return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir)
 
 
+PASS_KEY_TTL = 7 * 24 * 3600
+
+
+def claim_pass_name(redis_client, cache: Cache, name: str) -> str:
+    """The seed's pass name, made unique: two passes started in the same second on one broker
+    (or one cache) get `<name>`, `<name>-2`, ... The claim is a SET NX on the broker, so two
+    controllers cannot both win; the zip check covers embedded passes with their own Redis."""
+    for n in range(1, 1000):
+        candidate = name if n == 1 else f"{name}-{n}"
+        if (cache.root / "test-passes" / f"{candidate}.zip").exists():
+            continue
+        if redis_client.set(PASS_KEY.format(candidate), json.dumps({"claimed": True}), nx=True,
+                            ex=PASS_KEY_TTL):
+            return candidate
+    raise InfrastructureError(f"no free test-pass name after {name}-999")
+
+
 def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, reason: str,
              matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path) -> int:
     """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass."""
@@ -153,17 +170,9 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
             if written:
                 console.print(f"saved {path.name} for the workers")
 
-    started = datetime.now(timezone.utc)
-    name = pass_name(kind, started.astimezone())
     output_dir = options.output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     concurrency = options.workers
-    settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
-    spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
-                    output_dir=str(output_dir), cache_dir=str(cache.root),
-                    started_at=started.strftime(TIME_FORMAT), matrix_yaml=matrix_to_yaml(matrix),
-                    settings=settings, images=images,
-                    update_readme=str(options.update_readme.resolve()) if options.update_readme else None)
     embedded = None if options.broker else EmbeddedCluster(cache.root, concurrency, options.timeout)
     with embedded or nullcontext():
         broker = embedded.broker if embedded else options.broker
@@ -171,6 +180,16 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         if embedded:
             console.print(f"embedded cluster: Redis {broker}, worker {embedded.host}")
             embedded.wait_ready(app)
+        started = datetime.now(timezone.utc)
+        with app.connection_for_write() as conn:
+            name = claim_pass_name(conn.default_channel.client, cache,
+                                   pass_name(kind, started.astimezone()))
+        settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
+        spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
+                        output_dir=str(output_dir), cache_dir=str(cache.root),
+                        started_at=started.strftime(TIME_FORMAT), matrix_yaml=matrix_to_yaml(matrix),
+                        settings=settings, images=images,
+                        update_readme=str(options.update_readme.resolve()) if options.update_readme else None)
         header = [run_test_signature(r) for r in _requests(spec, matrix, options)]
         body = aggregate_signature(spec.model_dump(mode="json", by_alias=True), options.controller_queue)
         result = chord(header)(body)
@@ -179,7 +198,7 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         with app.connection_for_write() as conn:
             conn.default_channel.client.set(PASS_KEY.format(name), json.dumps({
                 "group": group.id, "aggregate": result.id, "total": len(header),
-                "outputDir": str(output_dir)}), ex=7 * 24 * 3600)
+                "outputDir": str(output_dir)}), ex=PASS_KEY_TTL)
         console.print(f"pass {name}: {len(header)} tests submitted")
         if options.detach:
             console.print(f"detached; follow it with: holepunch-controller status {name}")
