@@ -77,7 +77,7 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)
         sys.exit(exc.exit_code)
-    host.leases.clear()
+    host.leases.reclaim_stale()
     if removed:
         click.echo(f"holepunch-worker: removed leftovers: {', '.join(removed)}", err=True)
     if cleanup:

@@ -74,10 +74,19 @@ class SubnetLeases:
     def release(self, pair: LanPair) -> None:
         (self.directory / str(pair.index)).unlink(missing_ok=True)
 
-    def clear(self) -> None:
-        """At worker start no test runs on this host: every lease is left over."""
-        for path in self.directory.iterdir():
-            path.unlink(missing_ok=True)
+    def reclaim_stale(self) -> list[int]:
+        """Remove the leases whose holder is dead; returns their indices.
+
+        Not every lease: another worker on this engine (an embedded `submit`, a re-run) may share
+        this run directory, and wiping its live leases hands its subnets out twice.
+        """
+        reclaimed = []
+        with host_lock("subnet-leases"):
+            for path in self.directory.iterdir():
+                if path.name.isdigit() and self._stale(path):
+                    path.unlink(missing_ok=True)
+                    reclaimed.append(int(path.name))
+        return sorted(reclaimed)
 
     def held(self) -> list[int]:
         return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())

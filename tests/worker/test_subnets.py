@@ -44,3 +44,18 @@ def test_lease_of_a_dead_process_is_reclaimed(tmp_path: Path, monkeypatch) -> No
     (tmp_path / "leases" / "0").write_text(f"{pid} dead-test\n")
     assert leases.acquire("new").index == 0
     assert (tmp_path / "leases" / "0").read_text().startswith(f"{os.getpid()} new")
+
+
+def test_worker_start_reclaims_only_dead_holders_leases(tmp_path: Path, monkeypatch) -> None:
+    """A second worker on the same engine must not free the leases of a live one."""
+    monkeypatch.setenv("HOLEPUNCH_RUN_DIR", str(tmp_path))
+    leases = SubnetLeases("10.9.0.0/22", tmp_path / "leases")
+    live = leases.acquire("a test of a worker that still runs")  # held by this (live) process
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / "leases" / "1").write_text(f"{pid} a test of a killed worker\n")
+    assert leases.reclaim_stale() == [1]
+    assert leases.held() == [live.index]
+    assert leases.acquire("next").index == 1
