@@ -34,10 +34,11 @@ class RunRequest(YamlModel):
 
 
 def run_test_signature(request: RunRequest) -> Signature:
-    """`run_test(test name, request)`: the name comes first so Flower shows it in the arguments."""
+    """`run_test(test name, request)`: the name comes first, and monitors (Flower's args column,
+    `celery inspect`) are shown only the name, not the whole request."""
     return signature(RUN_TEST, args=(request.test.name,
                                      request.model_dump(mode="json", by_alias=True)),
-                     queue=TEST_QUEUE)
+                     queue=TEST_QUEUE, argsrepr=repr((request.test.name,)), kwargsrepr="{}")
 
 
 def aggregate_signature(spec: dict, queue: str) -> Signature:

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import kombu.exceptions
+import redis.exceptions
 from celery import chord
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -211,17 +213,21 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
             if embedded:
                 embedded.interrupted = True
             console.print("interrupted: stopping the pass and writing what finished (partial)")
-            group.revoke(terminate=True)
+            _revoke(group, console)
             summary = _finish_locally(spec, group, "interrupted by the user (Ctrl-C)")
             _report(summary, console)
             return EXIT_INTERRUPTED
         if summary is None:
-            group.revoke(terminate=True)
+            _revoke(group, console)
             summary = _finish_locally(spec, group, "the pass outlived its deadline")
         del result, group
         _close_results(app)
     _report(summary, console)
     return summary["exitCode"]
+
+
+BROKER_ERRORS = (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                 kombu.exceptions.OperationalError)
 
 
 def _follow(result, group, total: int, deadline: float, console: Console) -> dict | None:
@@ -232,9 +238,28 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
                   TextColumn("pass {task.fields[passed]} fail {task.fields[failed]}"),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task("tests", total=total, passed=0, failed=0)
+        broker_lost_at: float | None = None
         while True:
-            for child in group.results:
-                if child.id in seen or not child.ready():
+            try:
+                newly = [child for child in group.results
+                         if child.id not in seen and child.ready()]
+                aggregate_ready = result.ready()
+            except BROKER_ERRORS as exc:
+                # A broker restart: keep asking until the deadline; never hang past it.
+                if broker_lost_at is None:
+                    broker_lost_at = time.monotonic()
+                    progress.console.print(f"broker unreachable ({exc.__class__.__name__}); "
+                                           "waiting for it until the pass's deadline")
+                if time.monotonic() > deadline:
+                    console.print("deadline passed while the broker was unreachable")
+                    return None
+                time.sleep(1)
+                continue
+            if broker_lost_at is not None:
+                progress.console.print(f"broker back after {time.monotonic() - broker_lost_at:.0f} s")
+                broker_lost_at = None
+            for child in newly:
+                if child.id in seen:
                     continue
                 seen.add(child.id)
                 payload = child.result if child.successful() else None
@@ -247,7 +272,7 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
                     failed += 1
                     progress.console.print(f"{'ERROR':>13}  task {child.id}: {child.result!r}")
                 progress.update(task, completed=len(seen), passed=passed, failed=failed)
-            if result.ready():
+            if aggregate_ready:
                 if result.successful():
                     return result.result
                 console.print(f"the aggregate failed: {result.result!r}")
@@ -256,6 +281,14 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
                 console.print("deadline passed before every test reported")
                 return None
             time.sleep(0.5)
+
+
+def _revoke(group, console: Console) -> None:
+    """Stop what is left of the pass; with the broker gone there is nothing to tell."""
+    try:
+        group.revoke(terminate=True)
+    except BROKER_ERRORS as exc:
+        console.print(f"could not revoke the remaining tests: {exc}")
 
 
 def _close_results(app) -> None:

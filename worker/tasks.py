@@ -53,7 +53,13 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
         log.error("%s: %s", test_name, exc)
         record = infrastructure_record(request, host.name, f"infrastructure: {exc}")
         return {"record": to_yaml_data(record), "log": str(exc), "compose": ""}
-    except InfrastructureError as exc:
+    except Exception as exc:  # noqa: BLE001 - InfrastructureError and anything unexpected
+        # Anything unexpected (a Redis reply garbled by a dying container, an engine hiccup) is
+        # handled like an infrastructure fault: bounded retries, then a failed record. Raising
+        # would leave the test without a record and fail the whole chord.
+        if not isinstance(exc, InfrastructureError):
+            log.exception("%s: unexpected %s", test_name, exc.__class__.__name__)
+            exc = InfrastructureError(f"{exc.__class__.__name__}: {exc}")
         if self.request.retries < self.max_retries + len(failures):
             log.warning("%s: %s (retry %d of %d)", test_name, exc, self.request.retries + 1,
                         self.max_retries)

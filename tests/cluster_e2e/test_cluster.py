@@ -1,0 +1,158 @@
+"""The cluster of compose.cluster.yml, end to end: a pass spread over two Docker-in-Docker hosts,
+a host killed mid-pass, a host rejoining, a broker restart, two passes at once, and Flower.
+
+Run: `.venv/bin/python -m pytest tests/cluster_e2e -v` (root, Docker engine, images built).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import (CONTROLLER, FAST, FAST_NAMES, FLOWER_AUTH, FLOWER_PORT, HOSTS, REPO, container, ping, results, submit,
+                       submit_args)
+
+pytestmark = pytest.mark.e2e
+
+
+def _records(out: Path) -> list[dict]:
+    return results(out)["tests"]
+
+
+def test_pass_spreads_over_both_hosts_and_matches_one_host(cluster, out_dir) -> None:
+    run = submit(out_dir / "cluster", FAST)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    records = _records(out_dir / "cluster")
+    assert sorted(r["name"] for r in records) == FAST_NAMES
+    assert {r["host"] for r in records} == set(HOSTS), "both worker hosts ran tests"
+    # The same matrix on one host (the embedded default on this machine's own engine).
+    single = subprocess.run([CONTROLLER, "submit", "--root", str(REPO), "-o", str(out_dir / "single"),
+                             "--test-filter", FAST, "--test-ignore", "", "--timeout", "60"],
+                            capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    on_one = {r["name"]: r["status"] for r in _records(out_dir / "single")}
+    on_two = {r["name"]: r["status"] for r in records}
+    assert on_one == on_two
+
+
+def _tests_running_on(host: str) -> list[str]:
+    """Test containers the host's own engine runs now (its dialers)."""
+    listing = subprocess.run(["docker", "exec", container(host), "docker", "ps", "--filter",
+                              "label=holepunch.role=test", "--format", "{{.Names}}"],
+                             capture_output=True, text=True)
+    return [name for name in listing.stdout.split() if name.endswith("_dialer_1")]
+
+
+def test_killed_host_loses_no_test_and_rejoins(cluster, out_dir) -> None:
+    wanted = FAST + "|rust-v0.57 x rust-v0.57 (quic|go-v0.51 x go-v0.51 (quic|rust-v0.57 x go-v0.51 (quic|go-v0.51 x rust-v0.57 (quic"
+    proc = subprocess.Popen(submit_args(out_dir / "killed", wanted, "--deadline", "600"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while not _tests_running_on("worker-b"):
+            assert proc.poll() is None and time.monotonic() < deadline, "worker-b never ran a test"
+            time.sleep(0.5)
+        killed = subprocess.run(["docker", "kill", container("worker-b")], capture_output=True, text=True)
+        assert killed.returncode == 0, killed.stderr
+        output, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+    records = _records(out_dir / "killed")
+    names = [r["name"] for r in records]
+    assert len(names) == len(set(names)) == 8, "exactly one record per test"
+    assert all(r["status"] == "pass" for r in records), records
+    assert results(out_dir / "killed")["metadata"]["partial"] is False
+
+    # Back again: it rejoins the cluster and takes work.
+    started = subprocess.run(["docker", "start", container("worker-b")], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    assert ping("holepunch@worker-b", timeout=180), "worker-b did not rejoin"
+    again = submit(out_dir / "rejoined", FAST)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "worker-b" in {r["host"] for r in _records(out_dir / "rejoined")}
+
+
+def test_broker_restart_mid_pass_completes_or_fails_loudly(cluster, out_dir) -> None:
+    proc = subprocess.Popen(submit_args(out_dir / "restart", FAST, "--deadline", "300"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(_tests_running_on(host) for host in HOSTS):
+            assert proc.poll() is None and time.monotonic() < deadline, "no test started"
+            time.sleep(0.5)
+        restarted = subprocess.run(["docker", "restart", "-t", "1", container("broker")],
+                                   capture_output=True, text=True)
+        assert restarted.returncode == 0, restarted.stderr
+        # The deadline is 300 s: the submit must end by itself well before this bound.
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = results(out_dir / "restart")
+    partial = summary["metadata"]["partial"]
+    if proc.returncode == 0:
+        assert not partial and sorted(r["name"] for r in summary["tests"]) == FAST_NAMES
+    else:
+        assert partial, "a pass that did not complete must say partial"
+        assert proc.returncode in (1, 3), output[-3000:]
+    for host in HOSTS:
+        assert ping(f"holepunch@{host}", timeout=120), f"{host} did not reconnect to the broker"
+
+
+def test_two_passes_at_once_do_not_collide(cluster, out_dir) -> None:
+    first_filter = "rust-v0.57 x rust-v0.57 (tcp|go-v0.51 x go-v0.51 (tcp"
+    second_filter = "rust-v0.57 x go-v0.51 (tcp|go-v0.51 x rust-v0.57 (tcp"
+    procs = [subprocess.Popen(submit_args(out_dir / name, flt), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=REPO)
+             for name, flt in (("first", first_filter), ("second", second_filter))]
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+    first, second = results(out_dir / "first"), results(out_dir / "second")
+    assert first["metadata"]["testPass"] != second["metadata"]["testPass"]
+    assert sorted(r["name"] for r in first["tests"]) == sorted(
+        ["rust-v0.57 x rust-v0.57 (tcp, noise, yamux)", "go-v0.51 x go-v0.51 (tcp, noise, yamux)"])
+    assert sorted(r["name"] for r in second["tests"]) == sorted(
+        ["rust-v0.57 x go-v0.51 (tcp, noise, yamux)", "go-v0.51 x rust-v0.57 (tcp, noise, yamux)"])
+    zips = [line.split("test pass: ", 1)[1].strip() for output in outputs
+            for line in output.splitlines() if line.startswith("test pass: ")]
+    assert len(zips) == 2 and zips[0] != zips[1] and all(Path(z).is_file() for z in zips)
+
+
+def _flower(flower_url: str, out: Path, *mode: str) -> str:
+    """Headless Chromium on Flower's tasks page (basic auth in the URL), after its scripts ran."""
+    result = subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--window-size=1500,800", "--virtual-time-budget=8000", *mode,
+                             f"{flower_url}/tasks"], capture_output=True, text=True, timeout=120,
+                            cwd=out)
+    return result.stdout
+
+
+def test_flower_shows_test_names_during_a_pass(cluster, out_dir) -> None:
+    if shutil.which("chromium") is None:
+        pytest.skip("no chromium (apt-get install chromium)")
+    user_pass = FLOWER_AUTH
+    flower_url = f"http://{user_pass}@127.0.0.1:{FLOWER_PORT}"
+    proc = subprocess.Popen(submit_args(out_dir / "pass", FAST), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(_tests_running_on(host) for host in HOSTS):
+            assert proc.poll() is None and time.monotonic() < deadline, "no test started"
+            time.sleep(0.5)
+        dom = _flower(flower_url, out_dir, "--dump-dom")
+        _flower(flower_url, out_dir, f"--screenshot={out_dir / 'flower-tasks.png'}")
+        output, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-3000:]
+    shown = [name for name in FAST_NAMES if name in dom]
+    assert shown, "Flower's tasks page names no test:\n" + dom[-3000:]
+    assert (out_dir / "flower-tasks.png").stat().st_size > 10_000
