@@ -12,6 +12,7 @@ DEFAULT_TEST_TIMEOUT = 120
 # A task is more than its test: an image fetch, compose up and down. The visibility timeout must
 # cover all of it, or kombu's Redis transport re-queues a running task and starts a duplicate.
 TASK_OVERHEAD_SECONDS = 240
+RESTORE_SWEEP_SECONDS = 5
 
 
 # The aggregate of a pass runs on the controller's own queue, never on a test host, so outputs
@@ -31,7 +32,11 @@ def visibility_timeout(max_test_timeout: int, override: int | None = None) -> in
 def celery_settings(broker: str | None = None, max_test_timeout: int = DEFAULT_TEST_TIMEOUT,
                     visibility: int | None = None) -> dict[str, Any]:
     broker = broker or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
-    transport = {"visibility_timeout": visibility_timeout(max_test_timeout, visibility)}
+    transport = {"visibility_timeout": visibility_timeout(max_test_timeout, visibility),
+                 # kombu sweeps for expired unacked messages every interval x throttle seconds
+                 # (10 x 10 by default): a dead host's tests would wait up to 100 s more.
+                 "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
+                 "unacked_restore_throttle": 1}
     return {
         "broker_url": broker,
         "result_backend": broker,
