@@ -6,6 +6,7 @@ pass is interrupted (then with the records it has, and labelled partial).
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from pydantic import Field
 from cluster.cache import Cache, atomic_write
 from cluster.models import ImageInfo, ResultsMetadata, Status, YamlModel, to_yaml_data
 from cluster.yamlio import dump_yaml
+from controller import rootfs
 from controller.collect import Collected, collect, exit_code_of
 from controller.report import inject_dashboard, render_results_md
 from cluster.matrix import matrix_from_yaml
+from controller.selfwheel import DISTRIBUTION, running_wheel
 from controller.testpass import rerun_script, write_test_pass
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -65,13 +68,17 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
             if not relative:
                 continue
             path = cache.path(relative)
-            if path.is_file():
+            if path.is_file() and relative.startswith("rootfs/"):
+                packed = rootfs.compressed(path)  # made once; stored as it is (controller.rootfs)
+                files[f"rootfs/{packed.name}"] = packed
+            elif path.is_file():
                 files[relative] = path
                 meta = path.with_name(path.name + ".metadata")
                 if meta.is_file():
                     files[relative + ".metadata"] = meta
-    rootfs = cache.root / "rootfs"  # the tarball came with the base image; these point at it
-    for pointer in [*rootfs.glob("*.sha256"), *rootfs.glob("*.inputs")] if rootfs.is_dir() else []:
+    rootfs_dir = cache.root / "rootfs"  # the tarball came with the base image; these point at it
+    for pointer in ([*rootfs_dir.glob("*.sha256"), *rootfs_dir.glob("*.inputs")]
+                    if rootfs_dir.is_dir() else []):
         files[f"rootfs/{pointer.name}"] = pointer
     base = Path(spec.base_dir)
     for path in base.iterdir() if base.is_dir() else []:
@@ -79,7 +86,8 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
             files[f"base/{path.name}"] = path
     wheels = cache.root / "wheels"
     for wheel in wheels.glob("*.whl") if wheels.is_dir() else []:
-        files[f"wheels/{wheel.name}"] = wheel
+        if not wheel.name.startswith(f"{DISTRIBUTION}-"):  # ours is built from the running code
+            files[f"wheels/{wheel.name}"] = wheel
     return files
 
 
@@ -110,11 +118,14 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
         atomic_write(out / relative, text)
 
     images_yaml = dump_yaml({key: to_yaml_data(image) for key, image in spec.images.items()})
+    zip_started = time.monotonic()
+    wheel_name, wheel = running_wheel()
     texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
              "test-matrix.yaml": spec.matrix_yaml, "settings.yaml": dump_yaml(spec.settings),
              "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
-             **collected.logs, **collected.composes}
+             f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes}
     zip_path = write_test_pass(cache, spec.name, texts, _bundle(cache, spec))
+    zip_seconds = time.monotonic() - zip_started
 
     if spec.update_readme:
         readme = Path(spec.update_readme)
@@ -125,5 +136,6 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
             "passed": summary.passed, "failed": summary.failed, "flaky": summary.flaky,
             "knownFailures": summary.known_failures, "total": summary.total,
             "missing": len(results.metadata.missing_tests), "testPassZip": str(zip_path),
+            "testPassZipBytes": zip_path.stat().st_size, "testPassZipSeconds": round(zip_seconds, 2),
             "resultsYaml": str(out / "results.yaml"), "resultsMd": str(out / "results.md"),
             "flakyNames": [r.name for r in results.tests if r.status is Status.FLAKY]}

@@ -5,7 +5,8 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations)
-  wheels/              the holepunch package and its Python dependencies, for an offline install
+  wheels/              the holepunch package that ran the pass (controller.selfwheel) and its
+                       Python dependencies, for an offline install
 
 Archives that are already compressed (zips, .zst) are stored as they are, not compressed again.
 """
@@ -54,8 +55,9 @@ def _add(archive: zipfile.ZipFile, source: Path, name: str) -> None:
     archive.write(source, name, compress_type=method)
 
 
-def write_test_pass(cache: Cache, name: str, texts: dict[str, str], files: dict[str, Path]) -> Path:
-    """Write `test-passes/<name>.zip`: `texts` by their names, `files` copied from disk.
+def write_test_pass(cache: Cache, name: str, texts: dict[str, str | bytes],
+                    files: dict[str, Path]) -> Path:
+    """Write `test-passes/<name>.zip`: `texts` (or bytes) by their names, `files` copied from disk.
 
     All entries sit under `<name>/` so that unzipping makes one folder. Written to a temporary
     name and renamed: an interrupted snapshot never looks complete.
@@ -68,7 +70,8 @@ def write_test_pass(cache: Cache, name: str, texts: dict[str, str], files: dict[
             for relative, text in sorted(texts.items()):
                 info = zipfile.ZipInfo(f"{name}/{relative}", date_time=datetime.now().timetuple()[:6])
                 info.external_attr = (0o100755 if relative.endswith(".sh") else 0o100644) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = (zipfile.ZIP_STORED if relative.endswith(ALREADY_COMPRESSED)
+                                      else zipfile.ZIP_DEFLATED)
                 archive.writestr(info, text)
             for relative, source in sorted(files.items()):
                 _add(archive, source, f"{name}/{relative}")
