@@ -22,7 +22,8 @@ from cluster.yamlio import load_model
 from controller.build import Builder, implementation_targets, infrastructure_targets
 from controller.config import detect_kind, load_impls
 from controller.status import show_status
-from controller.submit import SubmitOptions, rerun, submit
+from controller.rerun import rerun
+from controller.submit import SubmitOptions, submit
 from controller.deps import run_checks
 from controller.planning import plan_matrix
 from controller.report import inject_dashboard, render_results_md

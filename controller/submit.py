@@ -328,27 +328,7 @@ def _report(summary: dict, console: Console) -> None:
                   f" of {summary['total']}")
     console.print(f"results: {summary['resultsYaml']}, {summary['resultsMd']}")
     console.print(f"test pass: {summary['testPassZip']}")
+    if "testPassZipBytes" in summary:
+        console.print(f"test-pass zip: {summary['testPassZipBytes'] / 1e6:.1f} MB, written in "
+                      f"{summary['testPassZipSeconds']:.1f} s")
 
-
-def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) -> int:
-    """Re-run an unzipped test pass: its images rebuilt from its own snapshots, its own matrix."""
-    from cluster.yamlio import load_model, read_yaml, validate
-    from cluster.matrix import matrix_from_yaml
-
-    matrix = matrix_from_yaml((folder / "test-matrix.yaml").read_text(encoding="utf-8"),
-                              str(folder / "test-matrix.yaml"))
-    recorded = {key: validate(ImageInfo, value, f"images.yaml: {key}")
-                for key, value in (read_yaml(folder / "images.yaml") or {}).items()}
-    settings = read_yaml(folder / "settings.yaml") or {}
-    kind = settings.get("testPass", {}).get("kind", "full")
-    engine = engine_version()
-    builder = Builder(cache, log=console.print)
-    images = {"base": builder.build_base(folder / "base")}
-    for key, image in recorded.items():
-        if key == "base":
-            continue
-        if not image.snapshot:
-            raise InfrastructureError(f"images.yaml: {key} names no snapshot to rebuild it from")
-        images[key] = builder.build_snapshot(key, image.snapshot)
-    reason = f"re-run of {settings.get('testPass', {}).get('name', folder.name)}"
-    return run_pass(options, cache, console, kind, reason, matrix, images, engine, folder / "base")

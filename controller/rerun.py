@@ -1,0 +1,81 @@
+"""Re-run an unzipped test pass: the same matrix on images rebuilt from the pass's own snapshots.
+
+Each image is rebuilt from its bundled snapshot, unless the engine still has the very image (by
+ID) the pass ran: an image ID names its content, layers and configuration together, so that is
+the image a rebuild could only reproduce (or, with another toolchain, differ from). On another
+machine none is there and all are rebuilt. The pass's own timeout and retries hold again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from cluster.cache import Cache, short
+from cluster.errors import InfrastructureError
+from cluster.matrix import matrix_from_yaml
+from cluster.models import ImageInfo
+from cluster.yamlio import read_yaml, validate
+from controller import rootfs
+from controller.build import Builder
+from controller.submit import SubmitOptions, engine_version, run_pass
+
+
+@dataclass(frozen=True)
+class RerunPlan:
+    reuse: dict[str, ImageInfo]      # key -> the recorded image, present in the engine
+    rebuild: dict[str, str]          # key -> the snapshot to rebuild it from
+
+
+def plan_rerun(recorded: dict[str, ImageInfo], has_image: Callable[[str], bool]) -> RerunPlan:
+    """Split a pass's images (images.yaml, without the base) into present and to-rebuild."""
+    reuse: dict[str, ImageInfo] = {}
+    rebuild: dict[str, str] = {}
+    for key, image in sorted(recorded.items()):
+        if key == "base":
+            continue  # always made by its Makefile: a tag, or a load of the bundled rootfs
+        if has_image(image.image_id):
+            reuse[key] = image
+        elif not image.snapshot:
+            raise InfrastructureError(f"images.yaml: {key} names no snapshot to rebuild it from")
+        else:
+            rebuild[key] = image.snapshot
+    return RerunPlan(reuse, rebuild)
+
+
+def recorded_options(options: SubmitOptions, settings: dict) -> SubmitOptions:
+    """The pass's own retries (and a longer timeout, if it had one) unless given again."""
+    execution = settings.get("execution") or {}
+    retries = options.retries or int(execution.get("retries") or 0)
+    timeout = max(options.timeout, int(execution.get("timeoutSeconds") or 0))
+    return dataclasses.replace(options, retries=retries, timeout=timeout)
+
+
+def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) -> int:
+    """Re-run the pass unzipped in `folder` (also its cache: snapshots/, makefiles/, rootfs/)."""
+    matrix = matrix_from_yaml((folder / "test-matrix.yaml").read_text(encoding="utf-8"),
+                              str(folder / "test-matrix.yaml"))
+    recorded = {key: validate(ImageInfo, value, f"images.yaml: {key}")
+                for key, value in (read_yaml(folder / "images.yaml") or {}).items()}
+    settings = read_yaml(folder / "settings.yaml") or {}
+    kind = settings.get("testPass", {}).get("kind", "full")
+    engine = engine_version()
+    base = recorded.get("base")
+    if base and base.snapshot and rootfs.unpack(cache.path(base.snapshot)):
+        console.print(f"base: unpacked {base.snapshot} from its .zst")
+    builder = Builder(cache, log=console.print)
+    images = {"base": builder.build_base(folder / "base")}
+    plan = plan_rerun(recorded, builder.has_image)
+    for key, image in plan.reuse.items():
+        console.print(f"{key}: the engine has image {short(image.image_id)}, the one the pass "
+                      f"ran: not rebuilt")
+    for key, snapshot in plan.rebuild.items():
+        images[key] = builder.build_snapshot(key, snapshot)
+    images.update(plan.reuse)
+    reason = f"re-run of {settings.get('testPass', {}).get('name', folder.name)}"
+    return run_pass(recorded_options(options, settings), cache, console, kind, reason, matrix,
+                    images, engine, folder / "base")
