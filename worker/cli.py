@@ -82,18 +82,24 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
         click.echo(f"holepunch-worker: removed leftovers: {', '.join(removed)}", err=True)
     if cleanup:
         try:
-            host.services.stop()
+            users = host.services.stop()
         except HolepunchError as exc:
             click.echo(f"holepunch-worker: {exc}", err=True)
             sys.exit(exc.exit_code)
+        if users:
+            click.echo(f"holepunch-worker: global services left running: tests of "
+                       f"{', '.join(users)} use them", err=True)
         return
 
     @worker_shutdown.connect(weak=False)
     def _stop_services(**_: object) -> None:
         try:
-            host.services.stop()
+            users = host.services.stop()
         except HolepunchError as exc:
             log.warning("stopping global services: %s", exc)
+            return
+        if users:
+            log.warning("global services left running: tests of %s use them", ", ".join(users))
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency or default_concurrency()),
                      "-n", f"holepunch@{host.name}", "--loglevel", loglevel, "-E",

@@ -15,7 +15,7 @@ from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
 from worker.guard import install_guard, remove_guard
-from cluster.labels import HOST, OWNER, OWNER_VALUE, global_labels
+from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
 from worker.locks import host_lock
 
 PUBLIC_NETWORK = "hole-punch-network"
@@ -105,9 +105,18 @@ class GlobalServices:
         with host_lock("global-services"):
             self._remove(RELAY_NAME)
 
-    def stop(self) -> None:
-        """Remove the services this host started (another host's, sharing the engine, stay)."""
+    def stop(self) -> list[str]:
+        """Remove the services this host started (another host's, sharing the engine, stay).
+
+        Not while another host's tests run on the simulated internet: workers sharing one engine
+        (an embedded submit beside a running worker) share its one Redis and relay, whose names
+        are fixed, and removing them breaks those tests mid-run. Then everything stays, and the
+        hosts whose tests kept it are returned; `--cleanup` removes it later.
+        """
         with host_lock("global-services"):
+            users = self.other_hosts_testing()
+            if users:
+                return users
             for name in (RELAY_NAME, REDIS_NAME):
                 try:
                     container = self.client.containers.get(name)
@@ -118,14 +127,21 @@ class GlobalServices:
             try:
                 network = self.client.networks.get(PUBLIC_NETWORK)
             except NotFound:
-                return
+                return []
             if (network.attrs.get("Labels") or {}).get(HOST) != self.host:
-                return
+                return []
             try:
                 network.remove()
             except DockerException as exc:  # still in use: another host's services or a test
                 raise InfrastructureError(f"cannot remove {PUBLIC_NETWORK}: {exc}") from exc
             remove_guard(self.lan_pool, self.public_subnet)
+        return []
+
+    def other_hosts_testing(self) -> list[str]:
+        """Hosts other than this one whose test containers are on the simulated internet."""
+        attached = self.client.containers.list(all=True, filters={
+            "network": PUBLIC_NETWORK, "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=test"]})
+        return sorted({(c.labels or {}).get(HOST, "?") for c in attached} - {self.host})
 
     # ------------------------------------------------------------------ internals
 
