@@ -1,11 +1,16 @@
 """Benchmark: what the Celery task adds to one real test, and what running tests at once buys.
 
-1. One real test (the newest rust image, tcp) ten times through `run_test` on a real worker and a
-   real broker, against the same compose file run by hand (`docker-compose up` + `down`) ten times.
-2. Eight tests one at a time (concurrency 1) against the same eight with concurrency 4.
+1. One real test (the newest rust image x itself, tcp) `--runs` times through `run_test` on a real
+   worker and a real broker, one at a time, against the compose file of the last of those runs
+   run by hand (`docker-compose up` + `down`, the relay address pushed first as the task does)
+   as many times. Medians and their ratio (goal <= 1.15).
+2. `--batch` tests one at a time against the same number submitted at once to the same worker
+   at concurrency 4 (goal >= 2.5x).
 
-Prints medians and ratios; asserts nothing. Run as root with the images built:
-    .venv/bin/python bench/overhead.py [--runs 10]
+One worker (concurrency 4) on a private broker (port 16404), run dir, cache and LAN pool; all of
+it is stopped and removed at the end, also on failure, Ctrl-C or when `--budget` runs out.
+Prints figures; asserts nothing. Run as root with the images built:
+    .venv/bin/python bench/overhead.py [--runs 10] [--batch 8] [--budget 1800]
 """
 
 from __future__ import annotations
@@ -19,120 +24,109 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import redis
+import yaml
 
-from cluster.app import configure  # noqa: E402
-from cluster.models import ImageInfo, TestCase, Transport  # noqa: E402
-from cluster.tasks import RunRequest, run_test_signature  # noqa: E402
-from cluster.yamlio import load_model  # noqa: E402
+from localcluster import Deadline, LocalCluster, bounded_main
+from testcases import newest_rust, request
 
-
-def image(folder: str) -> ImageInfo:
-    return load_model(ImageInfo, REPO / folder / "image.yaml")
-
-
-def newest_rust() -> ImageInfo:
-    return image(str(sorted((REPO / "impl/rust").glob("v*/image.yaml"))[-1].parent.relative_to(REPO)))
+HOST = "bench-overhead"
+PORT = 16404
+LAN_POOL = "10.203.0.0/16"  # apart from the default pool another worker on this engine may use
+CONCURRENCY = 4
 
 
-def request(name: str) -> RunRequest:
-    rust = newest_rust()
-    test = TestCase(name=name, dialer=rust.image_name, listener=rust.image_name,
-                    transport=Transport.TCP)
-    return RunRequest(pass_id="bench", test=test, dialer=rust, listener=rust,
-                      router=image("router"), relay=image("rust-relay"), base=image("impl/base"))
+def by_hand(compose_text: str, runs: int, deadline: Deadline) -> tuple[list[float], list[int]]:
+    """The same compose file, up + down by hand, with the relay address pushed as the task does.
 
-
-class Cluster:
-    """A broker and a worker of the given concurrency, for the length of a `with`."""
-
-    def __init__(self, concurrency: int):
-        self.concurrency = concurrency
-
-    def __enter__(self):
-        self.tmp = tempfile.mkdtemp(prefix="hp-bench-")
-        port = 16400 + self.concurrency
-        self.redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                                       "--appendonly", "no", "--dir", self.tmp],
-                                      stdout=subprocess.DEVNULL)
-        broker = f"redis://127.0.0.1:{port}/0"
-        self.worker = subprocess.Popen(
-            [str(REPO / ".venv/bin/holepunch-worker"), "--broker", broker, "-n", "bench",
-             "-c", str(self.concurrency), "--cache-dir", self.tmp, "--loglevel", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.app = configure(broker, 120)
-        while not self.app.control.ping(timeout=1):
-            time.sleep(0.2)
-        return self
-
-    def run(self, names: list[str]) -> tuple[float, list[dict]]:
-        started = time.monotonic()
-        results = [run_test_signature(request(n)).apply_async() for n in names]
-        payloads = [r.get(timeout=600) for r in results]
-        return time.monotonic() - started, payloads
-
-    def __exit__(self, *exc):
-        self.worker.terminate()
-        self.worker.wait(180)
-        self.redis.terminate()
-        self.redis.wait(10)
-
-
-def by_hand(compose_text: str, runs: int) -> list[float]:
-    """The same compose file, up + down by hand (the relay address pushed as the task does)."""
-    times = []
-    with tempfile.TemporaryDirectory() as tmp:
+    Time counted: the push, `up` until the dialer exits, and `down -v`.
+    """
+    env = yaml.safe_load(compose_text)["services"]["dialer"]["environment"]
+    key = env["TEST_KEY"]
+    redis_host, redis_port = env["REDIS_ADDR"].rsplit(":", 1)
+    store = redis.Redis(host=redis_host, port=int(redis_port), socket_timeout=5,
+                        decode_responses=True)
+    relay = store.get("RELAY_TCP_ADDRESS")
+    times, codes = [], []
+    with tempfile.TemporaryDirectory(prefix="hp-bench-hand-") as tmp:
         path = Path(tmp) / "compose.yaml"
         path.write_text(compose_text)
         for i in range(runs):
-            project = f"hp-bench-hand-{i}"
+            project = f"hp-bench-hand-{os.getpid()}-{i}"
+            compose = ["docker-compose", "-p", project, "-f", str(path)]
             started = time.monotonic()
-            subprocess.run(["docker-compose", "-p", project, "-f", str(path), "up",
-                            "--exit-code-from", "dialer", "--abort-on-container-exit",
-                            "--timeout", "2"], capture_output=True, check=False)
-            subprocess.run(["docker-compose", "-p", project, "-f", str(path), "down", "-v",
-                            "--timeout", "2"], capture_output=True, check=False)
+            store.rpush(f"{key}:RELAY_TCP_ADDRESS", relay, relay)
+            try:
+                up = subprocess.run([*compose, "up", "--no-color", "--exit-code-from", "dialer",
+                                     "--abort-on-container-exit", "--timeout", "2"],
+                                    capture_output=True, timeout=deadline.left(300), check=False)
+                codes.append(up.returncode)
+            finally:
+                subprocess.run([*compose, "down", "-v", "--remove-orphans", "--timeout", "2"],
+                               capture_output=True, timeout=120, check=False)
             times.append(time.monotonic() - started)
-    return times
+            for stale in store.scan_iter(f"{key}:*"):
+                store.delete(stale)
+    return times, codes
+
+
+def passed(payloads: list[dict]) -> int:
+    return sum(p["record"]["status"] == "pass" for p in payloads)
+
+
+def run(args: argparse.Namespace, deadline: Deadline) -> int:
+    rust = newest_rust()
+    pass_id = f"bench{os.getpid()}"
+
+    def req(name: str):
+        return request(name, rust, rust, pass_id)
+
+    load_before = os.getloadavg()
+    with LocalCluster(HOST, PORT, LAN_POOL, deadline, concurrency=CONCURRENCY) as cluster:
+        cluster.run([req("warm-up x warm-up (tcp)")])  # global services, first image use
+        task_times, task_payloads = [], []
+        for i in range(args.runs):
+            seconds, payloads = cluster.run([req(f"overhead {i} x overhead (tcp)")])
+            task_times.append(seconds)
+            task_payloads += payloads
+        # The last run's file, while its global services still run: same relay, same Redis;
+        # its subnets are free again (the task released its lease).
+        hand_times, hand_codes = by_hand(task_payloads[-1]["compose"], args.runs, deadline)
+
+        serial_started, serial_payloads = time.monotonic(), []
+        for i in range(args.batch):
+            serial_payloads += cluster.run([req(f"serial {i} x serial (tcp)")])[1]
+        serial = time.monotonic() - serial_started
+        parallel, parallel_payloads = cluster.run(
+            [req(f"parallel {i} x parallel (tcp)") for i in range(args.batch)])
+    load_after = os.getloadavg()
+
+    task, hand = statistics.median(task_times), statistics.median(hand_times)
+    print(f"test: {rust.image_name} x {rust.image_name} (tcp); worker concurrency {CONCURRENCY}")
+    print(f"one test through run_test (median of {args.runs}):  {task:6.2f} s   "
+          f"[{min(task_times):.2f}..{max(task_times):.2f}], passed {passed(task_payloads)}/{args.runs}")
+    print(f"the same compose file by hand (median of {args.runs}): {hand:6.2f} s   "
+          f"[{min(hand_times):.2f}..{max(hand_times):.2f}], dialer exit 0 in "
+          f"{hand_codes.count(0)}/{args.runs}")
+    print(f"ratio task / by hand:                          {task / hand:6.2f}   (goal <= 1.15)")
+    print(f"{args.batch} tests one at a time:                       {serial:6.1f} s   "
+          f"passed {passed(serial_payloads)}/{args.batch}")
+    print(f"{args.batch} tests at once (concurrency {CONCURRENCY}):            {parallel:6.1f} s   "
+          f"passed {passed(parallel_payloads)}/{args.batch}")
+    print(f"speed-up:                                      {serial / parallel:6.2f}x  (goal >= 2.5x)")
+    print(f"host: {os.cpu_count()} cores; load average before {load_before[0]:.2f}, "
+          f"after {load_after[0]:.2f} (1 min)")
+    return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--budget", type=float, default=1800,
+                        help="seconds; the bench stops (and cleans up) when they are spent")
     args = parser.parse_args()
-
-    with Cluster(concurrency=1) as cluster:
-        cluster.run(["warm-up x warm-up (tcp)"])  # global services, first image use
-        task_times, last = [], None
-        for i in range(args.runs):
-            seconds, payloads = cluster.run([f"bench {i} x bench (tcp)"])
-            task_times.append(seconds)
-            last = payloads[0]
-        # By hand, on the same host while its global services still run: same relay, same Redis.
-        compose_text = last["compose"]
-        redis_ip = compose_text.split("REDIS_ADDR: ")[1].split(":")[0]
-        key = compose_text.split("TEST_KEY: ")[1].split()[0]
-        relay = subprocess.run(["docker", "exec", "hole-punch-redis", "redis-cli", "GET",
-                                "RELAY_TCP_ADDRESS"], capture_output=True, text=True).stdout.strip()
-        hand_times = []
-        for i in range(args.runs):
-            subprocess.run(["docker", "exec", "hole-punch-redis", "redis-cli", "RPUSH",
-                            f"{key}:RELAY_TCP_ADDRESS", relay, relay], capture_output=True)
-            hand_times.extend(by_hand(compose_text, 1))
-        serial, _ = cluster.run([f"serial {i} x serial (tcp)" for i in range(8)])
-    with Cluster(concurrency=4) as cluster:
-        cluster.run(["warm-up x warm-up (tcp)"])
-        parallel, _ = cluster.run([f"parallel {i} x parallel (tcp)" for i in range(8)])
-
-    task, hand = statistics.median(task_times), statistics.median(hand_times)
-    print(f"one test through run_test (median of {args.runs}): {task:6.2f} s")
-    print(f"the same compose file by hand (median of {args.runs}): {hand:6.2f} s")
-    print(f"ratio task / by hand:                         {task / hand:6.2f}")
-    print(f"8 tests, concurrency 1:                        {serial:6.1f} s")
-    print(f"8 tests, concurrency 4:                        {parallel:6.1f} s")
-    print(f"speed-up:                                      {serial / parallel:6.2f}x")
-    print(f"(redis {redis_ip}; cores {os.cpu_count()})")
+    sys.exit(bounded_main(lambda deadline: run(args, deadline), args.budget))
 
 
 if __name__ == "__main__":
