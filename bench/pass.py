@@ -1,0 +1,168 @@
+"""Benchmark: a real pass of 13 tests through `holepunch-controller submit` on the embedded default.
+
+rust-v0.57, go-v0.51 and python-v0.8 against each other (tcp; quic where both offer it), the
+three newest non-js clients, so every figure is about the machinery rather than known failures.
+
+Figures, printed (asserts nothing):
+- wall time of the whole `submit`, warm: the cache (~/.cache/holepunch or --cache-dir) and the
+  engine as they are, images up to date;
+- with --cold, also the same pass on an empty cache dir first (but for the base rootfs, which
+  only debootstrap from Debian's mirror could make again), from a hard-linked copy of the
+  checkout without its image.yaml files: every snapshot zipped again from the vendored folders
+  (unused vendored crates stubbed), every image rebuilt (cargo and go compile from nothing: their
+  target dirs live in the cache). Docker's engine is not emptied: its layer cache still serves a
+  layer whose context is byte-identical (the base image is a deterministic load of the rootfs;
+  the go, python and router contexts reproduce; rust binaries embed their build path, so not);
+- time from starting `submit` to the first test container starting (docker events), split
+  into: selection + images resolved, embedded cluster up, chord submitted, first container;
+- the test-pass zip: size and the time the aggregate took to write it.
+
+Run as root with the images built (bash .ci/test builds them):
+    .venv/bin/python bench/pass.py [--cold] [--cache-dir DIR] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cluster.cache import default_cache_root  # noqa: E402
+
+CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
+PAIRS = ["rust-v0.57 x rust-v0.57", "rust-v0.57 x go-v0.51", "go-v0.51 x rust-v0.57",
+         "go-v0.51 x go-v0.51", "python-v0.8 x python-v0.8", "python-v0.8 x rust-v0.57",
+         "python-v0.8 x go-v0.51", "rust-v0.57 x python-v0.8", "go-v0.51 x python-v0.8"]
+MARKS = {"selected": "tests selected", "cluster": "embedded cluster:",
+         "submitted": "tests submitted"}
+
+
+class FirstTestStart:
+    """Wall time of the first test container start (docker events, label holepunch.role=test)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container", "--filter", "event=start",
+             "--filter", "label=holepunch.role=test",
+             "--filter", f"label=holepunch.host={socket.gethostname()}-embedded",
+             "--format", "{{.TimeNano}}"],
+            stdout=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        line = self.proc.stdout.readline()
+        if line.strip():
+            self.at = int(line) / 1e9
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = REPO) -> dict:
+    argv = [CONTROLLER, *(["--cache-dir", str(cache)] if cache else []), "submit",
+            "--root", str(root), "-o", str(out), "--test-filter", "|".join(PAIRS),
+            "--test-ignore", "", *(["--workers", str(workers)] if workers else [])]
+    events = FirstTestStart()
+    time.sleep(0.5)  # docker events is listening
+    started = time.time()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=REPO)
+    marks: dict[str, float] = {}
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        for key, text in MARKS.items():
+            if text in line and key not in marks:
+                marks[key] = time.time() - started
+    code = proc.wait()
+    wall = time.time() - started
+    events.stop()
+    output = "".join(lines)
+    zip_line = re.search(r"test-pass zip: ([\d.]+) MB, written in ([\d.]+) s", output)
+    summary = re.search(r"(complete|PARTIAL): (.*)", output)
+    return {"exit": code, "wall": wall, "marks": marks,
+            "first_test": events.at - started if events.at else None,
+            "zip_mb": float(zip_line.group(1)) if zip_line else None,
+            "zip_s": float(zip_line.group(2)) if zip_line else None,
+            "summary": summary.group(0) if summary else output[-2000:],
+            "rebuilt": output.count("building from"), "tail": output[-3000:]}
+
+
+def cold_checkout(target: Path) -> Path:
+    """The checkout hard-linked (vendored folders included: zipping them is part of a cold
+    build) without what builds left in it (image.yaml, build/), so that every image is built."""
+    target.mkdir()
+    for name in ("impls.yaml", "test-selection.yaml", "router", "rust-relay", "impl"):
+        subprocess.run(["cp", "-al", str(REPO / name), str(target / name)], check=True)
+    for made in [*target.glob("**/image.yaml"), *target.glob("router/build"),
+                 *target.glob("rust-relay/build"), *target.glob("impl/*/*/build")]:
+        if made.is_dir():
+            shutil.rmtree(made)
+        else:
+            made.unlink()
+    return target
+
+
+def seed_rootfs(warm: Path, cold: Path) -> None:
+    """The one thing a cold cache gets: the base rootfs (debootstrap needs Debian's mirror, which
+    a benchmark here must not reach), hard-linked from the warm cache."""
+    (cold / "rootfs").mkdir(parents=True)
+    for path in (warm / "rootfs").iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            os.link(path, cold / "rootfs" / path.name)
+
+
+def show(label: str, figures: dict) -> None:
+    marks = figures["marks"]
+    first = figures["first_test"]
+    print(f"{label}: exit {figures['exit']}, wall {figures['wall']:.1f} s, "
+          f"{figures['rebuilt']} images built from snapshots; {figures['summary'].strip()}")
+    print(f"  submit -> first test container started: "
+          f"{'n/a' if first is None else f'{first:.1f} s'} (selection + images "
+          f"{marks.get('selected', float('nan')):.1f}..{marks.get('cluster', float('nan')):.1f} s, "
+          f"chord submitted at {marks.get('submitted', float('nan')):.1f} s)")
+    if figures["zip_mb"] is not None:
+        print(f"  test-pass zip: {figures['zip_mb']:.1f} MB, written in {figures['zip_s']:.1f} s")
+    if figures["exit"] not in (0, 1):
+        print(figures["tail"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cold", action="store_true", help="also run once on an empty cache dir")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="the warm cache (default: "
+                        "$HOLEPUNCH_CACHE, else ~/.cache/holepunch)")
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    print(f"{len(PAIRS)} dialer x listener pairs, 13 tests (tcp; quic for rust/go pairs)")
+    with tempfile.TemporaryDirectory(prefix="hp-bench-pass-") as tmp:
+        if args.cold:
+            cold_cache = Path(tmp) / "cold-cache"
+            seed_rootfs(default_cache_root(args.cache_dir), cold_cache)
+            checkout = cold_checkout(Path(tmp) / "checkout")
+            show("cold (empty cache dir)", run_pass(cold_cache, Path(tmp) / "cold", args.workers,
+                                                    checkout))
+            sizes = {path.name[:12]: path.stat().st_size / 1e6
+                     for path in (cold_cache / "snapshots").glob("*.zip")}
+            print("  snapshots zipped cold (MB):",
+                  ", ".join(f"{name} {mb:.1f}" for name, mb in sorted(sizes.items())))
+        show("warm", run_pass(args.cache_dir, Path(tmp) / "warm", args.workers))
+        show("warm again", run_pass(args.cache_dir, Path(tmp) / "warm2", args.workers))
+
+
+if __name__ == "__main__":
+    main()
