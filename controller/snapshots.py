@@ -3,7 +3,8 @@
 A snapshot is named by the sha256 of the folder's own source (controller.sources), the way a
 github snapshot is named by its commit: the lock files in that source pin the vendored
 dependencies it carries. Zips are deterministic (sorted entries, fixed timestamps) and keep
-symlinks (node_modules/.bin) and executable bits.
+symlinks (node_modules/.bin) and executable bits. Vendored crates no build for this platform uses
+are stored as stubs (controller.cargoprune): the name stays, the zip shrinks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
+from controller.cargoprune import unused_crates
 
 # Left out of a snapshot: build output only. Vendored dependencies stay in (offline rebuilds).
 # Top level only: a vendored crate's own build/ folder is source.
@@ -27,13 +29,17 @@ BUILD_OUTPUT_FILES = frozenset({"image.yaml"})
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def snapshot_entries(folder: Path) -> list[Path]:
+def snapshot_entries(folder: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
+    """The files (and symlinks) a snapshot of `folder` holds; `skip`: folders (relative
+    paths) left out entirely."""
     entries: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         keep = []
         for name in sorted(dirnames):
             path = Path(dirpath) / name
             if name in CACHE_DIRS or (name in BUILD_OUTPUT_DIRS and Path(dirpath) == folder):
+                continue
+            if path.relative_to(folder).as_posix() in skip:
                 continue
             if path.is_symlink():
                 entries.append(path)  # a symlinked folder is stored as a link, not walked
@@ -45,12 +51,24 @@ def snapshot_entries(folder: Path) -> list[Path]:
     return sorted(entries, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def write_zip(folder: Path, target: Path) -> None:
-    """Zip `folder` into `target` (written atomically by the caller's rename)."""
+def write_zip(folder: Path, target: Path,
+              stubs: dict[str, dict[str, bytes]] | None = None) -> None:
+    """Zip `folder` into `target` (written atomically by the caller's rename); each folder
+    named in `stubs` is replaced by the files given for it (controller.cargoprune)."""
+    stubs = stubs or {}
+    stubbed = {f"{top}/{inner}": data for top, files in stubs.items() for inner, data in files.items()}
+    entries: list[tuple[str, Path | bytes]] = [
+        (path.relative_to(folder).as_posix(), path)
+        for path in snapshot_entries(folder, frozenset(stubs))]
+    entries = sorted([*entries, *stubbed.items()], key=lambda entry: entry[0])
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for path in snapshot_entries(folder):
-            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_EPOCH)
+        for name, path in entries:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.create_system = 3  # unix, so external_attr carries the mode
+            if isinstance(path, bytes):
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                archive.writestr(info, path, compress_type=zipfile.ZIP_DEFLATED)
+                continue
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -94,8 +112,9 @@ def store_snapshot(folder: Path, name: str, cache: Cache, origin: str) -> Path:
                                      delete=False) as handle:
         tmp = Path(handle.name)
     try:
-        write_zip(folder, tmp)
-        metadata = {"source": origin, "sourceDigest": name,
+        stubs = unused_crates(folder)
+        write_zip(folder, tmp, stubs)
+        metadata = {"source": origin, "sourceDigest": name, "stubbedCrates": len(stubs),
                     "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "size": tmp.stat().st_size, "sha256": sha256_file(tmp)}
         os.replace(tmp, target)
