@@ -93,6 +93,17 @@ class Builder:
         if current and current.snapshot == snapshot and self.has_image(current.image_id):
             self.log(f"{target.name}: up to date (image {short(current.image_id)}, {snapshot})")
             return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
+        if target.kind != "github":
+            # A fresh clone has no image.yaml, but the cache's build area remembers the last
+            # build of this image: the same snapshot (same sources, same Makefile) and an engine
+            # that still has the image mean there is nothing to build.
+            last = read_image_yaml(self._workdir(target.name, target.folder.name))
+            if last and last.snapshot == snapshot and self.has_image(last.image_id):
+                shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
+                                target.folder / "image.yaml")
+                self.log(f"{target.name}: up to date in the cache (image {short(last.image_id)}, "
+                         f"{snapshot})")
+                return Built(target, last, rebuilt=False, seconds=time.monotonic() - started)
 
         archive = self.cache.path(snapshot)
         if not archive.is_file():
