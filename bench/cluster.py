@@ -87,7 +87,7 @@ def recovery(out: Path) -> tuple[float, float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visibility", type=int, default=90,
+    parser.add_argument("--visibility", type=int, default=150,
                         help="the cluster's visibility timeout (s): the wait before a killed host's tests move")
     args = parser.parse_args()
     (REPO / ".test-output").mkdir(exist_ok=True)

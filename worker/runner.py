@@ -88,6 +88,10 @@ def _up(project: str, path: Path, timeout: float) -> tuple[int | None, str]:
         log, _ = proc.communicate()
         _compose(project, path, "kill", timeout=60)
         return None, log + f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
+    except BaseException:  # the task was terminated: stop our compose too, then tear down
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def _docker_time(text: str) -> float | None:

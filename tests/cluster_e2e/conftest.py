@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis.exceptions
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,8 +24,9 @@ CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 BROKER_PORT, FLOWER_PORT, CACHE_PORT = 16390, 15590, 18090
 BROKER = f"redis://127.0.0.1:{BROKER_PORT}/0"
 FLOWER_AUTH = "tester:e2e-secret"
-# Tests here take ~10-30 s; a host killed mid-test has its tests re-run after this.
-VISIBILITY = 90
+# A host killed mid-test has its tests re-run after this. It must exceed the longest task: a
+# host's first test also fetches five images from the cache server (seen: 100 s under load).
+VISIBILITY = 180
 HOSTS = ("worker-a", "worker-b")
 FAST = ("rust-v0.57 x rust-v0.57 (tcp|go-v0.51 x go-v0.51 (tcp|rust-v0.57 x go-v0.51 (tcp"
         "|go-v0.51 x rust-v0.57 (tcp")
@@ -41,7 +43,7 @@ def controller(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def submit_args(out: Path, test_filter: str, *extra: str) -> list[str]:
     return [CONTROLLER, "submit", "--root", str(REPO), "--broker", BROKER, "-o", str(out),
-            "--test-filter", test_filter, "--test-ignore", "", "--timeout", "60", *extra]
+            "--test-filter", test_filter, "--test-ignore", "", *extra]
 
 
 def submit(out: Path, test_filter: str, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -63,7 +65,11 @@ def ping(node: str, timeout: float = 120) -> bool:
     app = configure(BROKER, 60, VISIBILITY)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        replies = app.control.ping([node], timeout=1.0)
+        try:
+            replies = app.control.ping([node], timeout=1.0)
+        except (OSError, redis.exceptions.ConnectionError):  # a restarted broker: reconnect
+            time.sleep(1)
+            continue
         if any(node in reply for reply in replies):
             return True
     return False
@@ -78,7 +84,7 @@ def cluster():
     up = controller("cluster", "up", "--root", str(REPO), "--broker-port", str(BROKER_PORT),
                     "--flower-port", str(FLOWER_PORT), "--cache-port", str(CACHE_PORT),
                     "--flower-auth", FLOWER_AUTH, "--concurrency", "2",
-                    "--max-test-timeout", "60", "--visibility-timeout", str(VISIBILITY),
+                    "--max-test-timeout", "120", "--visibility-timeout", str(VISIBILITY),
                     timeout=1200)
     try:
         assert up.returncode == 0, up.stderr[-4000:]
