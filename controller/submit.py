@@ -204,6 +204,8 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         console.print(f"pass {name}: {len(header)} tests submitted")
         if options.detach:
             console.print(f"detached; follow it with: holepunch-controller status {name}")
+            del result, group
+            _close_results(app)
             return 0
         deadline = time.monotonic() + (options.deadline or default_deadline(
             len(header), options, concurrency or 2))
@@ -215,6 +217,8 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
             console.print("interrupted: stopping the pass and writing what finished (partial)")
             _revoke(group, console)
             summary = _finish_locally(spec, group, "interrupted by the user (Ctrl-C)")
+            del result, group
+            _close_results(app)  # else the result listener's finaliser fails once Redis is gone
             _report(summary, console)
             return EXIT_INTERRUPTED
         if summary is None:

@@ -113,6 +113,7 @@ def test_ctrl_c_leaves_nothing_and_a_partial_result(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(lines) + rest
+    assert "Traceback" not in rest, rest[-3000:]
     results = yaml.safe_load((tmp_path / "results.yaml").read_text())
     assert results["metadata"]["partial"] is True and results["metadata"]["missingTests"]
     assert not leftovers(), leftovers()
