@@ -7,6 +7,7 @@ mounts it at its own path).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from pathlib import Path
 import pytest
 import redis.exceptions
 import yaml
+from celery import Celery
+
+from cluster.celeryconfig import celery_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
@@ -59,10 +63,18 @@ def container(service: str) -> str:
     return f"holepunch-cluster_{service}_1"
 
 
+@functools.lru_cache(maxsize=1)
+def _probe_app() -> Celery:
+    """A Celery app of our own: configuring the shared `cluster.app` here would leave it bound to
+    this cluster's broker for every later test in the same pytest process."""
+    app = Celery("holepunch-cluster-e2e-probe")
+    app.conf.update(celery_settings(BROKER, 120, VISIBILITY))
+    return app
+
+
 def ping(node: str, timeout: float = 120) -> bool:
     """The Celery node answers (the worker host is up and consuming)."""
-    from cluster.app import configure
-    app = configure(BROKER, 60, VISIBILITY)
+    app = _probe_app()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -75,7 +87,7 @@ def ping(node: str, timeout: float = 120) -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster():
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.skip("no Docker engine")
