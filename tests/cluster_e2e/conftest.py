@@ -67,7 +67,7 @@ def container(service: str) -> str:
 def _probe_app() -> Celery:
     """A Celery app of our own: configuring the shared `cluster.app` here would leave it bound to
     this cluster's broker for every later test in the same pytest process."""
-    app = Celery("holepunch-cluster-e2e-probe")
+    app = Celery("holepunch-cluster-e2e-probe", set_as_current=False)
     app.conf.update(celery_settings(BROKER, 120, VISIBILITY))
     return app
 
