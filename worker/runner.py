@@ -9,8 +9,10 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +28,14 @@ from worker.host import Host
 from worker.outcome import outcome_of
 from worker.reaper import reap_tests
 from worker.services import Services
+from worker.subnets import engine_subnets
 
 LOG_LIMIT = 512 * 1024  # a result travels through the broker: keep the tail of huge logs
 DOWN_TIMEOUT = 120
+# After `down`, reap by label until a pass finds nothing (an engine still finishing a create).
+REAP_ATTEMPTS = 4
+REAP_SETTLE_S = 0.5
+DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass
@@ -151,19 +158,52 @@ def execute(spec: TestSpec, services: Services, host: Host, timeout: float) -> E
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
     finally:
-        down_started = time.monotonic()
-        down = _compose(spec.project, path, "down", "-v", "--remove-orphans", "--timeout", "2",
-                        timeout=DOWN_TIMEOUT)
-        execution.down_s = time.monotonic() - down_started
-        for key in store.scan_iter(f"{spec.test_key}:*"):
-            store.delete(key)
-    if down.returncode != 0:
-        execution.log += f"\n[holepunch] docker-compose down failed: {down.stderr.strip()}\n"
-    execution.leftovers = reap_tests(host.services.client, host.name, project=spec.project)
-    if execution.leftovers:
-        execution.log += f"\n[holepunch] removed after down: {', '.join(execution.leftovers)}\n"
+        with termination_deferred():
+            _tear_down(spec, path, store, host, execution)
     execution.seconds = time.monotonic() - started
     return execution
+
+
+@contextmanager
+def termination_deferred():
+    """Hold SIGTERM and SIGINT back until the block is done.
+
+    Celery terminates a running late-ack task when the broker connection drops: billiard's
+    handler turns the first SIGTERM into SystemExit (so this teardown runs) and leaves the next
+    one fatal. A second signal during `down` would leave the project half removed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _tear_down(spec: TestSpec, path: Path, store, host: Host, execution: Execution) -> None:
+    """`down`, then remove by label whatever it missed, then the test's Redis keys.
+
+    Runs on every exit, a terminated task's too: a `docker-compose up` killed mid-way may have
+    container creates still in flight in the engine, which land after `down` listed the project.
+    """
+    down_started = time.monotonic()
+    down = _compose(spec.project, path, "down", "-v", "--remove-orphans", "--timeout", "2",
+                    timeout=DOWN_TIMEOUT)
+    if down.returncode != 0:
+        execution.log += f"\n[holepunch] docker-compose down failed: {down.stderr.strip()}\n"
+    for attempt in range(REAP_ATTEMPTS):
+        removed = reap_tests(host.services.client, host.name, project=spec.project)
+        execution.leftovers += removed
+        if not removed:
+            break
+        time.sleep(REAP_SETTLE_S * (attempt + 1))
+    execution.down_s = time.monotonic() - down_started
+    if execution.leftovers:
+        execution.log += f"\n[holepunch] removed after down: {', '.join(execution.leftovers)}\n"
+    for key in store.scan_iter(f"{spec.test_key}:*"):
+        store.delete(key)
 
 
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
@@ -188,7 +228,8 @@ def _peer(version: str, image: ImageInfo) -> PeerRecord:
 def run_test(request: RunRequest, services: Services, host: Host) -> RunOutput:
     test = request.test
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
-    lans = host.leases.acquire(f"{request.pass_id} {test.name}")
+    lans = host.leases.acquire(f"{request.pass_id} {test.name}",
+                               occupied=engine_subnets(host.services.client))
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
                         request.listener.image_id, request.router.image_id, run_id, services,

@@ -2,7 +2,8 @@
 
 Lease i gives the i-th pair of /24s in the pool. A lease is a file, created under a host-wide
 lock, that records the holder's pid, so a lease left by a killed process is reclaimed. Teardown
-releases it. No hashing, so no collisions.
+releases it. No hashing, so no collisions. A pair that a network on the engine still uses (a
+teardown that failed, a crashed run) is skipped: handing it out again would fail the next test.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 from cluster.errors import InfrastructureError
@@ -42,6 +44,22 @@ def pair_capacity(pool: str) -> int:
     return 2 ** (24 - network.prefixlen) // 2
 
 
+def _overlaps_any(pair: LanPair, taken: list[ipaddress.IPv4Network]) -> bool:
+    lans = (ipaddress.IPv4Network(pair.dialer), ipaddress.IPv4Network(pair.listener))
+    return any(lan.overlaps(net) for lan in lans for net in taken)
+
+
+def engine_subnets(client) -> list[str]:
+    """The IPv4 subnets of every network on the engine (from its network list, one API call)."""
+    subnets = []
+    for network in client.networks.list():
+        for config in ((network.attrs.get("IPAM") or {}).get("Config") or []):
+            subnet = config.get("Subnet", "")
+            if subnet and ":" not in subnet:
+                subnets.append(subnet)
+    return subnets
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -60,16 +78,24 @@ class SubnetLeases:
         self.directory = directory or run_dir() / "leases" / pool.replace("/", "_")
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def acquire(self, owner: str) -> LanPair:
+    def acquire(self, owner: str, occupied: Iterable[str] = ()) -> LanPair:
+        """The first free pair whose subnets overlap none of `occupied` (the engine's networks)."""
+        taken = [ipaddress.IPv4Network(subnet) for subnet in occupied]
+        skipped = 0
         with host_lock("subnet-leases"):
             for index in range(pair_capacity(self.pool)):
+                pair = lan_pair(self.pool, index)
+                if _overlaps_any(pair, taken):
+                    skipped += 1
+                    continue
                 path = self.directory / str(index)
                 if self._stale(path):
                     path.unlink(missing_ok=True)
                 if self._take(path, owner):
-                    return lan_pair(self.pool, index)
-        raise InfrastructureError(f"no free LAN subnets in {self.pool}: "
-                                  f"{pair_capacity(self.pool)} tests already hold one on this host")
+                    return pair
+        raise InfrastructureError(
+            f"no free LAN subnets in {self.pool}: {pair_capacity(self.pool) - skipped} tests "
+            f"already hold one on this host, {skipped} pairs are used by networks left on the engine")
 
     def release(self, pair: LanPair) -> None:
         (self.directory / str(pair.index)).unlink(missing_ok=True)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
 from functools import lru_cache
-
-from celery.signals import worker_process_init
 
 from cluster.app import app
 from cluster.errors import InfrastructureError
@@ -17,21 +14,6 @@ from worker.images import ImageMismatchError, ensure_image
 from worker.runner import log_file_name, run_test as run_one
 
 log = logging.getLogger(__name__)
-
-
-class TestTerminated(SystemExit):
-    """SIGTERM reached a task process (Celery terminates a running late-ack task when the broker
-    connection drops; the message is redelivered). Raised so the runner's finally-blocks tear the
-    test's compose project down and free its subnets instead of leaving them running."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise TestTerminated(128 + signum)
-
-
-@worker_process_init.connect(weak=False)
-def _tear_down_on_sigterm(**_: object) -> None:
-    signal.signal(signal.SIGTERM, _terminate)
 MAX_INFRA_RETRIES = 3
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import InfrastructureError
-from worker.subnets import SubnetLeases, lan_pair, pair_capacity
+from worker.subnets import SubnetLeases, engine_subnets, lan_pair, pair_capacity
 
 
 def test_pairs_are_adjacent_disjoint_24s() -> None:
@@ -59,3 +59,33 @@ def test_worker_start_reclaims_only_dead_holders_leases(tmp_path: Path, monkeypa
     assert leases.reclaim_stale() == [1]
     assert leases.held() == [live.index]
     assert leases.acquire("next").index == 1
+
+
+def test_pairs_a_network_on_the_engine_still_uses_are_skipped(tmp_path: Path, monkeypatch) -> None:
+    """A project whose teardown failed keeps its LANs: its pair must not fail the next test."""
+    monkeypatch.setenv("HOLEPUNCH_RUN_DIR", str(tmp_path))
+    leases = SubnetLeases("10.9.0.0/22", tmp_path / "leases")
+    assert leases.acquire("a", occupied=["10.9.1.0/24", "172.17.0.0/16"]).index == 1
+    with pytest.raises(InfrastructureError, match="1 pairs are used by networks left on the engine"):
+        leases.acquire("b", occupied=["10.9.0.0/24"])
+
+
+class FakeNetwork:
+    def __init__(self, *subnets: str) -> None:
+        self.attrs = {"IPAM": {"Config": [{"Subnet": s} for s in subnets]}}
+
+
+class FakeClient:
+    """A fake Docker client: only `networks.list()`."""
+
+    def __init__(self, networks: list[FakeNetwork]) -> None:
+        self.networks = self
+        self._networks = networks
+
+    def list(self) -> list[FakeNetwork]:
+        return self._networks
+
+
+def test_engine_subnets_reads_ipv4_subnets_of_every_network() -> None:
+    client = FakeClient([FakeNetwork("172.17.0.0/16"), FakeNetwork(), FakeNetwork("10.201.4.0/24", "fd00::/64")])
+    assert engine_subnets(client) == ["172.17.0.0/16", "10.201.4.0/24"]

@@ -94,3 +94,43 @@ def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
     networks_left = client.networks.list(filters={"label": [f"holepunch.host={HOST}",
                                                             "holepunch.role=test"]})
     assert not tests_left and not networks_left
+
+
+def _test_leftovers(client) -> tuple[list, list]:
+    labels = {"label": [f"holepunch.host={HOST}", "holepunch.role=test"]}
+    return client.containers.list(all=True, filters=labels), client.networks.list(filters=labels)
+
+
+def test_terminated_task_tears_its_test_down_even_when_signalled_twice(worker, hang_image) -> None:
+    """What Celery does to a running late-ack task when the broker connection drops (SIGTERM to
+    its pool process), with a second SIGTERM arriving while the teardown runs."""
+    rust = newest_rust()
+    hang = ImageInfo(image_id=hang_image, image_name="hang", built_at="2026-01-01T00:00:00Z",
+                     arch="x86_64")
+    result = run_test_signature(request(hang, rust, "tcp", timeout=600,
+                                        name="hang x rust (terminated)")).apply_async()
+    client = docker.from_env()
+    deadline = time.monotonic() + 120
+    pid = None
+    while pid is None:
+        assert time.monotonic() < deadline, "the task never started its dialer"
+        running = client.containers.list(filters={"label": [
+            f"holepunch.host={HOST}", "com.docker.compose.service=dialer"]})
+        active = [task for tasks in (worker.control.inspect(timeout=1.0).active() or {}).values()
+                  for task in tasks if task["id"] == result.id]
+        if running and active:
+            pid = active[0]["worker_pid"]
+        time.sleep(0.2)
+    worker.control.revoke(result.id)  # its redelivered copy is dropped: this is about the first run
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.3)  # the teardown has begun: a second signal must not cut it short
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 120
+    while any(_test_leftovers(client)) and time.monotonic() < deadline:
+        time.sleep(1)
+    containers, networks = _test_leftovers(client)
+    assert not containers and not networks, (
+        f"left behind: {[c.name for c in containers]} {[n.name for n in networks]}")
