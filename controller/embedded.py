@@ -2,6 +2,8 @@
 
 A Redis on loopback (its own port and folder), a worker on the local Docker engine and the
 controller-side reporter, each a child process; all stopped on the way out, even on Ctrl-C.
+They boot while `submit` resolves images, and the worker host's global services (Redis, relay)
+start as soon as their images are known, so the first test waits for neither.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from cluster.errors import InfrastructureError
 
 WORKER_HOST_SUFFIX = "-embedded"
+LONG_RUNNING = ("redis", "worker", "reporter")
 
 
 def _free_port() -> int:
@@ -62,19 +65,23 @@ class EmbeddedCluster:
             raise
         return self
 
-    def wait_ready(self, app, timeout: float = 90) -> None:
-        """Both Celery processes answer a ping (a condition with a deadline, not a sleep)."""
-        wanted = {f"holepunch@{self.host}", f"reporter@{self.host}"}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self._procs.items():
-                if proc.poll() is not None:
-                    raise InfrastructureError(f"embedded {name} exited ({proc.returncode}); "
-                                              f"log: {self._tail(name)}")
-            answered = {name for reply in app.control.ping(timeout=1.0) for name in reply}
-            if wanted <= answered:
-                return
-        raise InfrastructureError(f"embedded worker/reporter not ready after {timeout:.0f} s")
+    def start_services(self, base_image: str, relay_image: str) -> None:
+        """Start the worker host's Redis and relay now, beside the booting worker (one-shot)."""
+        self._start("services", [_bin("holepunch-worker"), "-n", self.host, "--cache-dir",
+                                 str(self.cache_dir), "--start-services",
+                                 f"{base_image},{relay_image}"])
+
+    def check(self) -> None:
+        """Raise if Redis, the worker or the reporter has exited: the pass cannot go on.
+
+        Checked while the pass runs instead of waiting for a ping before submitting: tasks wait
+        in Redis until the worker takes them, so its boot overlaps everything else.
+        """
+        for name in LONG_RUNNING:
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise InfrastructureError(f"embedded {name} exited ({proc.returncode}); "
+                                          f"log: {self._tail(name)}")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         interrupted = self.interrupted or exc_type is KeyboardInterrupt
@@ -92,6 +99,10 @@ class EmbeddedCluster:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        services = self._procs.get("services")
+        if services and services.poll() is None:
+            services.terminate()  # its host lock is released with it; --cleanup removes the rest
+            services.wait()
         # Whatever a killed worker left: its test projects, Redis, relay, network, host guard.
         subprocess.run([_bin("holepunch-worker"), "--cleanup", "-n", self.host,
                         "--cache-dir", str(self.cache_dir)],

@@ -141,9 +141,13 @@ def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
     matrix = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache).matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     engine = engine_version()
-    images = build_images(options, cache, matrix, log=console.print)
     base_dir = options.root.resolve() / "impl" / "base"
-    return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir)
+    embedded = None if options.broker else EmbeddedCluster(cache.root, options.workers,
+                                                           options.timeout)
+    with embedded or nullcontext():  # the embedded cluster boots while the images resolve
+        images = build_images(options, cache, matrix, log=console.print)
+        return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir,
+                        embedded)
 
 
 PASS_KEY_TTL = 7 * 24 * 3600
@@ -164,8 +168,12 @@ def claim_pass_name(redis_client, cache: Cache, name: str) -> str:
 
 
 def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, reason: str,
-             matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path) -> int:
-    """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass."""
+             matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path,
+             embedded: EmbeddedCluster | None = None) -> int:
+    """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass.
+
+    Without a broker it runs on `embedded`, or on an embedded cluster of its own if none is given.
+    """
     if options.broker:
         for image_id in {image.image_id for image in images.values()}:
             path, written = export_image(cache, image_id)
@@ -175,13 +183,15 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
     output_dir = options.output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     concurrency = options.workers
-    embedded = None if options.broker else EmbeddedCluster(cache.root, concurrency, options.timeout)
-    with embedded or nullcontext():
+    own = None if options.broker or embedded else EmbeddedCluster(cache.root, concurrency,
+                                                                  options.timeout)
+    embedded = embedded or own
+    with own or nullcontext():
         broker = embedded.broker if embedded else options.broker
         app = configure(broker, options.timeout)
         if embedded:
             console.print(f"embedded cluster: Redis {broker}, worker {embedded.host}")
-            embedded.wait_ready(app)
+            embedded.start_services(images["base"].image_id, images["rust-relay"].image_id)
         started = datetime.now(timezone.utc)
         with app.connection_for_write() as conn:
             name = claim_pass_name(conn.default_channel.client, cache,
@@ -209,33 +219,35 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
             return 0
         deadline = time.monotonic() + (options.deadline or default_deadline(
             len(header), options, concurrency or 2))
+        stopped_with: int | None = None  # the exit code when the pass was stopped short
         try:
-            summary = _follow(result, group, len(header), deadline, console)
+            summary, why = _follow(result, group, len(header), deadline, console,
+                                   embedded.check if embedded else None)
         except KeyboardInterrupt:
             if embedded:
                 embedded.interrupted = True
             console.print("interrupted: stopping the pass and writing what finished (partial)")
-            _revoke(group, console)
-            summary = _finish_locally(spec, group, "interrupted by the user (Ctrl-C)")
-            del result, group
-            _close_results(app)  # else the result listener's finaliser fails once Redis is gone
-            _report(summary, console)
-            return EXIT_INTERRUPTED
+            summary, why, stopped_with = None, "interrupted by the user (Ctrl-C)", EXIT_INTERRUPTED
+        except InfrastructureError as exc:
+            console.print(f"stopping the pass: {exc}", markup=False)
+            summary, why, stopped_with = None, str(exc), exc.exit_code
         if summary is None:
             _revoke(group, console)
-            summary = _finish_locally(spec, group, "the pass outlived its deadline")
+            summary = _finish_locally(spec, group, why)
         del result, group
-        _close_results(app)
+        _close_results(app)  # else the result listener's finaliser fails once Redis is gone
     _report(summary, console)
-    return summary["exitCode"]
+    return summary["exitCode"] if stopped_with is None else stopped_with
 
 
 BROKER_ERRORS = (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                  kombu.exceptions.OperationalError)
 
 
-def _follow(result, group, total: int, deadline: float, console: Console) -> dict | None:
-    """Show progress until the aggregate is done; None if the deadline passes first."""
+def _follow(result, group, total: int, deadline: float, console: Console,
+            check: Callable[[], None] | None = None) -> tuple[dict | None, str]:
+    """Show progress until the aggregate is done: (its summary, ""), or (None, why) if the
+    deadline passes first. `check` raises when the cluster is broken beyond waiting for."""
     seen: set[str] = set()
     passed = failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -244,6 +256,8 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
         task = progress.add_task("tests", total=total, passed=0, failed=0)
         broker_lost_at: float | None = None
         while True:
+            if check is not None:
+                check()  # raises InfrastructureError: the caller writes what finished
             try:
                 newly = [child for child in group.results
                          if child.id not in seen and child.ready()]
@@ -256,7 +270,7 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
                                            "waiting for it until the pass's deadline")
                 if time.monotonic() > deadline:
                     console.print("deadline passed while the broker was unreachable")
-                    return None
+                    return None, "the pass outlived its deadline (broker unreachable)"
                 time.sleep(1)
                 continue
             if broker_lost_at is not None:
@@ -278,12 +292,12 @@ def _follow(result, group, total: int, deadline: float, console: Console) -> dic
                 progress.update(task, completed=len(seen), passed=passed, failed=failed)
             if aggregate_ready:
                 if result.successful():
-                    return result.result
+                    return result.result, ""
                 console.print(f"the aggregate failed: {result.result!r}")
-                return None
+                return None, f"the aggregate failed: {result.result!r}"
             if time.monotonic() > deadline:
                 console.print("deadline passed before every test reported")
-                return None
+                return None, "the pass outlived its deadline"
             time.sleep(0.5)
 
 

@@ -53,12 +53,17 @@ def default_concurrency() -> int:
 @click.option("-Q", "--queues", default=TEST_QUEUE, show_default=True,
               help="Comma-separated queues to consume (add a host-pinned queue here).")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--start-services", metavar="BASE_ID,RELAY_ID", default=None,
+              help="Do not start: start this host's global services (network, Redis, relay) from "
+                   "these images, then exit. The embedded default runs it while its worker boots, "
+                   "so the first test does not wait for them.")
 @click.option("--cleanup", is_flag=True,
               help="Do not start: remove this host's test leftovers and its global services "
                    "(Redis, relay, network, host guard), then exit.")
 def main(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
-         max_test_timeout: int, visibility: int | None, queues: str, loglevel: str, cleanup: bool) -> None:
+         max_test_timeout: int, visibility: int | None, queues: str, loglevel: str,
+         start_services: str | None, cleanup: bool) -> None:
     """Run a Celery worker that takes tests from the broker and runs them on this host's Docker
     engine, with one Redis and one relay of its own on an internal network.
 
@@ -69,6 +74,9 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
                 public_subnet=public_subnet, lan_pool=lan_pool,
                 image_source=image_source or str(default_cache_root(cache_dir)))
     host.export()
+    if start_services:
+        _start_services(host, start_services)
+        return
     app = configure(broker, max_test_timeout, visibility)
     import worker.tasks  # noqa: F401 - registers run_test with the app
 
@@ -104,6 +112,19 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency or default_concurrency()),
                      "-n", f"holepunch@{host.name}", "--loglevel", loglevel, "-E",
                      "-O", "fair"])
+
+
+def _start_services(host: Host, images: str) -> None:
+    base, _, relay = images.partition(",")
+    if not base or not relay:
+        raise click.BadParameter("expected BASE_ID,RELAY_ID", param_hint="--start-services")
+    try:
+        services = host.services.ensure(base.removeprefix("sha256:"), relay.removeprefix("sha256:"))
+    except HolepunchError as exc:
+        click.echo(f"holepunch-worker: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(f"holepunch-worker: global services up: Redis {services.redis_addr}, relay "
+               f"{services.relay_ip}")
 
 
 if __name__ == "__main__":

@@ -118,3 +118,31 @@ def test_ctrl_c_leaves_nothing_and_a_partial_result(tmp_path: Path) -> None:
     assert results["metadata"]["partial"] is True and results["metadata"]["missingTests"]
     assert not leftovers(), leftovers()
     assert not embedded_redis_running()
+
+
+def test_dead_embedded_worker_stops_the_pass_as_partial_with_exit_3(tmp_path: Path) -> None:
+    """The worker killed mid-pass: submit notices at once (no waiting for the deadline), writes
+    what finished as partial, exits 3 (infrastructure) and leaves nothing running."""
+    engine_or_skip()
+    proc = subprocess.Popen([CONTROLLER, "submit", "--root", str(REPO), "-o", str(tmp_path),
+                             "--test-filter", SMALL, "--test-ignore", "", "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    pattern = f"holepunch-worker --broker redis://127.0.0.1:[0-9]+/0 -n {EMBEDDED_HOST}"
+    deadline = time.monotonic() + 600
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "no test started"
+        running = subprocess.run(["docker", "ps", "-q", "--filter", "label=holepunch.role=test",
+                                  "--filter", f"label=holepunch.host={EMBEDDED_HOST}"],
+                                 capture_output=True, text=True).stdout.split()
+        if running:
+            break
+        time.sleep(0.2)
+    killed = subprocess.run(["pkill", "-KILL", "-f", pattern], capture_output=True)
+    assert killed.returncode == 0, "the embedded worker was not found"
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, output[-3000:]
+    assert "embedded worker exited" in output and "Traceback" not in output, output[-3000:]
+    results = yaml.safe_load((tmp_path / "results.yaml").read_text())
+    assert results["metadata"]["partial"] is True and results["metadata"]["missingTests"]
+    assert not leftovers(), leftovers()
+    assert not embedded_redis_running()

@@ -1,0 +1,39 @@
+"""The embedded cluster's liveness check, with fake processes (no Redis, no worker)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cluster.errors import InfrastructureError
+from controller.embedded import EmbeddedCluster
+
+
+class FakeProcess:
+    """Stands in for subprocess.Popen: only poll() and returncode."""
+
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def cluster_with(tmp_path: Path, **procs: FakeProcess) -> EmbeddedCluster:
+    cluster = EmbeddedCluster(tmp_path, concurrency=1, max_test_timeout=60, log_dir=tmp_path)
+    shutil.rmtree(cluster.folder)  # Redis's folder: never started here
+    cluster._procs.update(procs)
+    return cluster
+
+
+def test_running_cluster_and_a_finished_services_one_shot_pass_the_check(tmp_path: Path) -> None:
+    cluster_with(tmp_path, redis=FakeProcess(None), worker=FakeProcess(None),
+                 reporter=FakeProcess(None), services=FakeProcess(0)).check()
+
+
+def test_an_exited_worker_fails_the_check_with_its_log(tmp_path: Path) -> None:
+    (tmp_path / "worker.log").write_text("holepunch-worker: Docker engine not reachable\n")
+    cluster = cluster_with(tmp_path, redis=FakeProcess(None), worker=FakeProcess(3),
+                           reporter=FakeProcess(None))
+    with pytest.raises(InfrastructureError, match=r"embedded worker exited \(3\).*not reachable"):
+        cluster.check()
