@@ -55,6 +55,7 @@ class EmbeddedCluster:
             self._start("worker", [_bin("holepunch-worker"), "--broker", self.broker,
                                    "-n", self.host, "--cache-dir", str(self.cache_dir),
                                    "--max-test-timeout", str(self.max_test_timeout),
+                                   "--without-mingle",
                                    *(["-c", str(self.concurrency)] if self.concurrency else [])])
             self._start("reporter", [_bin("holepunch-controller"), "--cache-dir",
                                      str(self.cache_dir), "reporter", "--broker", self.broker,

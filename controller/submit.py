@@ -76,10 +76,23 @@ def _git(root: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+class ComposeVersion:
+    """`docker-compose version` costs a second of Python start-up: asked early, read when needed."""
+
+    def __init__(self) -> None:
+        try:
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                ["docker-compose", "version", "--short"], stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True)
+        except FileNotFoundError:
+            self._proc = None
+
+    def __call__(self) -> str:
+        return self._proc.communicate()[0].strip() if self._proc else ""
+
+
 def settings_for(options: SubmitOptions, name: str, kind: str, reason: str, matrix: TestMatrix,
-                 cache: Cache, engine: str, workers: int | None) -> dict:
-    compose = subprocess.run(["docker-compose", "version", "--short"], capture_output=True,
-                             text=True, check=False).stdout.strip()
+                 cache: Cache, engine: str, workers: int | None, compose: str) -> dict:
     return {
         "testPass": {"name": name, "kind": kind, "triggeredBy": reason},
         "filters": {"testFilter": list(matrix.metadata.filter),
@@ -133,6 +146,7 @@ def _line(record: TestRecord) -> str:
 
 
 def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
+    compose = ComposeVersion()  # for settings.yaml; runs while the pass is planned
     kind, reason = options.kind, f"--kind {options.kind}"
     if kind == "auto":
         choice = detect_kind(options.root, options.base)
@@ -147,7 +161,7 @@ def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
     with embedded or nullcontext():  # the embedded cluster boots while the images resolve
         images = build_images(options, cache, matrix, log=console.print)
         return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir,
-                        embedded)
+                        embedded, compose)
 
 
 PASS_KEY_TTL = 7 * 24 * 3600
@@ -169,7 +183,8 @@ def claim_pass_name(redis_client, cache: Cache, name: str) -> str:
 
 def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, reason: str,
              matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path,
-             embedded: EmbeddedCluster | None = None) -> int:
+             embedded: EmbeddedCluster | None = None,
+             compose: Callable[[], str] | None = None) -> int:
     """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass.
 
     Without a broker it runs on `embedded`, or on an embedded cluster of its own if none is given.
@@ -196,7 +211,8 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         with app.connection_for_write() as conn:
             name = claim_pass_name(conn.default_channel.client, cache,
                                    pass_name(kind, started.astimezone()))
-        settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
+        settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency,
+                                (compose or ComposeVersion())())
         spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
                         output_dir=str(output_dir), cache_dir=str(cache.root),
                         started_at=started.strftime(TIME_FORMAT), matrix_yaml=matrix_to_yaml(matrix),

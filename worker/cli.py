@@ -52,6 +52,9 @@ def default_concurrency() -> int:
 @visibility_option
 @click.option("-Q", "--queues", default=TEST_QUEUE, show_default=True,
               help="Comma-separated queues to consume (add a host-pinned queue here).")
+@click.option("--without-mingle", is_flag=True,
+              help="Skip Celery's start-up sync with other workers (a second): for a worker that "
+                   "is alone on its broker, as the embedded default's is.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--start-services", metavar="BASE_ID,RELAY_ID", default=None,
               help="Do not start: start this host's global services (network, Redis, relay) from "
@@ -62,8 +65,8 @@ def default_concurrency() -> int:
                    "(Redis, relay, network, host guard), then exit.")
 def main(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
-         max_test_timeout: int, visibility: int | None, queues: str, loglevel: str,
-         start_services: str | None, cleanup: bool) -> None:
+         max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
+         loglevel: str, start_services: str | None, cleanup: bool) -> None:
     """Run a Celery worker that takes tests from the broker and runs them on this host's Docker
     engine, with one Redis and one relay of its own on an internal network.
 
@@ -111,7 +114,7 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency or default_concurrency()),
                      "-n", f"holepunch@{host.name}", "--loglevel", loglevel, "-E",
-                     "-O", "fair"])
+                     "-O", "fair", *(["--without-mingle"] if without_mingle else [])])
 
 
 def _start_services(host: Host, images: str) -> None:
