@@ -88,7 +88,8 @@ def check_deps(broker: str | None) -> None:
 @selection_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("test-matrix.yaml"), show_default=True,
-              help="Where to write the matrix (also cached by its inputs' hash).")
+              help="Where to write the matrix (also cached by its inputs' hash); - prints the "
+                   "YAML instead of the test names.")
 @click.pass_obj
 def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
            test_ignore: str | None, output: Path) -> None:
@@ -98,14 +99,19 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
         err.print(f"--kind auto: {choice.kind} ({choice.reason})")
         kind = choice.kind
     plan = plan_matrix(root, kind, test_filter, test_ignore, cache)
-    atomic_write(output, matrix_to_yaml(plan.matrix))
-    for test in plan.matrix.tests:
-        click.echo(test.name)
+    text = matrix_to_yaml(plan.matrix)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text)
+        for test in plan.matrix.tests:
+            click.echo(test.name)
     meta = plan.matrix.metadata
     origin = "cached" if plan.from_cache else "generated"
     err.print(f"{meta.total_tests} tests (kind {meta.kind}; filter {list(meta.filter)}; "
               f"ignore {list(meta.ignore)}; {meta.ignored_tests} ignored; "
-              f"{sum(t.expected_failure for t in plan.matrix.tests)} known failures) -> {output} "
+              f"{sum(t.expected_failure for t in plan.matrix.tests)} known failures) -> "
+              f"{'standard output' if str(output) == '-' else output} "
               f"({origin} as test-matrix/{short(plan.cache_key)}….yaml)")
 
 

@@ -28,6 +28,13 @@ def test_full_matrix_in_seed_format(repo: Path, run_cli, tmp_path: Path) -> None
     assert "18 tests" in stderr and "generated" in stderr
 
 
+def test_dash_prints_the_matrix_yaml(repo: Path, run_cli, tmp_path: Path) -> None:
+    code, stdout, stderr = run_cli("matrix", "--root", str(repo), "-o", "-")
+    assert code == EXIT_OK, stderr
+    assert yaml.safe_load(stdout)["metadata"]["totalTests"] == 18
+    assert not (Path.cwd() / "-").exists() and "-> standard output" in stderr
+
+
 def test_matrix_is_cached_by_inputs(repo: Path, run_cli, tmp_path: Path) -> None:
     out = str(tmp_path / "m.yaml")
     run_cli("matrix", "--root", str(repo), "-o", out)
