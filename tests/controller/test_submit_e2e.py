@@ -93,13 +93,19 @@ def test_bad_input_exits_2_before_anything_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "results.yaml").exists()
 
 
+def _interruptible() -> None:
+    """Ctrl-C reaches the child even when this run inherited SIGINT ignored (a job a script
+    started with `&` ignores it, and Python then keeps ignoring it: as nohup'd CI did)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_nothing_and_a_partial_result(tmp_path: Path) -> None:
     engine_or_skip()
     proc = subprocess.Popen([CONTROLLER, "submit", "--root", str(REPO), "-o", str(tmp_path),
                              "--test-filter", "rust-v0.57 x rust-v0.57|go-v0.51 x go-v0.51|"
                              "rust-v0.57 x go-v0.51|go-v0.51 x rust-v0.57", "--test-ignore", "",
                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=REPO)
+                            text=True, cwd=REPO, preexec_fn=_interruptible)
     lines: list[str] = []
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -110,6 +116,7 @@ def test_ctrl_c_leaves_nothing_and_a_partial_result(tmp_path: Path) -> None:
         if line.strip().startswith(("PASS", "FAIL")):  # one test done, the rest still queued
             break
     assert any("tests submitted" in line for line in lines), "".join(lines)[-3000:]
+    assert proc.poll() is None, "the pass ended before one test was done:\n" + "".join(lines)[-3000:]
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, "".join(lines) + rest
