@@ -69,7 +69,8 @@ def run_checks(broker: str | None,
     checks = [
         engine_check(),
         _tool("docker-compose", ["docker-compose", "version", "--short"],
-              "apt-get install docker-compose"),
+              "apt-get install docker-compose  (optional: workers run tests through the engine's "
+              "API; it runs a test's compose file by hand and `cluster up`)", required=False),
         _tool("make", ["make", "--version"], "apt-get install make"),
         _tool("git", ["git", "--version"], "apt-get install git"),
         check_broker(broker) if broker else _tool(

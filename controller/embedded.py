@@ -2,8 +2,9 @@
 
 A Redis on loopback (its own port and folder), a worker on the local Docker engine and the
 controller-side reporter, each a child process; all stopped on the way out, even on Ctrl-C.
-They boot while `submit` resolves images, and the worker host's global services (Redis, relay)
-start as soon as their images are known, so the first test waits for neither.
+They boot while `submit` resolves images; the worker host's network is made meanwhile, and its
+global services (Redis, relay) start as soon as their images are known, so the first test waits
+for neither.
 """
 
 from __future__ import annotations
@@ -57,20 +58,35 @@ class EmbeddedCluster:
                                    "--max-test-timeout", str(self.max_test_timeout),
                                    "--without-mingle",
                                    *(["-c", str(self.concurrency)] if self.concurrency else [])])
+            # Niced: it has nothing to do until the pass ends, and its boot must not slow the
+            # worker's and the services' (the first test waits for those).
             self._start("reporter", [_bin("holepunch-controller"), "--cache-dir",
                                      str(self.cache_dir), "reporter", "--broker", self.broker,
                                      "--name", f"reporter@{self.host}",
-                                     "--max-test-timeout", str(self.max_test_timeout)])
+                                     "--max-test-timeout", str(self.max_test_timeout)], nice=10)
+            # The host's global services: its network now, Redis and the relay as soon as
+            # start_services() names their images (standard input).
+            self._start("services", [_bin("holepunch-worker"), "-n", self.host, "--cache-dir",
+                                     str(self.cache_dir), "--start-services", "-"],
+                        stdin=subprocess.PIPE)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def start_services(self, base_image: str, relay_image: str) -> None:
-        """Start the worker host's Redis and relay now, beside the booting worker (one-shot)."""
-        self._start("services", [_bin("holepunch-worker"), "-n", self.host, "--cache-dir",
-                                 str(self.cache_dir), "--start-services",
-                                 f"{base_image},{relay_image}"])
+        """Start the worker host's Redis and relay now, beside the booting worker."""
+        self._close_services_input(f"{base_image},{relay_image}\n")
+
+    def _close_services_input(self, line: str = "") -> None:
+        proc = self._procs.get("services")
+        if proc is None or proc.stdin is None or proc.stdin.closed:
+            return
+        try:
+            proc.stdin.write(line)
+            proc.stdin.close()
+        except OSError:  # it has exited already: the pass's first test reports why
+            pass
 
     def check(self) -> None:
         """Raise if Redis, the worker or the reporter has exited: the pass cannot go on.
@@ -100,6 +116,7 @@ class EmbeddedCluster:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        self._close_services_input()  # never told the images: it exits at end of input
         services = self._procs.get("services")
         if services and services.poll() is None:
             services.terminate()  # its host lock is released with it; --cleanup removes the rest
@@ -135,11 +152,13 @@ class EmbeddedCluster:
                 time.sleep(0.05)
         raise InfrastructureError(f"local redis-server did not listen on {port}: {self._tail('redis')}")
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def _start(self, name: str, argv: list[str], stdin=None, nice: int = 0) -> None:
         log = (self.log_dir / f"{name}.log").open("w")
         # Own process group: the terminal's Ctrl-C reaches submit only, which stops them in order.
-        self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True, env=os.environ.copy())
+        self._procs[name] = subprocess.Popen(
+            ["nice", "-n", str(nice), *argv] if nice else argv, stdout=log,
+            stderr=subprocess.STDOUT, stdin=stdin, text=True, start_new_session=True,
+            env=os.environ.copy())
 
     def _tail(self, name: str, lines: int = 20) -> str:
         path = self.log_dir / f"{name}.log"

@@ -76,29 +76,16 @@ def _git(root: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-class ComposeVersion:
-    """`docker-compose version` costs a second of Python start-up: asked early, read when needed."""
-
-    def __init__(self) -> None:
-        try:
-            self._proc: subprocess.Popen | None = subprocess.Popen(
-                ["docker-compose", "version", "--short"], stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True)
-        except FileNotFoundError:
-            self._proc = None
-
-    def __call__(self) -> str:
-        return self._proc.communicate()[0].strip() if self._proc else ""
-
-
 def settings_for(options: SubmitOptions, name: str, kind: str, reason: str, matrix: TestMatrix,
-                 cache: Cache, engine: str, workers: int | None, compose: str) -> dict:
+                 cache: Cache, engine: str, workers: int | None) -> dict:
+    """settings.yaml. `dockerCompose` stays in the seed's shape but is null: workers run each
+    test's compose file through the engine's API (worker.project), not with docker-compose."""
     return {
         "testPass": {"name": name, "kind": kind, "triggeredBy": reason},
         "filters": {"testFilter": list(matrix.metadata.filter),
                     "testIgnore": list(matrix.metadata.ignore)},
         "system": {"platform": platform.machine(), "os": platform.system(),
-                   "osVersion": platform.platform(), "docker": engine, "dockerCompose": compose,
+                   "osVersion": platform.platform(), "docker": engine, "dockerCompose": None,
                    "python": platform.python_version(), "controllerHost": socket.gethostname()},
         "execution": {"workerCount": workers, "verbose": False, "cacheDir": str(cache.root),
                       "timeoutSeconds": options.timeout, "retries": options.retries,
@@ -111,14 +98,19 @@ def settings_for(options: SubmitOptions, name: str, kind: str, reason: str, matr
 
 
 def build_images(options: SubmitOptions, cache: Cache, matrix: TestMatrix,
-                 log: Callable[[str], None]) -> dict[str, ImageInfo]:
-    """Only the images the selected tests need, plus base, router and relay."""
+                 log: Callable[[str], None],
+                 infrastructure_ready: Callable[[dict[str, ImageInfo]], None] = lambda _: None,
+                 ) -> dict[str, ImageInfo]:
+    """Only the images the selected tests need, plus base, router and relay (first, and
+    `infrastructure_ready` is told of them before the implementations resolve)."""
     impls = load_impls(options.root)
     needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
     builder = Builder(cache, log=log)
     images: dict[str, ImageInfo] = {}
-    for target in infrastructure_targets(options.root) + implementation_targets(options.root,
-                                                                                impls, needed):
+    for target in infrastructure_targets(options.root):
+        images[target.name] = builder.build(target).image
+    infrastructure_ready(images)
+    for target in implementation_targets(options.root, impls, needed):
         images[target.name] = builder.build(target).image
     return images
 
@@ -146,7 +138,6 @@ def _line(record: TestRecord) -> str:
 
 
 def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
-    compose = ComposeVersion()  # for settings.yaml; runs while the pass is planned
     kind, reason = options.kind, f"--kind {options.kind}"
     if kind == "auto":
         choice = detect_kind(options.root, options.base)
@@ -159,9 +150,11 @@ def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
     embedded = None if options.broker else EmbeddedCluster(cache.root, options.workers,
                                                            options.timeout)
     with embedded or nullcontext():  # the embedded cluster boots while the images resolve
-        images = build_images(options, cache, matrix, log=console.print)
+        images = build_images(options, cache, matrix, log=console.print,
+                              infrastructure_ready=lambda infra: embedded and embedded.start_services(
+                                  infra["base"].image_id, infra["rust-relay"].image_id))
         return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir,
-                        embedded, compose)
+                        embedded)
 
 
 PASS_KEY_TTL = 7 * 24 * 3600
@@ -183,8 +176,7 @@ def claim_pass_name(redis_client, cache: Cache, name: str) -> str:
 
 def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, reason: str,
              matrix: TestMatrix, images: dict[str, ImageInfo], engine: str, base_dir: Path,
-             embedded: EmbeddedCluster | None = None,
-             compose: Callable[[], str] | None = None) -> int:
+             embedded: EmbeddedCluster | None = None) -> int:
     """Enqueue the chord for `matrix` on `images`, follow it, report; the exit code of the pass.
 
     Without a broker it runs on `embedded`, or on an embedded cluster of its own if none is given.
@@ -211,8 +203,7 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         with app.connection_for_write() as conn:
             name = claim_pass_name(conn.default_channel.client, cache,
                                    pass_name(kind, started.astimezone()))
-        settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency,
-                                (compose or ComposeVersion())())
+        settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
         spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
                         output_dir=str(output_dir), cache_dir=str(cache.root),
                         started_at=started.strftime(TIME_FORMAT), matrix_yaml=matrix_to_yaml(matrix),

@@ -34,12 +34,12 @@ def rerun_script(name: str) -> str:
 # Re-run test pass {name} from this folder alone, with no network: rebuild every image from the
 # bundled snapshots (base rootfs, router, relay, implementations), run the same tests on this
 # machine (local Redis, local worker, local Docker engine) and print a new results.md.
-# Needs: docker (engine running), docker-compose, make, gcc, python3 (>= 3.11) with venv,
+# Needs: docker (engine running), make, gcc, python3 (>= 3.11) with venv,
 # redis-server, zstd, and the toolchains of the implementations (cargo, go, node/npm).
 set -euo pipefail
 here="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 cd "$here"
-for cmd in docker docker-compose make python3 redis-server; do
+for cmd in docker make python3 redis-server; do
   command -v "$cmd" >/dev/null 2>&1 || {{ echo "re-run.sh: $cmd is required" >&2; exit 3; }}
 done
 if [ ! -x .venv/bin/holepunch-controller ]; then

@@ -56,10 +56,12 @@ def default_concurrency() -> int:
               help="Skip Celery's start-up sync with other workers (a second): for a worker that "
                    "is alone on its broker, as the embedded default's is.")
 @click.option("--loglevel", default="INFO", show_default=True)
-@click.option("--start-services", metavar="BASE_ID,RELAY_ID", default=None,
+@click.option("--start-services", metavar="BASE_ID,RELAY_ID|-", default=None,
               help="Do not start: start this host's global services (network, Redis, relay) from "
-                   "these images, then exit. The embedded default runs it while its worker boots, "
-                   "so the first test does not wait for them.")
+                   "these images, then exit. With '-': make the network now and read "
+                   "BASE_ID,RELAY_ID from standard input (nothing more is started at end of "
+                   "input). The embedded default runs it while its worker boots, so the first "
+                   "test does not wait for them.")
 @click.option("--cleanup", is_flag=True,
               help="Do not start: remove this host's test leftovers and its global services "
                    "(Redis, relay, network, host guard), then exit.")
@@ -118,10 +120,15 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
 
 
 def _start_services(host: Host, images: str) -> None:
-    base, _, relay = images.partition(",")
-    if not base or not relay:
-        raise click.BadParameter("expected BASE_ID,RELAY_ID", param_hint="--start-services")
     try:
+        if images == "-":
+            host.services.prepare_network()  # while the caller still resolves the images
+            images = sys.stdin.readline().strip()
+            if not images:
+                return
+        base, _, relay = images.partition(",")
+        if not base or not relay:
+            raise click.BadParameter("expected BASE_ID,RELAY_ID", param_hint="--start-services")
         services = host.services.ensure(base.removeprefix("sha256:"), relay.removeprefix("sha256:"))
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import docker
 from docker.errors import APIError, NotFound
 
@@ -19,12 +21,17 @@ def reap_tests(client: docker.DockerClient, host: str, project: str | None = Non
     """
     extra = [f"com.docker.compose.project={project}"] if project else None
     removed: list[str] = []
-    for container in client.containers.list(all=True, filters=_filters(host, extra)):
+
+    def remove(container: dict) -> None:
         try:
-            container.remove(force=True, v=True)
-            removed.append(f"container {container.name}")
+            client.api.remove_container(container["Id"], force=True, v=True)
+            removed.append(f"container {container['Names'][0].lstrip('/')}")
         except NotFound:
             pass
+    # The low-level list: the high-level one inspects every container it lists.
+    containers = client.api.containers(all=True, filters=_filters(host, extra))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
+        list(pool.map(remove, containers))  # in parallel: each is a kill, then a removal
     for network in client.networks.list(filters=_filters(host, extra)):
         try:
             network.remove()

@@ -1,29 +1,29 @@
-"""Run one test on this host: compose up, read the dialer's verdict, always tear down.
+"""Run one test on this host: bring its compose project up, read the dialer's verdict, always
+tear it down.
 
 A test failure is a returned record; only infrastructure faults raise (InfrastructureError).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
+import redis
 from docker.errors import DockerException
 
-from cluster.errors import InfrastructureError
 from cluster.labels import test_labels
 from cluster.models import ImageInfo, PeerRecord, Status, TestRecord
 from cluster.tasks import RunRequest
 from worker.compose import TestSpec, compose_for, project_name, render
+from worker.project import Project, plan_project
 from worker.host import Host
 from worker.outcome import outcome_of
 from worker.reaper import reap_tests
@@ -31,8 +31,7 @@ from worker.services import Services
 from worker.subnets import engine_subnets
 
 LOG_LIMIT = 512 * 1024  # a result travels through the broker: keep the tail of huge logs
-DOWN_TIMEOUT = 120
-# After `down`, reap by label until a pass finds nothing (an engine still finishing a create).
+# Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
 REAP_ATTEMPTS = 4
 REAP_SETTLE_S = 0.5
 DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -42,7 +41,7 @@ DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 class Execution:
     """What running one compose project gave, before it is judged."""
 
-    exit_code: int | None        # the dialer's; None when the test outlived its timeout
+    exit_code: int | None        # the dialer's; None when it never finished
     log: str                     # every service's output
     dialer_stdout: str
     dialer_stderr: str
@@ -52,11 +51,15 @@ class Execution:
     up_s: float | None = None    # compose up until the dialer started
     run_s: float | None = None   # the dialer's own run
     down_s: float | None = None
-    leftovers: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)  # what only a second pass removed
+    failure: str | None = None   # why the dialer never finished (a router died, ...)
+    timed_out: bool = False
 
     def outcome(self):
-        if self.exit_code is None:
+        if self.timed_out:
             return None, "timeout"
+        if self.exit_code is None:
+            return None, self.failure or "the dialer never finished"
         verdict = outcome_of(self.exit_code, self.dialer_stdout)
         return verdict.rtt_ms, verdict.reason
 
@@ -71,34 +74,6 @@ class RunOutput:
 def log_file_name(test_name: str) -> str:
     """`rust-v0.53 x go-v0.51 (tcp)` -> `logs/rust-v0.53_x_go-v0.51_tcp.log` (the seed's form)."""
     return "logs/" + re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_") + ".log"
-
-
-def _compose(project: str, path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["docker-compose", "-p", project, "-f", str(path), *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError as exc:
-        raise InfrastructureError("docker-compose is not installed on this host") from exc
-
-
-def _up(project: str, path: Path, timeout: float) -> tuple[int | None, str]:
-    """`up` until the dialer exits: (its exit code, the log), or (None, log) on timeout."""
-    proc = subprocess.Popen(
-        ["docker-compose", "-p", project, "-f", str(path), "up", "--no-color",
-         "--exit-code-from", "dialer", "--abort-on-container-exit", "--timeout", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, log
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # our own docker-compose, by its process group
-        log, _ = proc.communicate()
-        _compose(project, path, "kill", timeout=60)
-        return None, log + f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
-    except BaseException:  # the task was terminated: stop our compose too, then tear down
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
 
 
 def _docker_time(text: str) -> float | None:
@@ -142,24 +117,37 @@ def read_dialer(client, project: str, up_started: float) -> DialerReport:
     return DialerReport(stdout, stderr, up_s, run_s)
 
 
-def execute(spec: TestSpec, services: Services, host: Host, timeout: float) -> Execution:
-    """Write the compose file, hand the relay's address to the test, run it, tear it down."""
+def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
+            timeout: float) -> Execution:
+    """Write the compose file and run it; just before its clients start, `ready()` gives the
+    host's services (Redis, and the relay with its addresses: they may still have been starting
+    while the routers set up) and the relay's address goes to the test. Always torn down."""
     started = time.monotonic()
-    text = render(compose_for(spec))
-    digest, path = host.cache.store("docker-compose", text, ".yaml")
-    store = services.redis()
-    relay = services.relay_addrs[spec.transport]
+    document = compose_for(spec)
+    text = render(document)
+    digest, _ = host.cache.store("docker-compose", text, ".yaml")
     execution = Execution(None, "", "", "", text, f"docker-compose/{digest}.yaml", 0.0)
+
+    def hand_over_relay() -> None:
+        services = ready()
+        relay = services.relay_addrs[spec.transport]
+        services.redis().rpush(f"{spec.test_key}:RELAY_{spec.transport.upper()}_ADDRESS",
+                               relay, relay)
+
+    client = host.services.client
     try:
-        store.rpush(f"{spec.test_key}:RELAY_{spec.transport.upper()}_ADDRESS", relay, relay)
         up_started = time.time()
-        execution.exit_code, execution.log = _up(spec.project, path, timeout)
-        dialer = read_dialer(host.services.client, spec.project, up_started)
+        run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay)
+        execution.exit_code, execution.log, execution.failure = run.exit_code, run.log, run.failure
+        execution.timed_out = run.timed_out
+        if run.timed_out:
+            execution.log += f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
+        dialer = read_dialer(client, spec.project, up_started)
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
     finally:
         with termination_deferred():
-            _tear_down(spec, path, store, host, execution)
+            _tear_down(spec, host, execution)
     execution.seconds = time.monotonic() - started
     return execution
 
@@ -182,28 +170,31 @@ def termination_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def _tear_down(spec: TestSpec, path: Path, store, host: Host, execution: Execution) -> None:
-    """`down`, then remove by label whatever it missed, then the test's Redis keys.
+def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
+    """Remove the project's containers and networks by label until a pass finds nothing, then
+    the test's Redis keys.
 
-    Runs on every exit, a terminated task's too: a `docker-compose up` killed mid-way may have
-    container creates still in flight in the engine, which land after `down` listed the project.
+    Runs on every exit, a terminated task's too: a create cut short by the signal may still be
+    in flight in the engine and land after the first pass listed the project.
     """
     down_started = time.monotonic()
-    down = _compose(spec.project, path, "down", "-v", "--remove-orphans", "--timeout", "2",
-                    timeout=DOWN_TIMEOUT)
-    if down.returncode != 0:
-        execution.log += f"\n[holepunch] docker-compose down failed: {down.stderr.strip()}\n"
     for attempt in range(REAP_ATTEMPTS):
         removed = reap_tests(host.services.client, host.name, project=spec.project)
-        execution.leftovers += removed
         if not removed:
             break
-        time.sleep(REAP_SETTLE_S * (attempt + 1))
+        if attempt:
+            execution.leftovers += removed
+        time.sleep(REAP_SETTLE_S * attempt)
     execution.down_s = time.monotonic() - down_started
     if execution.leftovers:
         execution.log += f"\n[holepunch] removed after down: {', '.join(execution.leftovers)}\n"
-    for key in store.scan_iter(f"{spec.test_key}:*"):
-        store.delete(key)
+    redis_ip, _, port = spec.redis_addr.rpartition(":")
+    store = redis.Redis(host=redis_ip, port=int(port), socket_timeout=5, socket_connect_timeout=3)
+    try:
+        for key in store.scan_iter(f"{spec.test_key}:*"):
+            store.delete(key)
+    except redis.RedisError as exc:  # Redis never came up (the test failed for that already)
+        execution.log += f"\n[holepunch] could not remove the test's Redis keys: {exc}\n"
 
 
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
@@ -225,8 +216,11 @@ def _peer(version: str, image: ImageInfo) -> PeerRecord:
                       image_id=image.image_id)
 
 
-def run_test(request: RunRequest, services: Services, host: Host) -> RunOutput:
+def run_test(request: RunRequest, host: Host) -> RunOutput:
+    """Set the test's project up on the simulated internet while the host's Redis and relay are
+    ensured (they start once per host; a dead one is restarted), then run it."""
     test = request.test
+    services = host.services.prepare_network()
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     lans = host.leases.acquire(f"{request.pass_id} {test.name}",
                                occupied=engine_subnets(host.services.client))
@@ -234,7 +228,9 @@ def run_test(request: RunRequest, services: Services, host: Host) -> RunOutput:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
                         request.listener.image_id, request.router.image_id, run_id, services,
                         host, lans, request.delay_ms)
-        execution = execute(spec, services, host, request.timeout_seconds)
+        execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
+                                                               request.relay.image_id),
+                            host, request.timeout_seconds)
     finally:
         host.leases.release(lans)
     rtt, reason = execution.outcome()

@@ -1,19 +1,25 @@
 """A host's global services: the simulated internet, one Redis and one relay, shared by its tests.
 
 `ensure` is idempotent and cheap when all is healthy, so every task calls it: a Redis or relay
-that died since the last test is noticed and restarted before the next one starts.
+that died since the last test is noticed and restarted before the test's clients start.
+
+Redis and the relay sit at fixed addresses of the simulated internet (`fixed_addresses`), so a
+test can write its compose file and set up its routers while they are still starting: only the
+clients need them. The network has a lock of its own for that reason: a test waits for the
+network, not for a Redis or relay another process is starting.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import docker
 import redis
 from docker.errors import DockerException, NotFound
 
-from cluster.errors import InfrastructureError
+from cluster.errors import ConfigError, InfrastructureError
 from worker.guard import install_guard, remove_guard
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
 from worker.locks import host_lock
@@ -30,7 +36,8 @@ TRANSPORTS = ("tcp", "quic")
 class Services:
     redis_ip: str
     relay_ip: str
-    relay_addrs: dict[str, str]  # transport -> /ip4/.../p2p/<relay id>
+    relay_addrs: dict[str, str]  # transport -> /ip4/.../p2p/<relay id>; {} until published
+    relay_container: str = ""
 
     @property
     def redis_addr(self) -> str:
@@ -39,6 +46,23 @@ class Services:
     def redis(self) -> redis.Redis:
         return redis.Redis(host=self.redis_ip, port=REDIS_PORT, socket_timeout=5,
                            socket_connect_timeout=3, decode_responses=True)
+
+
+def fixed_addresses(public_subnet: str) -> tuple[str, str, str]:
+    """(Redis's IP, the relay's IP, the range the engine hands out to everyone else) on the
+    simulated internet: the first two hosts after the gateway, and the subnet's upper half."""
+    network = ipaddress.IPv4Network(public_subnet)
+    if network.prefixlen > 28:
+        raise ConfigError("--public-subnet", "public_subnet",
+                          f"{public_subnet} is too small: a /28 or larger is needed")
+    dynamic = list(network.subnets(prefixlen_diff=1))[1]
+    return str(network.network_address + 2), str(network.network_address + 3), str(dynamic)
+
+
+def _published(store: redis.Redis) -> dict[str, str] | None:
+    """The relay's addresses once it has published one per transport."""
+    addrs = {t: store.get(f"RELAY_{t.upper()}_ADDRESS") for t in TRANSPORTS}
+    return addrs if all(addrs.values()) else None
 
 
 def wait_until(what: str, probe, timeout: float, interval: float = 0.1):
@@ -76,18 +100,38 @@ class GlobalServices:
                 raise InfrastructureError(f"Docker engine not reachable: {exc}") from exc
         return self._client
 
-    def ensure(self, base_image: str, relay_image: str) -> Services:
-        """Start what is missing or dead; return the addresses tests need."""
-        with host_lock("global-services"):
+    @property
+    def addresses(self) -> Services:
+        """Where Redis and the relay are (or will be); no relay addresses yet."""
+        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet)
+        return Services(redis_ip, relay_ip, {})
+
+    def prepare_network(self) -> Services:
+        """The simulated internet and the host guard, made if missing; the services' fixed
+        addresses. Enough for a test to set up its project while Redis and the relay start."""
+        with host_lock("public-network"):
             install_guard(self.lan_pool, self.public_subnet)
             self._ensure_network()
-            redis_container, new_redis = self._ensure_container(
+        return self.addresses
+
+    def ensure(self, base_image: str, relay_image: str) -> Services:
+        """Start what is missing or dead; return the addresses tests need, once the relay
+        has published its own."""
+        services = self.start(base_image, relay_image)
+        return replace(services, relay_addrs=self.relay_addrs(services))
+
+    def start(self, base_image: str, relay_image: str) -> Services:
+        """Start what is missing or dead, without waiting for the relay to publish its addresses
+        (`relay_addrs` is empty until it has: `relay_addrs()` waits for them)."""
+        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet)
+        self.prepare_network()
+        with host_lock("global-services"):
+            _, new_redis = self._ensure_container(
                 REDIS_NAME, base_image, ["redis-server", "--protected-mode", "no", "--save", "",
-                                         "--appendonly", "no"], {})
-            redis_ip = self._ip(redis_container)
+                                         "--appendonly", "no"], {}, address=redis_ip)
             store = redis.Redis(host=redis_ip, port=REDIS_PORT, socket_timeout=2,
                                 decode_responses=True)
-            wait_until(f"Redis at {redis_ip}", store.ping, timeout=20)
+            wait_until(f"Redis at {redis_ip}", store.ping, timeout=20, interval=0.05)
             if new_redis:
                 self._remove(RELAY_NAME)  # it published its addresses into the old Redis
             relay = self._running(RELAY_NAME, relay_image)
@@ -96,9 +140,27 @@ class GlobalServices:
                 store.delete(*(f"RELAY_{t.upper()}_ADDRESS" for t in TRANSPORTS))
                 relay, _ = self._ensure_container(RELAY_NAME, relay_image, None,
                                                   {"REDIS_ADDR": f"{redis_ip}:{REDIS_PORT}"},
-                                                  cap_add=["NET_ADMIN"])
-            addrs = self._relay_addrs(relay, store)
-            return Services(redis_ip, self._ip(relay), addrs)
+                                                  cap_add=["NET_ADMIN"], address=relay_ip)
+            return Services(redis_ip, relay_ip, _published(store) or {}, relay.id)
+
+    def relay_addrs(self, services: Services) -> dict[str, str]:
+        """The relay's addresses, waiting for it to publish them (outside the host lock)."""
+        if services.relay_addrs:
+            return services.relay_addrs
+        relay = self.client.containers.get(services.relay_container)
+        store = services.redis()
+
+        def published() -> dict[str, str] | None:
+            relay.reload()
+            if relay.status != "running":
+                logs = relay.logs(tail=20).decode(errors="replace")
+                raise InfrastructureError(f"relay exited: {logs}")
+            return _published(store)
+        try:
+            return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS",
+                              published, timeout=30, interval=0.05)
+        except NotFound as exc:
+            raise InfrastructureError(f"the relay was removed while starting: {exc}") from exc
 
     def restart_relay(self) -> None:
         """For a relay that refuses reservations: the next ensure() starts a fresh one."""
@@ -146,21 +208,31 @@ class GlobalServices:
     # ------------------------------------------------------------------ internals
 
     def _ensure_network(self) -> None:
+        """The internal network of the simulated internet, with the upper half of its subnet
+        for the engine to hand out (the fixed addresses sit below it)."""
+        _, _, dynamic = fixed_addresses(self.public_subnet)
         try:
             network = self.client.networks.get(PUBLIC_NETWORK)
         except NotFound:
             self.client.networks.create(
                 PUBLIC_NETWORK, driver="bridge", internal=True, labels=global_labels(self.host),
-                ipam=docker.types.IPAMConfig(
-                    pool_configs=[docker.types.IPAMPool(subnet=self.public_subnet)]))
+                ipam=docker.types.IPAMConfig(pool_configs=[
+                    docker.types.IPAMPool(subnet=self.public_subnet, iprange=dynamic)]))
             return
         labels = network.attrs.get("Labels") or {}
-        subnets = [c.get("Subnet") for c in network.attrs.get("IPAM", {}).get("Config") or []]
-        if labels.get(OWNER) != OWNER_VALUE or not network.attrs.get("Internal") \
-                or self.public_subnet not in subnets:
-            raise InfrastructureError(
-                f"network {PUBLIC_NETWORK} exists but is not a worker's internal {self.public_subnet} "
-                f"network (labels {labels}, subnets {subnets}); remove it or stop whoever made it")
+        configs = network.attrs.get("IPAM", {}).get("Config") or []
+        pools = [(c.get("Subnet"), c.get("IPRange")) for c in configs]
+        if labels.get(OWNER) == OWNER_VALUE and network.attrs.get("Internal") \
+                and pools == [(self.public_subnet, dynamic)]:
+            return
+        if labels.get(OWNER) == OWNER_VALUE and not network.attrs.get("Containers"):
+            network.remove()  # ours, unused, from an older layout: make it anew
+            self._ensure_network()
+            return
+        raise InfrastructureError(
+            f"network {PUBLIC_NETWORK} exists but is not a worker's internal {self.public_subnet} "
+            f"network with range {dynamic} (labels {labels}, subnets and ranges {pools}); "
+            f"remove it (holepunch-worker --cleanup) or stop whoever made it")
 
     def _running(self, name: str, image: str):
         """The container `name` if it runs `image`; else None, with any stale one removed."""
@@ -174,29 +246,16 @@ class GlobalServices:
         return None
 
     def _ensure_container(self, name: str, image: str, command, environment: dict[str, str],
-                          cap_add: list[str] | None = None):
-        """(container, created): the running one, or a new one."""
+                          address: str, cap_add: list[str] | None = None):
+        """(container, created): the running one, or a new one at its fixed `address`."""
         container = self._running(name, image)
         if container is not None:
             return container, False
+        endpoint = self.client.api.create_endpoint_config(ipv4_address=address)
         return self.client.containers.run(
             f"sha256:{image}", command, name=name, network=PUBLIC_NETWORK, detach=True, init=True,
-            environment=environment, cap_add=cap_add or [], labels=global_labels(self.host)), True
-
-    def _relay_addrs(self, relay, store: redis.Redis) -> dict[str, str]:
-        def published() -> dict[str, str] | None:
-            relay.reload()
-            if relay.status != "running":
-                logs = relay.logs(tail=20).decode(errors="replace")
-                raise InfrastructureError(f"relay exited: {logs}")
-            addrs = {t: store.get(f"RELAY_{t.upper()}_ADDRESS") for t in TRANSPORTS}
-            return addrs if all(addrs.values()) else None
-        return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS", published,
-                          timeout=30)
-
-    def _ip(self, container) -> str:
-        container.reload()
-        return container.attrs["NetworkSettings"]["Networks"][PUBLIC_NETWORK]["IPAddress"]
+            networking_config={PUBLIC_NETWORK: endpoint}, environment=environment,
+            cap_add=cap_add or [], labels=global_labels(self.host)), True
 
     def _remove(self, name: str) -> None:
         try:

@@ -47,8 +47,7 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     try:
         for image in (request.base, request.router, request.relay, request.dialer, request.listener):
             ensure_image(image.image_id, source)
-        services = host.services.ensure(request.base.image_id, request.relay.image_id)
-        output = run_one(request, services, host)
+        output = run_one(request, host)
     except ImageMismatchError as exc:
         log.error("%s: %s", test_name, exc)
         record = infrastructure_record(request, host.name, f"infrastructure: {exc}")

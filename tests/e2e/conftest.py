@@ -1,6 +1,6 @@
 """Session fixtures for the e2e tests: the engine, and the global services of a worker host.
 
-Anything missing (engine, docker-compose, iptables, an image) skips the tests with the reason.
+Anything missing (engine, iptables, an image) skips the tests with the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ def docker_client():
         client.ping()
     except DockerException as err:
         pytest.skip(f"no Docker engine: {err}")
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose (1.29) is not installed")
     return client
 
 

@@ -102,7 +102,7 @@ class PairResult:
     reason: str | None
     dialer_stdout: str
     dialer_stderr: str
-    log: str  # docker-compose up's whole output, every service
+    log: str  # every service's output, merged in time order
     duration: float
     project: str
     compose_file: str
@@ -134,7 +134,7 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
     try:
         spec = spec_for(test_name, transport, dialer_image, listener_image, session.router_image,
                         session.next_run_id(), session.services, host, lans, delay_ms, public_allow)
-        run = execute(spec, session.services, host, timeout)
+        run = execute(spec, lambda: session.services, host, timeout)
     finally:
         host.leases.release(lans)
     rtt, reason = run.outcome()

@@ -1,0 +1,190 @@
+"""worker.project: the compose document of a test, read into what the engine must create.
+
+The pure planning is checked against the golden compose files; the order of `up` (networks,
+creates, routers, the relay hand-over, their healthchecks, then the clients) against a fake
+engine API that records its calls. The real engine runs it in the worker's e2e tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.errors import ConfigError
+from worker.project import (
+    NETWORK,
+    PROJECT,
+    SERVICE,
+    Project,
+    duration_ns,
+    plan_project,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden(name: str = "rust-x-go-tcp.yaml") -> dict:
+    return yaml.safe_load((GOLDEN / name).read_text())
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_golden_document_is_understood(path: Path) -> None:
+    plan = plan_project("hp-x", yaml.safe_load(path.read_text()))
+    assert [s.name for s in plan.services] == ["dialer", "listener", "dialer_router",
+                                               "listener_router"]
+
+
+def test_names_and_labels_are_docker_composes() -> None:
+    plan = plan_project("hp-pass-test-0123456789", golden())
+    dialer = plan.service("dialer")
+    assert dialer.container == "hp-pass-test-0123456789_dialer_1"
+    assert dialer.labels[PROJECT] == "hp-pass-test-0123456789"
+    assert dialer.labels[SERVICE] == "dialer"
+    assert dialer.labels["holepunch.test"] == "rust-v0.56 x go-v0.45 (tcp)"
+    lans = {n.key: n for n in plan.networks}
+    assert lans["lan_dialer"].name == "hp-pass-test-0123456789_lan_dialer"
+    assert lans["lan_dialer"].labels[NETWORK] == "lan_dialer"
+    assert lans["lan_dialer"].subnets == ("10.201.0.0/24",)
+    assert lans["lan_dialer"].options == {"com.docker.network.bridge.enable_ip_masquerade": "false"}
+    assert lans["hole-punch-network"].external and lans["hole-punch-network"].name == "hole-punch-network"
+
+
+def test_router_keeps_its_fixed_lan_address_capabilities_and_sysctls() -> None:
+    router = plan_project("p", golden()).service("dialer_router")
+    assert dict(router.networks) == {"hole-punch-network": None, "p_lan_dialer": "10.201.0.2"}
+    assert router.cap_add == ("NET_ADMIN", "SYS_NICE")
+    assert router.sysctls == {"net.ipv4.ip_forward": "1"} and router.init
+    assert router.healthcheck == {"test": ["CMD", "test", "-f", "/tmp/setup-done"],
+                                  "interval": 250_000_000, "timeout": 2_000_000_000, "retries": 120}
+    assert router.stop_timeout == 2
+
+
+def test_clients_start_in_a_second_wave_after_their_healthy_routers() -> None:
+    plan = plan_project("p", golden())
+    assert [[s.name for s in wave] for wave in plan.waves()] == [
+        ["dialer_router", "listener_router"], ["dialer", "listener"]]
+    assert plan.service("dialer").depends_on == {"dialer_router": "service_healthy"}
+
+
+@pytest.mark.parametrize("text, ns", [("250ms", 250_000_000), ("2s", 2_000_000_000),
+                                      ("1m30s", 90_000_000_000), ("1.5s", 1_500_000_000), (3, 3_000_000_000)])
+def test_durations(text, ns) -> None:
+    assert duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "2", "2 s", "fast", "2sec"])
+def test_bad_durations_are_refused(text) -> None:
+    with pytest.raises(ConfigError):
+        duration_ns(text)
+
+
+def test_a_key_it_cannot_run_is_refused_not_ignored() -> None:
+    document = golden()
+    document["services"]["dialer"]["privileged"] = True
+    with pytest.raises(ConfigError, match="privileged"):
+        plan_project("p", document)
+
+
+def test_an_undeclared_network_or_a_dependency_cycle_is_refused() -> None:
+    document = golden()
+    document["services"]["dialer"]["networks"] = ["lan_nowhere"]
+    with pytest.raises(ConfigError, match="lan_nowhere"):
+        plan_project("p", document)
+    document = golden()
+    document["services"]["dialer_router"]["depends_on"] = {"dialer": {"condition": "service_started"}}
+    with pytest.raises(ConfigError, match="cycle"):
+        plan_project("p", document)
+
+
+class FakeEngineAPI:
+    """A fake of the few docker.APIClient calls `Project.up` makes: it records them in order.
+
+    Each router's healthcheck fails once, then passes; the dialer "dies" with `dialer_exit`.
+    """
+
+    def __init__(self, dialer_exit: int = 0, first_to_die: str = "dialer") -> None:
+        self.calls: list[str] = []
+        self.checks: dict[str, int] = {}
+        self.dialer_exit = dialer_exit
+        self.first_to_die = first_to_die
+        self.names: dict[str, str] = {}
+
+    # --- creation
+    def create_network(self, name, **_):
+        self.calls.append(f"network {name}")
+
+    def create_endpoint_config(self, **kwargs):
+        return kwargs
+
+    def create_networking_config(self, endpoints):
+        return endpoints
+
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, image, name, **kwargs):
+        assert kwargs["healthcheck"] == {"test": ["NONE"]}  # Project runs it, never the engine
+        self.calls.append(f"create {name}")
+        self.names[name] = name
+        return {"Id": name}
+
+    def connect_container_to_network(self, container, network, **_):
+        self.calls.append(f"connect {container} {network}")
+
+    def start(self, container):
+        self.calls.append(f"start {container}")
+
+    # --- state
+    def inspect_container(self, container):
+        return {"State": {"Running": True}}
+
+    def exec_create(self, container, command, **_):
+        self.checks[container] = self.checks.get(container, 0) + 1
+        return {"Id": container}
+
+    def exec_start(self, exec_id):
+        pass
+
+    def exec_inspect(self, exec_id):
+        return {"ExitCode": 0 if self.checks[exec_id] > 1 else 1}
+
+    def events(self, **kwargs):
+        self.calls.append("events")
+        service = self.first_to_die
+        code = self.dialer_exit if service == "dialer" else 1
+        return FakeStream([{"Actor": {"Attributes": {SERVICE: service, "exitCode": str(code)}}}])
+
+    def logs(self, container, **_):
+        return f"2026-01-01T00:00:00.000000000Z hello from {container}\n".encode()
+
+
+class FakeStream(list):
+    def close(self):
+        pass
+
+
+class FakeClient:
+    def __init__(self, api: FakeEngineAPI) -> None:
+        self.api = api
+
+
+def test_up_orders_networks_creates_routers_relay_handover_then_clients() -> None:
+    api = FakeEngineAPI(dialer_exit=0)
+    project = Project(FakeClient(api), plan_project("p", golden()))
+    project_run = project.up(timeout=30, prepare=lambda: api.calls.append("prepare"))
+    assert project_run.exit_code == 0 and project_run.failure is None and not project_run.timed_out
+    calls = api.calls
+    assert {c for c in calls[:2]} == {"network p_lan_dialer", "network p_lan_listener"}
+    assert calls.index("start p_dialer_router_1") < calls.index("prepare") \
+        < calls.index("start p_dialer_1") < calls.index("events")
+    assert api.checks == {"p_dialer_router_1": 2, "p_listener_router_1": 2}  # until it passed
+    assert "dialer          | hello from p_dialer_1" in project_run.log
+
+
+def test_a_service_other_than_the_dialer_stopping_first_is_a_failure_with_its_name() -> None:
+    api = FakeEngineAPI(first_to_die="listener")
+    project_run = Project(FakeClient(api), plan_project("p", golden())).up(timeout=30)
+    assert project_run.exit_code is None
+    assert project_run.failure == "listener exited 1 before the dialer finished"

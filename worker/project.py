@@ -1,0 +1,348 @@
+"""A test's compose project, brought up and down through the Docker engine's API.
+
+worker.compose writes each test as a compose document; that document stays the one description
+of a test (it goes to the cache and the test-pass zip, and docker-compose 1.29 accepts it as it
+is). This module runs it the way `docker-compose up --abort-on-container-exit` would, with
+compose's container and network names and labels, so `docker-compose -p NAME ps|logs|down`
+still know the project.
+
+Why not docker-compose itself: Debian's docker-compose 1.29 is a Python program that spends
+about a second of CPU starting, for `up` and again for `down`, on every test. On a two-core
+host running four tests at once that is CPU the tests need, and it is a second before the first
+test of a pass can start. Here the worker's own engine client does the same calls, the
+networks, creates and removals in parallel.
+
+One deliberate difference: a healthcheck is run by this module while its service starts, not
+handed to the engine. The engine runs it for the container's whole life, each check a runc
+exec: measured here, eight routers checked every 250 ms kept about one of the two cores busy
+for as long as their tests ran. Run here it costs a few checks per router, and a dependent
+service still starts only once the check has passed (`condition: service_healthy`).
+
+Only the keys worker.compose writes are read; any other key raises, so the document and this
+reading of it cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import IPAMConfig, IPAMPool
+
+from cluster.errors import ConfigError
+
+# The labels docker-compose 1.29 puts on what it creates, so it recognises our projects.
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+NETWORK = "com.docker.compose.network"
+ONE_OFF = "com.docker.compose.oneoff"
+NUMBER = "com.docker.compose.container-number"
+
+SERVICE_KEYS = frozenset({"image", "init", "cap_add", "environment", "networks", "depends_on",
+                          "stop_grace_period", "labels", "sysctls", "healthcheck"})
+HEALTHCHECK_KEYS = frozenset({"test", "interval", "timeout", "retries"})
+NETWORK_KEYS = frozenset({"driver", "driver_opts", "ipam", "labels", "external", "name"})
+CONDITIONS = ("service_started", "service_healthy")
+NO_HEALTHCHECK = {"test": ["NONE"]}
+HEALTH_POLL_S = 0.1  # at most: the document's interval when that is shorter
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
+_UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+            "h": 3_600_000_000_000}
+
+
+def duration_ns(text: str | int | float) -> int:
+    """A compose duration (`250ms`, `2s`, `1m30s`) in nanoseconds, as the engine takes it."""
+    if isinstance(text, (int, float)):
+        return int(text * 1_000_000_000)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text.strip():
+        raise ConfigError("compose document", "duration", f"expected e.g. 250ms or 2s, got {text!r}")
+    return sum(int(float(number) * _UNIT_NS[unit]) for number, unit in parts)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    key: str                    # its name in the document
+    name: str                   # its name on the engine
+    external: bool
+    driver: str = "bridge"
+    options: dict[str, str] = field(default_factory=dict)
+    subnets: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    container: str
+    image: str
+    environment: dict[str, str]
+    labels: dict[str, str]
+    init: bool
+    cap_add: tuple[str, ...]
+    sysctls: dict[str, str]
+    stop_timeout: int | None
+    healthcheck: dict[str, Any] | None
+    networks: tuple[tuple[str, str | None], ...]   # (engine network name, fixed IPv4 or None)
+    depends_on: dict[str, str]                     # service -> condition
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    name: str
+    networks: tuple[NetworkPlan, ...]
+    services: tuple[ServicePlan, ...]
+
+    def service(self, name: str) -> ServicePlan:
+        return next(s for s in self.services if s.name == name)
+
+    def waves(self) -> list[list[ServicePlan]]:
+        """Services in start order: each wave depends only on earlier ones."""
+        done: set[str] = set()
+        waves = []
+        pending = list(self.services)
+        while pending:
+            wave = [s for s in pending if set(s.depends_on) <= done]
+            if not wave:
+                raise ConfigError("compose document", "depends_on",
+                                  f"a cycle or an unknown service among {[s.name for s in pending]}")
+            waves.append(wave)
+            done |= {s.name for s in wave}
+            pending = [s for s in pending if s.name not in done]
+        return waves
+
+
+def _check_keys(where: str, data: dict, known: frozenset[str]) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError("compose document", where,
+                          f"worker.project cannot run key(s) {', '.join(unknown)}")
+
+
+def plan_project(name: str, document: dict[str, Any]) -> ProjectPlan:
+    """What the engine must create for `document` as project `name` (pure: no engine)."""
+    _check_keys("(top level)", document, frozenset({"services", "networks"}))
+    networks = []
+    for key, spec in (document.get("networks") or {}).items():
+        spec = spec or {}
+        _check_keys(f"networks.{key}", spec, NETWORK_KEYS)
+        external = bool(spec.get("external"))
+        configs = (spec.get("ipam") or {}).get("config") or []
+        networks.append(NetworkPlan(
+            key=key, name=spec.get("name", key) if external else f"{name}_{key}", external=external,
+            driver=spec.get("driver", "bridge"), options=dict(spec.get("driver_opts") or {}),
+            subnets=tuple(c["subnet"] for c in configs),
+            labels={**(spec.get("labels") or {}), PROJECT: name, NETWORK: key}))
+    engine_name = {n.key: n.name for n in networks}
+    services = []
+    for service, spec in document["services"].items():
+        _check_keys(f"services.{service}", spec, SERVICE_KEYS)
+        attached = spec.get("networks") or []
+        if isinstance(attached, list):
+            attached = {key: {} for key in attached}
+        service_networks = []
+        for key, options in attached.items():
+            if key not in engine_name:
+                raise ConfigError("compose document", f"services.{service}.networks",
+                                  f"network {key!r} is not declared")
+            options = options or {}
+            _check_keys(f"services.{service}.networks.{key}", options, frozenset({"ipv4_address"}))
+            service_networks.append((engine_name[key], options.get("ipv4_address")))
+        depends = spec.get("depends_on") or {}
+        if isinstance(depends, list):
+            depends = {dep: {"condition": "service_started"} for dep in depends}
+        conditions = {dep: (cond or {}).get("condition", "service_started")
+                      for dep, cond in depends.items()}
+        for dep, condition in conditions.items():
+            if condition not in CONDITIONS:
+                raise ConfigError("compose document", f"services.{service}.depends_on.{dep}",
+                                  f"expected one of {', '.join(CONDITIONS)}, got {condition!r}")
+        health = spec.get("healthcheck")
+        if health is not None:
+            _check_keys(f"services.{service}.healthcheck", health, HEALTHCHECK_KEYS)
+            health = {"test": list(health["test"]),
+                      "interval": duration_ns(health.get("interval", "30s")),
+                      "timeout": duration_ns(health.get("timeout", "30s")),
+                      "retries": int(health.get("retries", 3))}
+        grace = spec.get("stop_grace_period")
+        services.append(ServicePlan(
+            name=service, container=f"{name}_{service}_1", image=spec["image"],
+            environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
+            labels={**(spec.get("labels") or {}), PROJECT: name, SERVICE: service,
+                    ONE_OFF: "False", NUMBER: "1"},
+            init=bool(spec.get("init")), cap_add=tuple(spec.get("cap_add") or ()),
+            sysctls={k: str(v) for k, v in (spec.get("sysctls") or {}).items()},
+            stop_timeout=None if grace is None else max(1, round(duration_ns(grace) / 1e9)),
+            healthcheck=health, networks=tuple(service_networks), depends_on=conditions))
+    plan = ProjectPlan(name, tuple(networks), tuple(services))
+    plan.waves()  # raises on a dependency cycle or an unknown service
+    return plan
+
+
+@dataclass
+class ProjectRun:
+    """How `up` ended: `exit_code` of the main service, or why it has none."""
+
+    exit_code: int | None = None
+    failure: str | None = None     # the project could not run the main service to its end
+    timed_out: bool = False
+    log: str = ""
+
+
+class Project:
+    """One compose project on one engine: `up` until the main service exits, then `down`."""
+
+    def __init__(self, client: docker.DockerClient, plan: ProjectPlan, main: str = "dialer"):
+        self.api = client.api
+        self.plan = plan
+        self.main = main
+        self._ids: dict[str, str] = {}   # service -> container id
+
+    def up(self, timeout: float, prepare: Callable[[], None] = lambda: None) -> ProjectRun:
+        """Create and start everything, then wait until any container stops (as
+        `--abort-on-container-exit` does) or `timeout` passes. `prepare` runs once the services
+        without dependencies have started and before any service that depends on them: the
+        harness hands the test its relay address there, while the routers set up."""
+        deadline = time.monotonic() + timeout
+        run = ProjectRun()
+        since = int(time.time()) - 1  # the engine's clock is this machine's: events from here on
+        self._parallel([lambda n=n: self._create_network(n) for n in self.plan.networks
+                        if not n.external])
+        self._parallel([lambda s=s: self._create(s) for s in self.plan.services])
+        for index, wave in enumerate(self.plan.waves()):
+            if index == 1:
+                prepare()
+            failure = self._wait_for_dependencies(wave, deadline)
+            if failure:
+                run.failure = failure
+                run.timed_out = time.monotonic() >= deadline
+                run.log = self.logs()
+                return run
+            self._parallel([lambda s=s: self.api.start(self._ids[s.name]) for s in wave])
+        if len(self.plan.waves()) == 1:
+            prepare()
+        stopped = self._first_stop(since, deadline)
+        if stopped is None:
+            run.timed_out = True
+        elif stopped[0] == self.main:
+            run.exit_code = stopped[1]
+        else:
+            run.failure = f"{stopped[0]} exited {stopped[1]} before the {self.main} finished"
+        run.log = self.logs()
+        return run
+
+    def logs(self) -> str:
+        """Every service's output, merged in time order, each line prefixed with its service
+        (docker-compose's `up` shows the same)."""
+        lines: list[tuple[str, str]] = []
+        width = max((len(s.name) for s in self.plan.services), default=0)
+        for service in self.plan.services:
+            container = self._ids.get(service.name)
+            if container is None:
+                continue
+            try:
+                raw = self.api.logs(container, stdout=True, stderr=True, timestamps=True)
+            except (NotFound, APIError):
+                continue
+            for line in raw.decode(errors="replace").splitlines():
+                stamp, _, text = line.partition(" ")
+                lines.append((stamp, f"{service.name:<{width}} | {text}"))
+        return "".join(text + "\n" for _, text in sorted(lines, key=lambda entry: entry[0]))
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _parallel(calls: list[Callable[[], object]]) -> None:
+        if len(calls) <= 1:
+            for call in calls:
+                call()
+            return
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            for future in [pool.submit(call) for call in calls]:
+                future.result()
+
+    def _create_network(self, network: NetworkPlan) -> None:
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=s) for s in network.subnets]) \
+            if network.subnets else None
+        self.api.create_network(network.name, driver=network.driver, options=network.options,
+                                ipam=ipam, labels=network.labels, check_duplicate=True)
+
+    def _create(self, service: ServicePlan) -> None:
+        api = self.api
+        first, *others = service.networks or [(None, None)]
+
+        def endpoint(address: str | None):
+            return api.create_endpoint_config(ipv4_address=address, aliases=[service.name])
+
+        networking = (api.create_networking_config({first[0]: endpoint(first[1])})
+                      if first[0] else None)
+        host_config = api.create_host_config(
+            init=service.init, cap_add=list(service.cap_add), sysctls=service.sysctls or None,
+            network_mode=first[0])
+        # The engine runs no healthcheck, not even the image's own: `_healthy` runs it.
+        created = api.create_container(
+            service.image, name=service.container, environment=service.environment,
+            labels=service.labels, host_config=host_config, networking_config=networking,
+            healthcheck=NO_HEALTHCHECK, stop_timeout=service.stop_timeout)
+
+        self._ids[service.name] = created["Id"]
+        for network, address in others:
+            api.connect_container_to_network(created["Id"], network, ipv4_address=address,
+                                             aliases=[service.name])
+
+    def _wait_for_dependencies(self, wave: list[ServicePlan], deadline: float) -> str | None:
+        """Until every dependency of `wave` meets its condition; else why not."""
+        needs = {dep: cond for service in wave for dep, cond in service.depends_on.items()}
+        poll = min([HEALTH_POLL_S, *(self.plan.service(dep).healthcheck["interval"] / 1e9
+                                     for dep, cond in needs.items() if cond == "service_healthy")])
+        while needs:
+            for dep, condition in list(needs.items()):
+                state = self.api.inspect_container(self._ids[dep])["State"]
+                if not state.get("Running"):
+                    return f"{dep} exited {state.get('ExitCode')} before it was ready"
+                if condition == "service_started" or self._healthy(self.plan.service(dep)):
+                    del needs[dep]
+            if needs and time.monotonic() >= deadline:
+                return f"{', '.join(needs)} not ready before the timeout"
+            if needs:
+                time.sleep(poll)
+        return None
+
+    def _healthy(self, service: ServicePlan) -> bool:
+        """One run of the service's healthcheck test in its container: did it pass?"""
+        test = service.healthcheck["test"] if service.healthcheck else ["NONE"]
+        kind, command = test[0], test[1:]
+        if kind == "CMD-SHELL":
+            command = ["/bin/sh", "-c", " ".join(command)]
+        elif kind != "CMD":
+            raise ConfigError("compose document", f"services.{service.name}.healthcheck.test",
+                              f"service_healthy needs a CMD or CMD-SHELL test, got {test!r}")
+        try:
+            check = self.api.exec_create(self._ids[service.name], command, stdout=False,
+                                         stderr=False)
+            self.api.exec_start(check["Id"])
+            return self.api.exec_inspect(check["Id"]).get("ExitCode") == 0
+        except APIError:
+            return False  # the container is stopping: the next state check says so
+    def _first_stop(self, since: float, deadline: float) -> tuple[str, int] | None:
+        """(service, exit code) of the first container of the project to stop, or None if
+        none stops before `deadline`. From the engine's events, so nothing is polled."""
+        until = math.ceil(time.time() + max(0.0, deadline - time.monotonic()))
+        events = self.api.events(since=since, until=until, decode=True, filters={
+            "type": "container", "event": "die", "label": f"{PROJECT}={self.plan.name}"})
+        try:
+            for event in events:
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                service = attributes.get(SERVICE)
+                if service:
+                    return service, int(attributes.get("exitCode", -1))
+        finally:
+            events.close()
+        return None
