@@ -65,7 +65,7 @@ def _by_role(labels: list[dict | None]) -> dict[str, int]:
 
 def docker_objects(client: docker.DockerClient, host: str) -> tuple[dict, dict, dict, int]:
     filters = {"label": [f"{OWNER}={OWNER_VALUE}", f"{HOST}={host}"]}
-    containers = client.containers.list(all=True, filters=filters)
+    containers = client.containers.list(all=True, filters=filters, ignore_removed=True)
     networks = client.networks.list(filters=filters)
     volumes = client.volumes.list(filters=filters)
     dangling = len(client.volumes.list(filters={"dangling": True}))

@@ -1,4 +1,9 @@
-"""`holepunch-controller`: select tests, run passes and report on them."""
+"""`holepunch-controller`: select tests, run passes and report on them.
+
+Each command imports what it uses when it runs: `submit` on the embedded default starts its
+local Redis and worker before the rest of the controller (Celery, pydantic, ...) is imported,
+so the worker boots while the controller is still loading.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
-from cluster.app import configure
 from cluster.celeryconfig import CONTROLLER_QUEUE
 from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError, UsageError
-from cluster.matrix import matrix_to_yaml
-from cluster.models import Results
 from cluster.options import visibility_option
-from cluster.yamlio import load_model
-from controller.build import Builder, implementation_targets, infrastructure_targets
-from controller.config import detect_kind, load_impls
-from controller.status import show_status
-from controller.rerun import rerun
-from controller.submit import SubmitOptions, submit
-from controller.deps import run_checks
-from controller.planning import plan_matrix
-from controller.report import inject_dashboard, render_results_md
 
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
@@ -70,6 +61,10 @@ def cli(ctx: click.Context, cache_dir: Path | None) -> None:
               help="Broker URL to check instead of a local redis-server ($HOLEPUNCH_BROKER).")
 def check_deps(broker: str | None) -> None:
     """Check the tools a pass needs and say how to install what is missing (exit 3 if any)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from controller.deps import run_checks
     table = Table("dependency", "status", "detail / how to install")
     missing = 0
     for check in run_checks(broker):
@@ -94,6 +89,9 @@ def check_deps(broker: str | None) -> None:
 def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
            test_ignore: str | None, output: Path) -> None:
     """Print the selected tests and write test-matrix.yaml."""
+    from cluster.matrix import matrix_to_yaml
+    from controller.config import detect_kind
+    from controller.planning import plan_matrix
     if kind == "auto":
         choice = detect_kind(root, base)
         err.print(f"--kind auto: {choice.kind} ({choice.reason})")
@@ -127,6 +125,10 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
     is not rebuilt. Dependencies are fetched once (make vendor) into the cache's snapshots/;
     every later build, and any build with the network cut, runs from the snapshot.
     """
+    from rich.table import Table
+
+    from controller.build import Builder, implementation_targets, infrastructure_targets
+    from controller.config import load_impls
     impls = load_impls(root)
     chosen = ids or [impl.id for impl in impls.implementations]
     targets = infrastructure_targets(root) + implementation_targets(root, impls, chosen)
@@ -176,12 +178,18 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
     """
     if detach and not broker:
         raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
-    options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
-                            test_ignore=test_ignore, broker=broker, output_dir=output_dir,
-                            timeout=timeout, retries=retries, workers=workers,
-                            update_readme=update_readme, detach=detach,
-                            image_source=image_source, deadline=deadline)
-    raise click.exceptions.Exit(submit(options, cache, err))
+    from contextlib import nullcontext
+
+    from controller.embedded import EmbeddedCluster  # the standard library only: starts at once
+    with (nullcontext() if broker else EmbeddedCluster(cache.root, workers, timeout)) as embedded:
+        from controller.submit import SubmitOptions, submit
+        options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
+                                test_ignore=test_ignore, broker=broker, output_dir=output_dir,
+                                timeout=timeout, retries=retries, workers=workers,
+                                update_readme=update_readme, detach=detach,
+                                image_source=image_source, deadline=deadline)
+        code = submit(options, cache, err, embedded)
+    raise click.exceptions.Exit(code)
 
 
 @cli.command("rerun")
@@ -195,6 +203,9 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
     bundled snapshots with no network, run the same tests on the embedded default, and write the
     new results under FOLDER/rerun-<time>/."""
     from datetime import datetime
+
+    from controller.rerun import rerun
+    from controller.submit import SubmitOptions
     output = folder / f"rerun-{datetime.now():%H%M%S-%d-%m-%Y}"
     options = SubmitOptions(root=folder, output_dir=output, timeout=timeout, workers=workers)
     raise click.exceptions.Exit(rerun(folder.resolve(), options, cache, err))
@@ -206,6 +217,7 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
               help="The cluster's broker ($HOLEPUNCH_BROKER).")
 def status(pass_name: str, broker: str) -> None:
     """Show the progress of a pass submitted with --detach."""
+    from controller.status import show_status
     raise click.exceptions.Exit(show_status(pass_name, broker, err))
 
 
@@ -221,6 +233,7 @@ def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | N
              name: str | None) -> None:
     """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
     writes their outputs on this host."""
+    from cluster.app import configure
     app = configure(broker, max_test_timeout, visibility)
     import controller.tasks  # noqa: F401 - registers aggregate
     app.worker_main(["worker", "-Q", queue, "-c", "1", "-P", "solo", "--loglevel", "INFO",
@@ -260,6 +273,8 @@ def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cac
                flower_auth: str | None, concurrency: int, max_test_timeout: int,
                visibility: int | None, wait_seconds: int) -> None:
     """Build the cluster image and start every service; return once all workers answer."""
+    from cluster.app import configure
+    from controller.build import Builder
     from controller.cluster_up import (ClusterSettings, build_image, compose, flower_auth as auth,
                                        save_settings, wait_ready)
     root = root.resolve()
@@ -313,6 +328,9 @@ def cluster_compose(cache: Cache, compose_args: tuple[str, ...]) -> None:
                    "INTEROP_DASHBOARD markers.")
 def report(results_file: Path, output: Path | None, update_readme: Path | None) -> None:
     """Regenerate results.md from a results.yaml."""
+    from cluster.models import Results
+    from cluster.yamlio import load_model
+    from controller.report import inject_dashboard, render_results_md
     results = load_model(Results, results_file)
     markdown = render_results_md(results)
     target = output or results_file.with_name("results.md")

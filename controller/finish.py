@@ -21,6 +21,7 @@ from controller.report import inject_dashboard, render_results_md
 from cluster.matrix import matrix_from_yaml
 from controller.selfwheel import DISTRIBUTION, running_wheel
 from controller.testpass import rerun_script, write_test_pass
+from controller.thin import thin_snapshots
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -124,7 +125,12 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
              "test-matrix.yaml": spec.matrix_yaml, "settings.yaml": dump_yaml(spec.settings),
              "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
              f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes}
-    zip_path = write_test_pass(cache, spec.name, texts, _bundle(cache, spec))
+    files = _bundle(cache, spec)
+    snapshots = {name: files.pop(name) for name in list(files)
+                 if name.startswith("snapshots/") and name.endswith(".zip")}
+    pack = thin_snapshots(snapshots)  # entries shared between snapshots are stored once
+    files.update(pack.whole)
+    zip_path = write_test_pass(cache, spec.name, {**texts, **pack.thin}, files)
     zip_seconds = time.monotonic() - zip_started
 
     if spec.update_readme:

@@ -22,6 +22,7 @@ from cluster.models import ImageInfo
 from cluster.yamlio import read_yaml, validate
 from controller import rootfs
 from controller.build import Builder
+from controller.thin import restore_snapshots
 from controller.submit import SubmitOptions, engine_version, run_pass
 
 
@@ -67,6 +68,8 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
     base = recorded.get("base")
     if base and base.snapshot and rootfs.unpack(cache.path(base.snapshot)):
         console.print(f"base: unpacked {base.snapshot} from its .zst")
+    for restored in restore_snapshots(folder / "snapshots"):
+        console.print(f"snapshots/{restored}: restored from its thin zip and the entries it shares")
     builder = Builder(cache, log=console.print)
     images = {"base": builder.build_base(folder / "base")}
     plan = plan_rerun(recorded, builder.has_image)

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,11 +82,17 @@ def write_zip(folder: Path, target: Path,
 
 
 def extract_zip(archive_path: Path, target: Path) -> None:
-    """Unpack a snapshot into an empty `target`, restoring symlinks and executable bits."""
+    """Unpack a snapshot into an empty `target`, restoring symlinks and executable bits.
+
+    Every file gets the same modification time: a snapshot is one consistent tree, and make
+    must not take a file that merely came out of the zip later (package.json sorts after
+    node_modules/) as newer than what was made from it (npm's install stamp).
+    """
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     root = target.resolve()
+    unpacked_at = time.time()
     with zipfile.ZipFile(archive_path) as archive:
         for info in archive.infolist():
             dest = (target / info.filename).resolve()
@@ -101,6 +108,7 @@ def extract_zip(archive_path: Path, target: Path) -> None:
                 with archive.open(info) as src, dest.open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 os.chmod(dest, 0o755 if mode & 0o111 else 0o644)
+                os.utime(dest, (unpacked_at, unpacked_at))
 
 
 def store_snapshot(folder: Path, name: str, cache: Cache, origin: str) -> Path:

@@ -137,7 +137,10 @@ def _line(record: TestRecord) -> str:
     return f"{record.status.value.upper():>13}  {record.name}: {record.rtt_ms:.0f} ms [{record.host}]"
 
 
-def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
+def submit(options: SubmitOptions, cache: Cache, console: Console,
+           embedded: EmbeddedCluster | None = None) -> int:
+    """The pass; without a broker on `embedded`, started already (the CLI starts it first
+    thing), or on an embedded cluster of its own."""
     kind, reason = options.kind, f"--kind {options.kind}"
     if kind == "auto":
         choice = detect_kind(options.root, options.base)
@@ -147,9 +150,10 @@ def submit(options: SubmitOptions, cache: Cache, console: Console) -> int:
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     engine = engine_version()
     base_dir = options.root.resolve() / "impl" / "base"
-    embedded = None if options.broker else EmbeddedCluster(cache.root, options.workers,
-                                                           options.timeout)
-    with embedded or nullcontext():  # the embedded cluster boots while the images resolve
+    own = None if options.broker or embedded else EmbeddedCluster(cache.root, options.workers,
+                                                                  options.timeout)
+    embedded = embedded or own
+    with own or nullcontext():  # the embedded cluster boots while the images resolve
         images = build_images(options, cache, matrix, log=console.print,
                               infrastructure_ready=lambda infra: embedded and embedded.start_services(
                                   infra["base"].image_id, infra["rust-relay"].image_id))

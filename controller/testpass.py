@@ -2,7 +2,9 @@
 
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md test-matrix.yaml output.log settings.yaml re-run.sh
-  snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout)
+  snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot that shares
+                       entries with another is stored thin, controller.thin, and re-run.sh
+                       restores it byte for byte)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations)
   wheels/              the holepunch package that ran the pass (controller.selfwheel) and its

@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import click
-from celery.signals import worker_shutdown
 
-from cluster.app import configure
 from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import HolepunchError
@@ -80,8 +78,11 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
                 image_source=image_source or str(default_cache_root(cache_dir)))
     host.export()
     if start_services:
-        _start_services(host, start_services)
+        _start_services(host, start_services)  # without importing Celery: it runs at boot
         return
+    from celery.signals import worker_shutdown
+
+    from cluster.app import configure
     app = configure(broker, max_test_timeout, visibility)
     import worker.tasks  # noqa: F401 - registers run_test with the app
 

@@ -201,7 +201,7 @@ class GlobalServices:
 
     def other_hosts_testing(self) -> list[str]:
         """Hosts other than this one whose test containers are on the simulated internet."""
-        attached = self.client.containers.list(all=True, filters={
+        attached = self.client.containers.list(all=True, ignore_removed=True, filters={
             "network": PUBLIC_NETWORK, "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=test"]})
         return sorted({(c.labels or {}).get(HOST, "?") for c in attached} - {self.host})
 

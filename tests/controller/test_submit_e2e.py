@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster.cache import sha256_file
+from controller.thin import restore_snapshots
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +80,24 @@ def test_small_pass_results_match_reality(small_pass) -> None:
     assert any(name.endswith("/re-run.sh") for name in listed)
     assert any("/snapshots/" in name for name in listed)
     assert not leftovers() and not embedded_redis_running()
+
+
+def test_snapshots_sharing_crates_are_stored_once_and_restore_exactly(small_pass,
+                                                                       tmp_path: Path) -> None:
+    """The relay and rust-v0.57 vendor the same crates: one of them is stored thin, and the
+    unzipped pass puts it back together byte for byte (what re-run.sh does first)."""
+    out, run = small_pass
+    zip_line = next(line for line in run.stderr.splitlines() if line.startswith("test pass: "))
+    with zipfile.ZipFile(zip_line.removeprefix("test pass: ").strip()) as archive:
+        archive.extractall(tmp_path)
+    snapshots = next(tmp_path.iterdir()) / "snapshots"
+    thin = sorted(p.name for p in snapshots.glob("*.thin.zip"))
+    assert thin, sorted(p.name for p in snapshots.iterdir())
+    restored = restore_snapshots(snapshots)
+    assert sorted(name.removesuffix(".zip") + ".thin.zip" for name in restored) == thin
+    cache = Path(os.environ.get("HOLEPUNCH_CACHE") or Path.home() / ".cache" / "holepunch")
+    for name in restored:
+        assert sha256_file(snapshots / name) == sha256_file(cache / "snapshots" / name)
 
 
 def test_second_submit_rebuilds_nothing(small_pass, tmp_path: Path) -> None:

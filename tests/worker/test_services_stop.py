@@ -39,7 +39,8 @@ class FakeContainers:
                 return container
         raise NotFound(name)
 
-    def list(self, all: bool, filters: dict) -> list[FakeContainer]:  # noqa: A002
+    def list(self, all: bool, filters: dict,  # noqa: A002
+             ignore_removed: bool = False) -> list[FakeContainer]:
         wanted = set(filters.get("label", []))
         return [c for c in self.all if not c.removed
                 and filters.get("network", PUBLIC_NETWORK) in c.networks

@@ -46,7 +46,8 @@ def worker(broker_url, tmp_path_factory):
         proc.kill()
         pytest.fail("worker did not stop within 90 s of SIGTERM")
     client = docker.from_env()
-    leftovers = client.containers.list(all=True, filters={"label": f"holepunch.host={HOST}"})
+    leftovers = client.containers.list(all=True, filters={"label": f"holepunch.host={HOST}"},
+                                        ignore_removed=True)
     assert not leftovers, f"left behind: {[c.name for c in leftovers]}"
 
 
@@ -90,7 +91,8 @@ def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
     assert record.status is Status.FAIL and record.reason == "timeout"
     client = docker.from_env()
     tests_left = client.containers.list(all=True, filters={"label": [f"holepunch.host={HOST}",
-                                                                     "holepunch.role=test"]})
+                                                                     "holepunch.role=test"]},
+                                        ignore_removed=True)
     networks_left = client.networks.list(filters={"label": [f"holepunch.host={HOST}",
                                                             "holepunch.role=test"]})
     assert not tests_left and not networks_left
@@ -98,7 +100,8 @@ def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
 
 def _test_leftovers(client) -> tuple[list, list]:
     labels = {"label": [f"holepunch.host={HOST}", "holepunch.role=test"]}
-    return client.containers.list(all=True, filters=labels), client.networks.list(filters=labels)
+    return (client.containers.list(all=True, filters=labels, ignore_removed=True),
+            client.networks.list(filters=labels))
 
 
 def test_terminated_task_tears_its_test_down_even_when_signalled_twice(worker, hang_image) -> None:
@@ -114,7 +117,7 @@ def test_terminated_task_tears_its_test_down_even_when_signalled_twice(worker, h
     pid = None
     while pid is None:
         assert time.monotonic() < deadline, "the task never started its dialer"
-        running = client.containers.list(filters={"label": [
+        running = client.containers.list(ignore_removed=True, filters={"label": [
             f"holepunch.host={HOST}", "com.docker.compose.service=dialer"]})
         active = [task for tasks in (worker.control.inspect(timeout=1.0).active() or {}).values()
                   for task in tasks if task["id"] == result.id]

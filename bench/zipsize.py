@@ -1,0 +1,131 @@
+"""Benchmark: the test-pass zip of a pass, its size and the time to write it, by implementation set.
+
+What a test-pass zip weighs comes from the implementations a pass ran (each bundles what an
+offline rebuild needs: its snapshot with vendored dependencies), the base rootfs and the Python
+wheels; each test adds only its log and compose file. This writes the zip the chord's aggregate
+would write, with controller.finish itself, for passes of the built images without running them
+(the records say pass; each log is a real-sized log), and prints per pass: tests, zip size and
+seconds, what thin snapshots saved, and the largest parts.
+
+Needs the images of the chosen implementations built (`holepunch-controller build ID ...`): a
+selection naming an unbuilt implementation is skipped with the reason.
+
+    .venv/bin/python bench/zipsize.py [--cache-dir DIR] [--log FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cluster.cache import Cache, default_cache_root  # noqa: E402
+from cluster.matrix import matrix_to_yaml  # noqa: E402
+from cluster.models import ImageInfo, PeerRecord, Status, TestRecord, to_yaml_data  # noqa: E402
+from cluster.yamlio import load_model  # noqa: E402
+from controller.finish import PassSpec, finish_pass  # noqa: E402
+from controller.planning import plan_matrix  # noqa: E402
+
+# (label, test-filter): every test among these implementations, both transports.
+PASSES = [
+    ("13 tests: rust-v0.57, go-v0.51, python-v0.8 (bench/pass.py)",
+     "rust-v0.57 x rust-v0.57|rust-v0.57 x go-v0.51|go-v0.51 x rust-v0.57|go-v0.51 x go-v0.51|"
+     "python-v0.8 x python-v0.8|python-v0.8 x rust-v0.57|python-v0.8 x go-v0.51|"
+     "rust-v0.57 x python-v0.8|go-v0.51 x python-v0.8"),
+    ("rust-v0.57, go-v0.51, go-v0.48, python-v0.8", None),
+    ("rust-v0.57, go-v0.51, python-v0.8, js-v3.3 (the CI images)", None),
+    ("rust-v0.57, go-v0.51, go-v0.48, python-v0.8, js-v3.3", None),
+]
+INFRASTRUCTURE = {"base": "impl/base", "router": "router", "rust-relay": "rust-relay"}
+
+
+def impl_ids(label: str) -> list[str]:
+    return [part.strip().split(" ")[0] for part in label.split(":")[-1].split(",")]
+
+
+def filter_for(ids: list[str]) -> str:
+    return "|".join(f"{a} x {b}" for a in ids for b in ids)
+
+
+def image_of(folder: Path) -> ImageInfo | None:
+    path = folder / "image.yaml"
+    return load_model(ImageInfo, path) if path.is_file() else None
+
+
+def measure(label: str, test_filter: str, cache: Cache, log_text: str) -> None:
+    matrix = plan_matrix(REPO, "full", test_filter, "", cache).matrix
+    needed = sorted({n for t in matrix.tests for n in (t.dialer, t.listener)})
+    images: dict[str, ImageInfo] = {}
+    for key, folder in INFRASTRUCTURE.items():
+        images[key] = image_of(REPO / folder)
+    for impl in needed:
+        lang, version = impl.rsplit("-", 1)
+        images[impl] = image_of(REPO / "impl" / lang / version)
+    missing = [key for key, image in images.items() if image is None]
+    if missing:
+        print(f"{label}: skipped, not built: {', '.join(missing)}")
+        return
+    payloads = []
+    for test in matrix.tests:
+        record = TestRecord(
+            name=test.name, status=Status.PASS, exit_code=0, rtt_ms=201.0, duration="7.0s",
+            docker_compose=f"docker-compose/{abs(hash(test.name)):064d}.yaml",
+            dialer=PeerRecord(version=test.dialer, image_id=images[test.dialer].image_id,
+                              snapshot=images[test.dialer].snapshot),
+            listener=PeerRecord(version=test.listener, image_id=images[test.listener].image_id,
+                                snapshot=images[test.listener].snapshot),
+            log_file=f"logs/{abs(hash(test.name))}.log", transport=test.variant, host="bench")
+        payloads.append({"record": to_yaml_data(record), "log": log_text,
+                         "compose": f"# compose of {test.name}\n" + "x: y\n" * 60})
+    with tempfile.TemporaryDirectory(prefix="hp-bench-zip-") as tmp:
+        spec = PassSpec(name=f"hole-punch-bench-{time.time_ns()}", kind="full",
+                        base_dir=str(REPO / "impl" / "base"), output_dir=tmp,
+                        cache_dir=str(cache.root), started_at="2026-11-30T00:00:00Z",
+                        matrix_yaml=matrix_to_yaml(matrix), settings={}, images=images)
+        started = time.monotonic()
+        summary = finish_pass(spec, payloads)
+        seconds = time.monotonic() - started
+    path = Path(summary["testPassZip"])
+    parts: collections.Counter[str] = collections.Counter()
+    thin = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            inner = info.filename.split("/", 1)[1]
+            folder = inner.split("/", 1)[0] if "/" in inner else "(top)"
+            if folder == "snapshots":
+                name = inner.split("/", 1)[1]
+                thin += info.compress_size if ".thin." in name else 0
+                folder = "snapshots/" + ("(thin)" if ".thin." in name else name[:12])
+            parts[folder] += info.compress_size
+    size = path.stat().st_size
+    path.unlink()
+    print(f"{label}: {len(matrix.tests)} tests, zip {size / 1e6:.1f} MB in "
+          f"{summary['testPassZipSeconds']:.1f} s (finish_pass {seconds:.1f} s)")
+    labels = {image.snapshot.split("/")[-1][:12]: key for key, image in images.items()
+              if image.snapshot and image.snapshot.startswith("snapshots/")}
+    print("  " + ", ".join(f"{labels.get(name.split('/')[-1], name)} {mb / 1e6:.1f}"
+                           for name, mb in parts.most_common(9)) + " (MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--log", type=Path, default=None,
+                        help="a real test log to stand for every test's (default: 30 KB of text)")
+    args = parser.parse_args()
+    cache = Cache(default_cache_root(args.cache_dir))
+    log_text = args.log.read_text() if args.log else ("dialer | a line of a test's log\n" * 1000)
+    for label, test_filter in PASSES:
+        measure(label.split(" (")[0] if test_filter is None else label,
+                test_filter or filter_for(impl_ids(label.split(" (")[0])), cache, log_text)
+
+
+if __name__ == "__main__":
+    main()
