@@ -13,8 +13,9 @@ Figures, printed (asserts nothing):
   target dirs live in the cache). Docker's engine is not emptied: its layer cache still serves a
   layer whose context is byte-identical (the base image is a deterministic load of the rootfs;
   the go, python and router contexts reproduce; rust binaries embed their build path, so not);
-- time from starting `submit` to the first test container starting (docker events), split
-  into: selection + images resolved, embedded cluster up, chord submitted, first container;
+- time from starting `submit` to the first test beginning on the engine (its containers
+  created: a worker has taken it, the seed's "Starting:") and to its first container starting
+  (docker events), beside: selection + images resolved, chord submitted;
 - the test-pass zip: size and the time the aggregate took to write it.
 
 Run as root with the images built (bash .ci/test builds them):
@@ -49,23 +50,31 @@ MARKS = {"selected": "tests selected", "cluster": "embedded cluster:",
 
 
 class FirstTestStart:
-    """Wall time of the first test container start (docker events, label holepunch.role=test)."""
+    """When the first test began on the engine (its containers created: the worker has taken it
+    and set up its networks, the seed's "Starting:") and when its first container started
+    (docker events on the label holepunch.role=test; network events carry no labels)."""
 
     def __init__(self) -> None:
+        self.began: float | None = None
         self.at: float | None = None
         self.proc = subprocess.Popen(
-            ["docker", "events", "--filter", "type=container", "--filter", "event=start",
+            ["docker", "events", "--filter", "type=container", "--filter", "event=create",
+             "--filter", "event=start",
              "--filter", "label=holepunch.role=test",
              "--filter", f"label=holepunch.host={socket.gethostname()}-embedded",
-             "--format", "{{.TimeNano}}"],
+             "--format", "{{.Type}} {{.Action}} {{.TimeNano}}"],
             stdout=subprocess.PIPE, text=True)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
-        line = self.proc.stdout.readline()
-        if line.strip():
-            self.at = int(line) / 1e9
+        for line in self.proc.stdout:
+            _, action, nanos = line.split()
+            if action == "create" and self.began is None:
+                self.began = int(nanos) / 1e9
+            if action == "start" and self.at is None:
+                self.at = int(nanos) / 1e9
+                return
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -96,6 +105,7 @@ def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = RE
     summary = re.search(r"(complete|PARTIAL): (.*)", output)
     return {"exit": code, "wall": wall, "marks": marks,
             "first_test": events.at - started if events.at else None,
+            "first_began": events.began - started if events.began else None,
             "zip_mb": float(zip_line.group(1)) if zip_line else None,
             "zip_s": float(zip_line.group(2)) if zip_line else None,
             "summary": summary.group(0) if summary else output[-2000:],
@@ -128,10 +138,11 @@ def seed_rootfs(warm: Path, cold: Path) -> None:
 
 def show(label: str, figures: dict) -> None:
     marks = figures["marks"]
-    first = figures["first_test"]
+    first, began = figures["first_test"], figures["first_began"]
     print(f"{label}: exit {figures['exit']}, wall {figures['wall']:.1f} s, "
           f"{figures['rebuilt']} images built from snapshots; {figures['summary'].strip()}")
-    print(f"  submit -> first test container started: "
+    print(f"  submit -> first test begun on the engine: "
+          f"{'n/a' if began is None else f'{began:.1f} s'}, its first container started: "
           f"{'n/a' if first is None else f'{first:.1f} s'} (selection + images "
           f"{marks.get('selected', float('nan')):.1f}..{marks.get('cluster', float('nan')):.1f} s, "
           f"chord submitted at {marks.get('submitted', float('nan')):.1f} s)")

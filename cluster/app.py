@@ -19,6 +19,21 @@ def configure(broker: str | None, max_test_timeout: int, visibility: int | None 
     return app
 
 
+def run_worker(*, queues: list[str], concurrency: int, hostname: str, pool: str = "prefork",
+               loglevel: str = "INFO", without_mingle: bool = False) -> int:
+    """Run a Celery worker of this app in this process until it stops; its exit code.
+
+    Built directly (`app.Worker`), as `celery worker` builds it, without Celery's command line:
+    importing that costs about half a second of the worker's boot, which the first test of an
+    embedded pass waits for.
+    """
+    worker = app.Worker(hostname=hostname, pool_cls=pool, loglevel=loglevel,
+                        concurrency=concurrency, queues=queues, optimization="fair",
+                        task_events=True, without_mingle=without_mingle)
+    worker.start()
+    return worker.exitcode or 0
+
+
 def _forget_connections() -> None:
     """Celery keeps the broker pool, producer pool and result backend it made first; after the
     broker URL changes (a second pass, a test, a bench in one process) they would still talk to

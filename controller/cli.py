@@ -233,11 +233,12 @@ def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | N
              name: str | None) -> None:
     """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
     writes their outputs on this host."""
-    from cluster.app import configure
-    app = configure(broker, max_test_timeout, visibility)
+    from cluster.app import configure, run_worker
+    configure(broker, max_test_timeout, visibility)
     import controller.tasks  # noqa: F401 - registers aggregate
-    app.worker_main(["worker", "-Q", queue, "-c", "1", "-P", "solo", "--loglevel", "INFO",
-                     "-n", name or f"reporter@{socket.gethostname()}", "-E"])
+    raise click.exceptions.Exit(run_worker(
+        queues=[queue], concurrency=1, pool="solo",
+        hostname=name or f"reporter@{socket.gethostname()}"))
 
 
 @cli.group("cluster")

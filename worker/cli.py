@@ -82,8 +82,8 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
         return
     from celery.signals import worker_shutdown
 
-    from cluster.app import configure
-    app = configure(broker, max_test_timeout, visibility)
+    from cluster.app import configure, run_worker
+    configure(broker, max_test_timeout, visibility)
     import worker.tasks  # noqa: F401 - registers run_test with the app
 
     try:
@@ -115,9 +115,9 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
         if users:
             log.warning("global services left running: tests of %s use them", ", ".join(users))
 
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency or default_concurrency()),
-                     "-n", f"holepunch@{host.name}", "--loglevel", loglevel, "-E",
-                     "-O", "fair", *(["--without-mingle"] if without_mingle else [])])
+    sys.exit(run_worker(queues=queues.split(","), concurrency=concurrency or default_concurrency(),
+                        hostname=f"holepunch@{host.name}", loglevel=loglevel,
+                        without_mingle=without_mingle))
 
 
 def _start_services(host: Host, images: str) -> None:
