@@ -42,6 +42,7 @@ PASSES = [
     ("rust-v0.57, go-v0.51, go-v0.48, python-v0.8", None),
     ("rust-v0.57, go-v0.51, python-v0.8, js-v3.3 (the CI images)", None),
     ("rust-v0.57, go-v0.51, go-v0.48, python-v0.8, js-v3.3", None),
+    ("rust-v0.57, rust-v0.53, go-v0.51, go-v0.48, python-v0.8", None),
 ]
 INFRASTRUCTURE = {"base": "impl/base", "router": "router", "rust-relay": "rust-relay"}
 

@@ -101,8 +101,9 @@ class EmbeddedCluster:
                                           f"log: {self._tail(name)}")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        interrupted = self.interrupted or exc_type is KeyboardInterrupt
-        # Ctrl-C: a cold stop (running tests are killed, then cleaned up below); else warm.
+        # Ctrl-C, or submit failed (bad input, a build): a cold stop (running tests are killed,
+        # then cleaned up below). A pass that ran to its end: warm.
+        interrupted = self.interrupted or exc_type is not None
         sig = signal.SIGQUIT if interrupted else signal.SIGTERM
         for name in ("worker", "reporter"):
             proc = self._procs.get(name)

@@ -16,7 +16,7 @@ from cluster.errors import HolepunchError
 from cluster.options import visibility_option
 from worker.host import Host
 from worker.reaper import reap_tests
-from worker.services import DEFAULT_PUBLIC_SUBNET
+from worker.services import DEFAULT_PUBLIC_SUBNET, fixed_addresses
 from worker.subnets import DEFAULT_POOL
 
 log = logging.getLogger("holepunch.worker")
@@ -73,6 +73,10 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
     On start it removes test containers and networks a crashed run of this host left behind;
     on shutdown it stops its Redis, relay and network.
     """
+    try:
+        fixed_addresses(public_subnet)  # Redis and the relay need room below the engine's range
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-subnet") from exc
     host = Host(name=host_name or socket.gethostname(), cache=Cache(default_cache_root(cache_dir)),
                 public_subnet=public_subnet, lan_pool=lan_pool,
                 image_source=image_source or str(default_cache_root(cache_dir)))

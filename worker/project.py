@@ -217,8 +217,6 @@ class Project:
                         if not n.external])
         self._parallel([lambda s=s: self._create(s) for s in self.plan.services])
         for index, wave in enumerate(self.plan.waves()):
-            if index == 1:
-                prepare()
             failure = self._wait_for_dependencies(wave, deadline)
             if failure:
                 run.failure = failure
@@ -226,8 +224,8 @@ class Project:
                 run.log = self.logs()
                 return run
             self._parallel([lambda s=s: self.api.start(self._ids[s.name]) for s in wave])
-        if len(self.plan.waves()) == 1:
-            prepare()
+            if index == 0:
+                prepare()
         stopped = self._first_stop(since, deadline)
         if stopped is None:
             run.timed_out = True

@@ -19,7 +19,7 @@ import docker
 import redis
 from docker.errors import DockerException, NotFound
 
-from cluster.errors import ConfigError, InfrastructureError
+from cluster.errors import InfrastructureError
 from worker.guard import install_guard, remove_guard
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
 from worker.locks import host_lock
@@ -53,8 +53,7 @@ def fixed_addresses(public_subnet: str) -> tuple[str, str, str]:
     simulated internet: the first two hosts after the gateway, and the subnet's upper half."""
     network = ipaddress.IPv4Network(public_subnet)
     if network.prefixlen > 28:
-        raise ConfigError("--public-subnet", "public_subnet",
-                          f"{public_subnet} is too small: a /28 or larger is needed")
+        raise ValueError(f"{public_subnet} is too small: a /28 or larger is needed")
     dynamic = list(network.subnets(prefixlen_diff=1))[1]
     return str(network.network_address + 2), str(network.network_address + 3), str(dynamic)
 
@@ -150,17 +149,14 @@ class GlobalServices:
         relay = self.client.containers.get(services.relay_container)
         store = services.redis()
 
-        def published() -> dict[str, str] | None:
+        def published() -> dict[str, str] | None:  # an error is kept as wait_until's last
             relay.reload()
             if relay.status != "running":
                 logs = relay.logs(tail=20).decode(errors="replace")
                 raise InfrastructureError(f"relay exited: {logs}")
             return _published(store)
-        try:
-            return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS",
-                              published, timeout=30, interval=0.05)
-        except NotFound as exc:
-            raise InfrastructureError(f"the relay was removed while starting: {exc}") from exc
+        return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS",
+                          published, timeout=30, interval=0.05)
 
     def restart_relay(self) -> None:
         """For a relay that refuses reservations: the next ensure() starts a fresh one."""

@@ -4,7 +4,6 @@ import ipaddress
 
 import pytest
 
-from cluster.errors import ConfigError
 from worker.services import fixed_addresses
 
 
@@ -17,5 +16,5 @@ def test_redis_and_relay_follow_the_gateway_and_stay_out_of_the_dynamic_range() 
 
 def test_a_subnet_too_small_for_both_is_refused() -> None:
     assert fixed_addresses("11.11.0.0/28")[2] == "11.11.0.8/29"
-    with pytest.raises(ConfigError, match="too small"):
+    with pytest.raises(ValueError, match="too small"):
         fixed_addresses("11.11.0.0/29")
