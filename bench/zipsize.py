@@ -5,7 +5,8 @@ offline rebuild needs: its snapshot with vendored dependencies), the base rootfs
 wheels; each test adds only its log and compose file. This writes the zip the chord's aggregate
 would write, with controller.finish itself, for passes of the built images without running them
 (the records say pass; each log is a real-sized log), and prints per pass: tests, zip size and
-seconds, what thin snapshots saved, and the largest parts.
+seconds, and the largest parts. Solid snapshots (controller.solid) are made at build time; one
+made here for the first time is said so, its packing time is then in the figure.
 
 Needs the images of the chosen implementations built (`holepunch-controller build ID ...`): a
 selection naming an unbuilt implementation is skipped with the reason.
@@ -30,6 +31,7 @@ from cluster.cache import Cache, default_cache_root  # noqa: E402
 from cluster.matrix import matrix_to_yaml  # noqa: E402
 from cluster.models import ImageInfo, PeerRecord, Status, TestRecord, to_yaml_data  # noqa: E402
 from cluster.yamlio import load_model  # noqa: E402
+from controller import solid  # noqa: E402
 from controller.finish import PassSpec, finish_pass  # noqa: E402
 from controller.planning import plan_matrix  # noqa: E402
 
@@ -90,6 +92,9 @@ def measure(label: str, test_filter: str, cache: Cache, log_text: str) -> None:
                         base_dir=str(REPO / "impl" / "base"), output_dir=tmp,
                         cache_dir=str(cache.root), started_at="2026-11-30T00:00:00Z",
                         matrix_yaml=matrix_to_yaml(matrix), settings={}, images=images)
+        unpacked = [image.snapshot for image in images.values() if image.snapshot
+                    and image.snapshot.endswith(".zip")
+                    and not solid.solid_path(cache.path(image.snapshot)).is_file()]
         started = time.monotonic()
         summary = finish_pass(spec, payloads)
         seconds = time.monotonic() - started
@@ -108,7 +113,9 @@ def measure(label: str, test_filter: str, cache: Cache, log_text: str) -> None:
     size = path.stat().st_size
     path.unlink()
     print(f"{label}: {len(matrix.tests)} tests, zip {size / 1e6:.1f} MB in "
-          f"{summary['testPassZipSeconds']:.1f} s (finish_pass {seconds:.1f} s)")
+          f"{summary['testPassZipSeconds']:.1f} s (finish_pass {seconds:.1f} s"
+          + (f", of which packing {len(unpacked)} snapshots solid for the first time)"
+             if unpacked else ")"))
     labels = {image.snapshot.split("/")[-1][:12]: key for key, image in images.items()
               if image.snapshot and image.snapshot.startswith("snapshots/")}
     print("  " + ", ".join(f"{labels.get(name.split('/')[-1], name)} {mb / 1e6:.1f}"

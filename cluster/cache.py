@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes",
            "cluster")  # cluster: settings and Flower credentials of `cluster up`
@@ -60,6 +62,22 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def written_beside(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` that becomes `target` when the block ends without an
+    error, and is removed when it raises: large files made by other programs are never seen
+    half written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

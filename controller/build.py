@@ -20,6 +20,7 @@ from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
+from controller import rootfs, solid
 from controller.snapshots import extract_zip, store_snapshot
 from controller.sources import source_digest
 
@@ -114,6 +115,7 @@ class Builder:
             self.log(f"{target.name}: vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
+            solid.packed(archive)  # what test-pass zips store of it, made once (controller.solid)
             self.log(f"{target.name}: stored {snapshot}")
 
         if target.kind == "github":
@@ -142,9 +144,14 @@ class Builder:
         return self._image_of(workdir)
 
     def build_base(self, folder: Path) -> ImageInfo:
-        """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip)."""
+        """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip);
+        what test-pass zips store of it is made here once (controller.rootfs)."""
         self._make(folder, [])
-        return self._image_of(folder)
+        image = self._image_of(folder)
+        tarball = self.cache.path(image.snapshot) if image.snapshot else None
+        if tarball is not None and tarball.is_file():
+            rootfs.compressed(tarball)
+        return image
 
     def _workdir(self, name: str, folder_name: str | None = None) -> Path:
         """Stable per image, so cargo's and go's caches keyed by path stay warm across builds;

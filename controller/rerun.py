@@ -22,6 +22,7 @@ from cluster.models import ImageInfo
 from cluster.yamlio import read_yaml, validate
 from controller import rootfs
 from controller.build import Builder
+from controller.solid import restore_solid
 from controller.thin import restore_snapshots
 from controller.submit import SubmitOptions, engine_version, run_pass
 
@@ -68,6 +69,10 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
     base = recorded.get("base")
     if base and base.snapshot and rootfs.unpack(cache.path(base.snapshot)):
         console.print(f"base: unpacked {base.snapshot} from its .zst")
+    for whole in restore_solid(folder / "snapshots"):
+        how = ("byte for byte" if whole.byte_for_byte
+               else "same entries; this zlib compresses them to other bytes")
+        console.print(f"snapshots/{whole.name}: restored from its solid pack ({how})")
     for restored in restore_snapshots(folder / "snapshots"):
         console.print(f"snapshots/{restored}: restored from its thin zip and the entries it shares")
     builder = Builder(cache, log=console.print)

@@ -17,6 +17,7 @@ import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
 
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
@@ -52,33 +53,60 @@ def snapshot_entries(folder: Path, skip: frozenset[str] = frozenset()) -> list[P
     return sorted(entries, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def write_zip(folder: Path, target: Path,
-              stubs: dict[str, dict[str, bytes]] | None = None) -> None:
-    """Zip `folder` into `target` (written atomically by the caller's rename); each folder
-    named in `stubs` is replaced by the files given for it (controller.cargoprune)."""
-    stubs = stubs or {}
+# An entry of a snapshot zip: its name, its st_mode (a link or a file; only the executable bit
+# of a file counts) and its content (a link's target), as bytes or a readable stream.
+Entry = tuple[str, int, "bytes | BinaryIO"]
+
+
+def write_entries(target: Path, entries: Iterable[Entry]) -> None:
+    """The snapshot zip of `entries`, in the order given: the one writer of snapshot zips, so
+    that a zip written again from the same entries (controller.solid) is the same bytes."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for name, mode, content in entries:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.create_system = 3  # unix, so external_attr carries the mode
+            if stat.S_ISLNK(mode):
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                archive.writestr(info, content, compress_type=zipfile.ZIP_STORED)
+                continue
+            info.external_attr = (stat.S_IFREG | (0o755 if mode & 0o111 else 0o644)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as dst:
+                if isinstance(content, bytes):
+                    dst.write(content)
+                else:
+                    shutil.copyfileobj(content, dst, 1 << 20)
+
+
+def is_ours(archive: zipfile.ZipFile) -> bool:
+    """Whether write_entries wrote this zip (so writing its entries again gives it back): unix
+    entries at the fixed time, files and links only. A GitHub archive is not."""
+    return all(info.create_system == 3 and info.date_time == _EPOCH and not info.is_dir()
+               for info in archive.infolist())
+
+
+def _folder_entries(folder: Path, stubs: dict[str, dict[str, bytes]]) -> Iterator[Entry]:
     stubbed = {f"{top}/{inner}": data for top, files in stubs.items() for inner, data in files.items()}
     entries: list[tuple[str, Path | bytes]] = [
         (path.relative_to(folder).as_posix(), path)
         for path in snapshot_entries(folder, frozenset(stubs))]
-    entries = sorted([*entries, *stubbed.items()], key=lambda entry: entry[0])
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for name, path in entries:
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.create_system = 3  # unix, so external_attr carries the mode
-            if isinstance(path, bytes):
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                archive.writestr(info, path, compress_type=zipfile.ZIP_DEFLATED)
-                continue
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                info.external_attr = (stat.S_IFLNK | 0o777) << 16
-                archive.writestr(info, os.readlink(path), compress_type=zipfile.ZIP_STORED)
-            else:
-                info.external_attr = (stat.S_IFREG | (0o755 if mode & 0o111 else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with path.open("rb") as src, archive.open(info, "w") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+    for name, source in sorted([*entries, *stubbed.items()], key=lambda entry: entry[0]):
+        if isinstance(source, bytes):
+            yield name, stat.S_IFREG | 0o644, source
+            continue
+        mode = source.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            yield name, mode, os.readlink(source).encode("utf-8")
+            continue
+        with source.open("rb") as stream:
+            yield name, mode, stream
+
+
+def write_zip(folder: Path, target: Path,
+              stubs: dict[str, dict[str, bytes]] | None = None) -> None:
+    """Zip `folder` into `target` (written atomically by the caller's rename); each folder
+    named in `stubs` is replaced by the files given for it (controller.cargoprune)."""
+    write_entries(target, _folder_entries(folder, stubs or {}))
 
 
 def extract_zip(archive_path: Path, target: Path) -> None:

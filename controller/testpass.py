@@ -2,9 +2,10 @@
 
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md test-matrix.yaml output.log settings.yaml re-run.sh
-  snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot that shares
-                       entries with another is stored thin, controller.thin, and re-run.sh
-                       restores it byte for byte)
+  snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
+                       one zstd stream, <name>.tar.zst (controller.solid), or, when it shares
+                       entries with another, thin (controller.thin); re-run.sh writes every
+                       <name>.zip back before it builds)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations)
   wheels/              the holepunch package that ran the pass (controller.selfwheel) and its

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from cluster.cache import sha256_file
+from controller.solid import restore_solid
 from controller.thin import restore_snapshots
 
 pytestmark = pytest.mark.e2e
@@ -82,21 +83,26 @@ def test_small_pass_results_match_reality(small_pass) -> None:
     assert not leftovers() and not embedded_redis_running()
 
 
-def test_snapshots_sharing_crates_are_stored_once_and_restore_exactly(small_pass,
-                                                                       tmp_path: Path) -> None:
-    """The relay and rust-v0.57 vendor the same crates: one of them is stored thin, and the
-    unzipped pass puts it back together byte for byte (what re-run.sh does first)."""
+def test_snapshots_travel_solid_or_thin_and_restore_exactly(small_pass, tmp_path: Path) -> None:
+    """Each whole snapshot travels as one zstd stream; the relay and rust-v0.57 vendor the same
+    crates, so one of them is stored thin. The unzipped pass puts every zip back together byte
+    for byte, solid ones first (what re-run.sh does before it builds)."""
     out, run = small_pass
     zip_line = next(line for line in run.stderr.splitlines() if line.startswith("test pass: "))
     with zipfile.ZipFile(zip_line.removeprefix("test pass: ").strip()) as archive:
         archive.extractall(tmp_path)
     snapshots = next(tmp_path.iterdir()) / "snapshots"
+    solid = sorted(p.name for p in snapshots.glob("*.tar.zst"))
     thin = sorted(p.name for p in snapshots.glob("*.thin.zip"))
-    assert thin, sorted(p.name for p in snapshots.iterdir())
+    assert solid and thin and not list(snapshots.glob("*[0-9a-f].zip")), \
+        sorted(p.name for p in snapshots.iterdir())
+    wholes = restore_solid(snapshots)
+    assert sorted(whole.name.removesuffix(".zip") + ".tar.zst" for whole in wholes) == solid
+    assert all(whole.byte_for_byte for whole in wholes)
     restored = restore_snapshots(snapshots)
     assert sorted(name.removesuffix(".zip") + ".thin.zip" for name in restored) == thin
     cache = Path(os.environ.get("HOLEPUNCH_CACHE") or Path.home() / ".cache" / "holepunch")
-    for name in restored:
+    for name in [*restored, *(whole.name for whole in wholes)]:
         assert sha256_file(snapshots / name) == sha256_file(cache / "snapshots" / name)
 
 

@@ -1,0 +1,129 @@
+"""Solid snapshots: a test-pass zip stores a whole snapshot as one zstd stream, not as its zip.
+
+A zip compresses every entry on its own, and a snapshot is mostly thousands of small source
+files (vendored crates, node_modules) that compress far better together: measured on this
+project's snapshots, zstd -12 --long over the same entries gives rust-v0.57 21.9 MB instead of
+38.4, js-v3.3 39.8 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.7 instead
+of 7.9. So `packed` makes `snapshots/<name>.tar.zst` once beside the snapshot in the cache (at
+build time, or on first use: 2-9 s each on two cores), and the test-pass zip stores that in
+place of `<name>.zip`. `restore_solid`, run by a re-run before anything reads the snapshots,
+writes each zip again with the snapshots' own writer (controller.snapshots.write_entries):
+the same entries in the same order, so with the same zlib the same bytes, checked against the
+sha256 its `.metadata` records. Another zlib may compress differently; the entries are still
+the very bytes packed, which zstd's frame checksum vouches for.
+
+Only zips that writer made are packed (`is_ours`); any other (a GitHub archive) stays a zip.
+"""
+
+from __future__ import annotations
+
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from cluster.cache import sha256_file, written_beside
+from cluster.errors import InfrastructureError
+from cluster.yamlio import read_yaml
+from controller import zstd
+from controller.snapshots import Entry, is_ours, write_entries
+
+SUFFIX = ".tar.zst"
+COMPRESS = ["-12", "--long=27", "-T0"]
+DECOMPRESS = ["--long=27"]  # the window the packer used: no more memory than that
+
+
+def solid_path(snapshot: Path) -> Path:
+    return snapshot.with_name(snapshot.name.removesuffix(".zip") + SUFFIX)
+
+
+def packable(snapshot: Path) -> bool:
+    if not zipfile.is_zipfile(snapshot):
+        return False
+    with zipfile.ZipFile(snapshot) as archive:
+        return is_ours(archive)
+
+
+def packed(snapshot: Path) -> Path | None:
+    """`<name>.tar.zst` beside the snapshot zip, made on first use; None for a zip that
+    controller.snapshots did not write (stored as it is)."""
+    target = solid_path(snapshot)
+    if target.is_file():
+        return target
+    if not packable(snapshot):
+        return None
+    with zipfile.ZipFile(snapshot) as archive, written_beside(target) as tmp:
+        with zstd.writer(tmp, COMPRESS, f"packing {snapshot.name}") as stream, \
+                tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for info in archive.infolist():
+                mode = info.external_attr >> 16
+                member = tarfile.TarInfo(info.filename)
+                member.mtime = 0
+                if stat.S_ISLNK(mode):
+                    member.type = tarfile.SYMTYPE
+                    member.linkname = archive.read(info).decode("utf-8")
+                    member.mode = 0o777
+                    tar.addfile(member)
+                    continue
+                member.size = info.file_size
+                member.mode = stat.S_IMODE(mode)
+                with archive.open(info) as content:
+                    tar.addfile(member, content)
+    return target
+
+
+def stored_files(whole: dict[str, Path]) -> dict[str, Path]:
+    """What a test-pass zip stores for its whole snapshots (`snapshots/<name>.zip` -> file):
+    each solid pack by its own name, or the zip itself when it cannot be packed."""
+    files = {}
+    for relative, path in whole.items():
+        solid = packed(path)
+        if solid is None:
+            files[relative] = path
+        else:
+            files[relative.removesuffix(".zip") + SUFFIX] = solid
+    return files
+
+
+def _entries(tar: tarfile.TarFile) -> Iterator[Entry]:
+    for member in tar:
+        if member.issym():
+            yield member.name, stat.S_IFLNK | 0o777, member.linkname.encode("utf-8")
+        elif member.isfile():
+            yield member.name, stat.S_IFREG | member.mode, tar.extractfile(member)
+        else:
+            raise ValueError(f"unexpected {member.type!r} entry {member.name!r}")
+
+
+def unpack(solid: Path, snapshot: Path) -> None:
+    """Write the snapshot zip `snapshot` from its solid pack (nothing, if the pack is damaged)."""
+    with written_beside(snapshot) as tmp:
+        try:
+            with zstd.reader(solid, DECOMPRESS, f"unpacking {solid.name}") as stream, \
+                    tarfile.open(fileobj=stream, mode="r|") as tar:
+                write_entries(tmp, _entries(tar))
+        except (tarfile.TarError, ValueError) as error:
+            raise InfrastructureError(f"{solid}: damaged ({error})") from error
+
+
+@dataclass(frozen=True)
+class Restored:
+    name: str             # <name>.zip
+    byte_for_byte: bool   # the sha256 its .metadata records (False: none recorded, or another zlib)
+
+
+def restore_solid(folder: Path) -> list[Restored]:
+    """Write `<name>.zip` for every `<name>.tar.zst` in a test pass's snapshots/ folder that
+    has no zip beside it yet."""
+    restored = []
+    for solid in sorted(folder.glob(f"*{SUFFIX}")):
+        snapshot = folder / (solid.name.removesuffix(SUFFIX) + ".zip")
+        if snapshot.is_file():
+            continue
+        unpack(solid, snapshot)
+        metadata = snapshot.with_name(snapshot.name + ".metadata")
+        recorded = (read_yaml(metadata) or {}).get("sha256") if metadata.is_file() else None
+        restored.append(Restored(snapshot.name, recorded == sha256_file(snapshot)))
+    return restored
