@@ -229,15 +229,18 @@ def status(pass_name: str, broker: str) -> None:
 @click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True)
 @visibility_option
 @click.option("-n", "--name", default=None, help="Node name in Flower. Default: reporter@<hostname>.")
+@click.option("--without-mingle", is_flag=True,
+              help="Skip Celery's start-up sync with other workers (a second): for a reporter "
+                   "alone on its broker, as the embedded default's is.")
 def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | None,
-             name: str | None) -> None:
+             name: str | None, without_mingle: bool) -> None:
     """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
     writes their outputs on this host."""
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
     import controller.tasks  # noqa: F401 - registers aggregate
     raise click.exceptions.Exit(run_worker(
-        queues=[queue], concurrency=1, pool="solo",
+        queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))
 
 

@@ -37,3 +37,24 @@ def test_an_exited_worker_fails_the_check_with_its_log(tmp_path: Path) -> None:
                            reporter=FakeProcess(None))
     with pytest.raises(InfrastructureError, match=r"embedded worker exited \(3\).*not reachable"):
         cluster.check()
+
+
+def test_a_niced_child_in_its_own_session_is_niced_as_a_scheduling_group(tmp_path: Path) -> None:
+    """With autogroup scheduling a session's processes share one group whose own nice value is
+    what counts against the worker's group: the reporter gets both."""
+    import os
+    import subprocess
+
+    from controller.embedded import _lower_priority
+
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        _lower_priority(child.pid, 19)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+        autogroup = Path(f"/proc/{child.pid}/autogroup")
+        if not autogroup.exists():
+            pytest.skip("this kernel has no autogroup scheduling")
+        assert autogroup.read_text().split()[-1] == "19"
+    finally:
+        child.kill()
+        child.wait()
