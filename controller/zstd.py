@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, ContextManager, Iterator
 
 from cluster.errors import InfrastructureError
 
@@ -33,43 +33,41 @@ def run(args: list[str], what: str) -> None:
         raise InfrastructureError(f"{what} failed: {result.stderr.strip()[-300:]}")
 
 
+def _failed(process: subprocess.Popen) -> bool:
+    """Whether zstd has stopped, or stops at once, with an error (damaged input, a full disk)."""
+    try:
+        return process.wait(timeout=0.2) != 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 @contextmanager
-def writer(target: Path, args: list[str], what: str) -> Iterator[IO[bytes]]:
+def _piped(process: subprocess.Popen, stream: IO[bytes], what: str,
+           drain: bool = False) -> Iterator[IO[bytes]]:
+    """Hand out the pipe to zstd; an error there that zstd caused is told in zstd's words."""
+    try:
+        yield stream
+        if drain:
+            stream.read()  # to the end, so a damaged tail still fails the checksum
+    except BaseException as error:
+        if isinstance(error, Exception) and _failed(process):
+            _check(process, what)
+        process.kill()
+        process.wait()
+        raise
+    stream.close()
+    _check(process, what)
+
+
+def writer(target: Path, args: list[str], what: str) -> ContextManager[IO[bytes]]:
     """A stream whose bytes zstd compresses into `target` (overwritten)."""
     process = subprocess.Popen(_command([*args, "-f", "-o", str(target)]), stdin=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-    try:
-        yield process.stdin
-    except BrokenPipeError:
-        _check(process, what)  # zstd stopped reading: say why in its own words
-        raise
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    process.stdin.close()
-    _check(process, what)
+    return _piped(process, process.stdin, what)
 
 
-@contextmanager
-def reader(source: Path, args: list[str], what: str) -> Iterator[IO[bytes]]:
-    """A stream of `source` decompressed; zstd checks the frame's checksum at its end. A reader
-    that fails because zstd did (damaged input) gets zstd's own words."""
+def reader(source: Path, args: list[str], what: str) -> ContextManager[IO[bytes]]:
+    """A stream of `source` decompressed; zstd checks the frame's checksum at its end."""
     process = subprocess.Popen(_command(["-d", "-c", *args, str(source)]), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-    try:
-        yield process.stdout
-        process.stdout.read()  # to the end, so a damaged tail still fails the checksum
-    except Exception as error:
-        zstd_failed = process.poll() not in (None, 0)
-        process.kill()
-        if zstd_failed:
-            _check(process, what)
-        process.wait()
-        raise error
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    process.stdout.close()
-    _check(process, what)
+    return _piped(process, process.stdout, what, drain=True)
