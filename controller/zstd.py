@@ -21,16 +21,23 @@ def _command(args: list[str]) -> list[str]:
     return ["zstd", "-q", *args]
 
 
+def _error(what: str, returncode: int, stderr: str) -> InfrastructureError:
+    """zstd's own complaint (its "zstd: ..." lines; a crash dump after them is left out)."""
+    said = [line for line in stderr.splitlines() if line.startswith("zstd:")]
+    words = "; ".join(said)[:300] if said else stderr.strip()[-300:]
+    return InfrastructureError(f"{what} failed (zstd exit {returncode}): {words}")
+
+
 def _check(process: subprocess.Popen, what: str) -> None:
     stderr = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
     if process.wait() != 0:
-        raise InfrastructureError(f"{what} failed: {stderr.strip()[-300:]}")
+        raise _error(what, process.returncode, stderr)
 
 
 def run(args: list[str], what: str) -> None:
     result = subprocess.run(_command(args), capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise InfrastructureError(f"{what} failed: {result.stderr.strip()[-300:]}")
+        raise _error(what, result.returncode, result.stderr)
 
 
 def _failed(process: subprocess.Popen) -> bool:

@@ -109,3 +109,11 @@ def test_a_damaged_pack_is_refused_and_leaves_no_zip(tmp_path: Path) -> None:
     with pytest.raises(InfrastructureError):
         restore_solid(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted([solid.name, original.name + ".metadata"])
+
+
+def test_zstd_failing_mid_stream_is_told_in_its_own_words(tmp_path: Path) -> None:
+    from controller import zstd
+    with pytest.raises(InfrastructureError, match="packing x failed .*No such file"):
+        with zstd.writer(tmp_path / "missing" / "x.zst", ["-3"], "packing x") as stream:
+            for _ in range(200):
+                stream.write(b"x" * 65536)
