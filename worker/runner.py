@@ -154,20 +154,30 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
 
 @contextmanager
 def termination_deferred():
-    """Hold SIGTERM and SIGINT back until the block is done.
+    """Hold SIGTERM and SIGINT back until the block is done, then deliver them.
 
     Celery terminates a running late-ack task when the broker connection drops: billiard's
     handler turns the first SIGTERM into SystemExit (so this teardown runs) and leaves the next
     one fatal. A second signal during `down` would leave the project half removed.
+
+    The handlers are swapped for one that only notes the signal, rather than the signals
+    blocked: a block holds for the calling thread only, and the kernel hands a signal sent to
+    the process to any thread that does not block it (the teardown's own removal threads), whose
+    Python handler then runs in the main thread at once.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals only reach the main thread
+        yield  # handlers can only be set, and only run, in the main thread
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)  # now handled as it would have been
 
 
 def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
