@@ -68,6 +68,14 @@ def engine_has_image(image_id: str) -> bool:
     return result.returncode == 0
 
 
+def engine_first_layer(image_id: str) -> str | None:
+    """The bottom layer of an image the engine has (None if it lacks it): for every image we
+    build, the base rootfs it was built FROM, which the base image holds as its only layer."""
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{index .RootFS.Layers 0}}",
+                             image_id], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def read_image_yaml(folder: Path) -> ImageInfo | None:
     path = folder / "image.yaml"
     return load_model(ImageInfo, path) if path.is_file() else None
@@ -77,21 +85,25 @@ class Builder:
     """Runs Makefiles; the only place the controller shells out to make."""
 
     def __init__(self, cache: Cache, log: Log = print, has_image: Callable[[str], bool] = engine_has_image,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None,
+                 first_layer: Callable[[str], str | None] = engine_first_layer):
         self.cache = cache
         self.log = log
         self.has_image = has_image
+        self.first_layer = first_layer
+        self.base_layer: str | None = None  # known once the base is built: images must sit on it
         self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
 
     def build(self, target: BuildTarget) -> Built:
         started = time.monotonic()
         if target.kind == "base":
             image = self.build_base(target.folder)
+            self.base_layer = self.first_layer(image.image_id)
             return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
 
         snapshot = self._snapshot_name(target)
         current = read_image_yaml(target.folder)
-        if current and current.snapshot == snapshot and self.has_image(current.image_id):
+        if current and current.snapshot == snapshot and self._reusable(target, current.image_id):
             self.log(f"{target.name}: up to date (image {short(current.image_id)}, {snapshot})")
             return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
         if target.kind != "github":
@@ -99,7 +111,7 @@ class Builder:
             # build of this image: the same snapshot (same sources, same Makefile) and an engine
             # that still has the image mean there is nothing to build.
             last = read_image_yaml(self._workdir(target.name, target.folder.name))
-            if last and last.snapshot == snapshot and self.has_image(last.image_id):
+            if last and last.snapshot == snapshot and self._reusable(target, last.image_id):
                 shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
                                 target.folder / "image.yaml")
                 self.log(f"{target.name}: up to date in the cache (image {short(last.image_id)}, "
@@ -128,6 +140,18 @@ class Builder:
                             target.folder / "image.yaml")
         self.log(f"{target.name}: image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
         return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
+
+    def _reusable(self, target: BuildTarget, image_id: str) -> bool:
+        """The engine has the image, built on the base this build uses (a new base rootfs means
+        every image is built again: its Makefile sees the new base ID)."""
+        if self.base_layer is None:
+            return self.has_image(image_id)
+        layer = self.first_layer(image_id)  # None: the engine lacks it (one inspect for both)
+        if layer is None or layer == self.base_layer:
+            return layer is not None
+        self.log(f"{target.name}: image {short(image_id)} was built on another base image: "
+                 f"building it again")
+        return False
 
     def build_snapshot(self, name: str, snapshot: str, folder_name: str | None = None) -> ImageInfo:
         """Unpack `snapshots/<sha256>.zip` into the cache's build area and run its Makefile.

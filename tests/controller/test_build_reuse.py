@@ -63,3 +63,15 @@ def test_otherwise_it_builds(tmp_path, engine_images, snapshot) -> None:
     _remember_last_build(builder, target, snapshot or builder._snapshot_name(target))
     with pytest.raises(BuildAttempted):
         builder.build(target)
+
+
+def test_an_image_built_on_another_base_is_built_again(tmp_path) -> None:
+    cache, target = Cache(tmp_path / "cache"), _checkout(tmp_path)
+    builder = _builder(cache, {IMAGE_ID})
+    builder.first_layer = {IMAGE_ID: "sha256:old-rootfs"}.get  # a fake engine's answer
+    builder.base_layer = "sha256:new-rootfs"  # what building the base just gave
+    _remember_last_build(builder, target, builder._snapshot_name(target))
+    with pytest.raises(BuildAttempted):
+        builder.build(target)
+    builder.base_layer = "sha256:old-rootfs"
+    assert not builder.build(target).rebuilt
