@@ -92,6 +92,7 @@ class Builder:
         self.has_image = has_image
         self.first_layer = first_layer
         self.base_layer: str | None = None  # known once the base is built: images must sit on it
+        self._told_stale: set[str] = set()
         self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
 
     def build(self, target: BuildTarget) -> Built:
@@ -149,8 +150,10 @@ class Builder:
         layer = self.first_layer(image_id)  # None: the engine lacks it (one inspect for both)
         if layer is None or layer == self.base_layer:
             return layer is not None
-        self.log(f"{target.name}: image {short(image_id)} was built on another base image: "
-                 f"building it again")
+        if image_id not in self._told_stale:  # the checkout and the build area often name one image
+            self._told_stale.add(image_id)
+            self.log(f"{target.name}: image {short(image_id)} was built on another base image: "
+                     f"building it again")
         return False
 
     def build_snapshot(self, name: str, snapshot: str, folder_name: str | None = None) -> ImageInfo:
