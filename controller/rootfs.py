@@ -1,8 +1,8 @@
 """The base rootfs in a test-pass zip: stored zstd-compressed, made once per rootfs.
 
-The tarball (rootfs/<sha256>.tar, about 160 MB) is what a re-run imports the base image from.
+The tarball (rootfs/<sha256>.tar, about 125 MB) is what a re-run imports the base image from.
 Deflating it into every zip cost about 10 s and gave 56 MB; `rootfs/<sha256>.tar.zst` is made
-once beside it in the cache (zstd -12 --long: about 39 MB) and stored in zips as it is. A re-run
+once beside it in the cache (zstd -12 --long: about 34 MB) and stored in zips as it is. A re-run
 unpacks it back to the .tar the base Makefile reads, and checks it against its name.
 """
 
