@@ -7,9 +7,10 @@ Figures, printed (asserts nothing):
 - wall time of the whole `submit`, warm: the cache (~/.cache/holepunch or --cache-dir) and the
   engine as they are, images up to date;
 - with --cold, also the same pass on an empty cache dir first (but for the base rootfs, which
-  only debootstrap from Debian's mirror could make again), from a hard-linked copy of the
-  checkout without its image.yaml files: every snapshot zipped again from the vendored folders
-  (unused vendored crates stubbed), every image rebuilt (cargo and go compile from nothing: their
+  only debootstrap from Debian's mirror could make again, and the wheelhouse .ci/setup makes),
+  from a hard-linked copy of the checkout without its image.yaml files: every snapshot zipped
+  and packed solid again from the vendored folders (unused vendored crates stubbed), every
+  image rebuilt (cargo and go compile from nothing: their
   target dirs live in the cache). Docker's engine is not emptied: its layer cache still serves a
   layer whose context is byte-identical (the base image is a deterministic load of the rootfs;
   the go, python and router contexts reproduce; rust binaries embed their build path, so not);
@@ -128,12 +129,14 @@ def cold_checkout(target: Path) -> Path:
 
 
 def seed_rootfs(warm: Path, cold: Path) -> None:
-    """The one thing a cold cache gets: the base rootfs (debootstrap needs Debian's mirror, which
-    a benchmark here must not reach), hard-linked from the warm cache."""
-    (cold / "rootfs").mkdir(parents=True)
-    for path in (warm / "rootfs").iterdir():
-        if path.is_file() and not path.name.startswith("."):
-            os.link(path, cold / "rootfs" / path.name)
+    """What a cold cache gets: the base rootfs (debootstrap needs Debian's mirror, which a
+    benchmark here must not reach) and the wheelhouse (`bash .ci/setup` makes it before any
+    pass), hard-linked from the warm cache."""
+    for folder in ("rootfs", "wheels"):
+        (cold / folder).mkdir(parents=True)
+        for path in (warm / folder).iterdir() if (warm / folder).is_dir() else []:
+            if path.is_file() and not path.name.startswith("."):
+                os.link(path, cold / folder / path.name)
 
 
 def show(label: str, figures: dict) -> None:

@@ -143,5 +143,6 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
             "knownFailures": summary.known_failures, "total": summary.total,
             "missing": len(results.metadata.missing_tests), "testPassZip": str(zip_path),
             "testPassZipBytes": zip_path.stat().st_size, "testPassZipSeconds": round(zip_seconds, 2),
+            "wheelhouse": sum(name.startswith("wheels/") for name in files),
             "resultsYaml": str(out / "results.yaml"), "resultsMd": str(out / "results.md"),
             "flakyNames": [r.name for r in results.tests if r.status is Status.FLAKY]}

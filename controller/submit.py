@@ -360,4 +360,8 @@ def _report(summary: dict, console: Console) -> None:
     if "testPassZipBytes" in summary:
         console.print(f"test-pass zip: {summary['testPassZipBytes'] / 1e6:.1f} MB, written in "
                       f"{summary['testPassZipSeconds']:.1f} s")
+    if summary.get("wheelhouse") == 0:
+        console.print("test-pass zip: warning: the cache has no wheelhouse (wheels/, made by "
+                      "`bash .ci/setup`), so its re-run.sh needs PyPI to install holepunch's "
+                      "Python dependencies")
 

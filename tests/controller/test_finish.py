@@ -102,3 +102,14 @@ def test_snapshot_keeps_nested_build_folders_and_symlinks(tmp_path: Path) -> Non
     assert (out / "vendor/thiserror/build/probe.rs").is_file()
     assert not (out / "build").exists() and not (out / "image.yaml").exists()
     assert os.readlink(out / "link") == "run.sh" and os.access(out / "run.sh", os.X_OK)
+
+
+def test_the_summary_counts_the_bundled_wheelhouse(tmp_path: Path) -> None:
+    """Without the cache's wheelhouse a re-run cannot install offline: submit warns on 0."""
+    tests = [case("a", "a")]
+    spec = spec_for(tmp_path, tests)
+    assert finish_pass(spec, [payload(tests[0], Status.PASS)])["wheelhouse"] == 0
+    wheels = Path(spec.cache_dir) / "wheels"
+    wheels.mkdir()
+    (wheels / "celery-5.7.0-py3-none-any.whl").write_bytes(b"PK fake wheel")
+    assert finish_pass(spec, [payload(tests[0], Status.PASS)])["wheelhouse"] == 1
