@@ -13,8 +13,8 @@ from pathlib import Path
 from cluster.cache import Cache
 from cluster.matrix import matrix_to_yaml
 from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord
-from controller.planning import plan_matrix
-from controller.report import render_results_md, summarize
+from controller.plan.matrix import plan_matrix
+from controller.results.report import render_results_md, summarize
 
 IMPLS = 100  # 100 x 100 pairs x 1 transport = 10,000 tests
 

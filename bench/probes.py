@@ -17,7 +17,8 @@ import redis
 
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE
 from worker.guard import COMMENT as GUARD_COMMENT
-from worker.services import REDIS_NAME, REDIS_PORT, PUBLIC_NETWORK
+from cluster.network import PUBLIC_NETWORK, REDIS_PORT
+from worker.services import REDIS_NAME
 
 GLOBAL_KEYS = {"RELAY_TCP_ADDRESS", "RELAY_QUIC_ADDRESS"}  # the relay's own, read by every test
 IMAGE_TMP_PREFIX = "holepunch-image-"  # worker.images' temporary download directories

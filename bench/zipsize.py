@@ -3,9 +3,9 @@
 What a test-pass zip weighs comes from the implementations a pass ran (each bundles what an
 offline rebuild needs: its snapshot with vendored dependencies), the base rootfs and the Python
 wheels; each test adds only its log and compose file. This writes the zip the chord's aggregate
-would write, with controller.finish itself, for passes of the built images without running them
+would write, with controller.results.finish itself, for passes of the built images without running them
 (the records say pass; each log is a real-sized log), and prints per pass: tests, zip size and
-seconds, and the largest parts. Solid snapshots (controller.solid) are made at build time; one
+seconds, and the largest parts. Solid snapshots (controller.archive.solid) are made at build time; one
 made here for the first time is said so, its packing time is then in the figure.
 
 Needs the images of the chosen implementations built (`holepunch-controller build ID ...`): a
@@ -32,8 +32,8 @@ from cluster.matrix import matrix_to_yaml  # noqa: E402
 from cluster.models import ImageInfo, PeerRecord, Status, TestRecord, to_yaml_data  # noqa: E402
 from cluster.yamlio import load_model  # noqa: E402
 from controller import solid  # noqa: E402
-from controller.finish import PassSpec, finish_pass  # noqa: E402
-from controller.planning import plan_matrix  # noqa: E402
+from controller.results.finish import PassSpec, finish_pass  # noqa: E402
+from controller.plan.matrix import plan_matrix  # noqa: E402
 
 # (label, test-filter): every test among these implementations, both transports.
 PASSES = [

@@ -18,10 +18,3 @@ def global_labels(host: str) -> dict[str, str]:
 def test_labels(host: str) -> dict[str, str]:
     return {OWNER: OWNER_VALUE, ROLE: "test", HOST: host}
 
-
-def host_filter(host: str, role: str | None = None) -> dict[str, list[str]]:
-    """A Docker `filters=` value for what a host's worker started (of one role, if given)."""
-    labels = [f"{OWNER}={OWNER_VALUE}", f"{HOST}={host}"]
-    if role:
-        labels.append(f"{ROLE}={role}")
-    return {"label": labels}

@@ -11,11 +11,10 @@ from pydantic import Field
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.models import ImageInfo, TestCase, YamlModel
+from cluster.network import DEFAULT_DELAY_MS
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
-
-DEFAULT_DELAY_MS = 50
 
 
 class RunRequest(YamlModel):

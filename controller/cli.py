@@ -90,8 +90,8 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
            test_ignore: str | None, output: Path) -> None:
     """Print the selected tests and write test-matrix.yaml."""
     from cluster.matrix import matrix_to_yaml
-    from controller.config import detect_kind
-    from controller.planning import plan_matrix
+    from controller.plan.config import detect_kind
+    from controller.plan.matrix import plan_matrix
     if kind == "auto":
         choice = detect_kind(root, base)
         err.print(f"--kind auto: {choice.kind} ({choice.reason})")
@@ -127,8 +127,8 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
     """
     from rich.table import Table
 
-    from controller.build import Builder, implementation_targets, infrastructure_targets
-    from controller.config import load_impls
+    from controller.images.build import Builder, implementation_targets, infrastructure_targets
+    from controller.plan.config import load_impls
     impls = load_impls(root)
     chosen = ids or [impl.id for impl in impls.implementations]
     targets = infrastructure_targets(root) + implementation_targets(root, impls, chosen)
@@ -180,9 +180,9 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
         raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
     from contextlib import nullcontext
 
-    from controller.embedded import EmbeddedCluster  # the standard library only: starts at once
+    from controller.run.embedded import EmbeddedCluster  # the standard library only: starts at once
     with (nullcontext() if broker else EmbeddedCluster(cache.root, workers, timeout)) as embedded:
-        from controller.submit import SubmitOptions, submit
+        from controller.run.submit import SubmitOptions, submit
         options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
                                 test_ignore=test_ignore, broker=broker, output_dir=output_dir,
                                 timeout=timeout, retries=retries, workers=workers,
@@ -204,8 +204,8 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
     new results under FOLDER/rerun-<time>/."""
     from datetime import datetime
 
-    from controller.rerun import rerun
-    from controller.submit import SubmitOptions
+    from controller.archive.rerun import rerun
+    from controller.run.submit import SubmitOptions
     output = folder / f"rerun-{datetime.now():%H%M%S-%d-%m-%Y}"
     options = SubmitOptions(root=folder, output_dir=output, timeout=timeout, workers=workers)
     raise click.exceptions.Exit(rerun(folder.resolve(), options, cache, err))
@@ -217,7 +217,7 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
               help="The cluster's broker ($HOLEPUNCH_BROKER).")
 def status(pass_name: str, broker: str) -> None:
     """Show the progress of a pass submitted with --detach."""
-    from controller.status import show_status
+    from controller.run.status import show_status
     raise click.exceptions.Exit(show_status(pass_name, broker, err))
 
 
@@ -238,7 +238,7 @@ def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | N
     writes their outputs on this host."""
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
-    import controller.tasks  # noqa: F401 - registers aggregate
+    import controller.results.tasks  # noqa: F401 - registers aggregate
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))
@@ -278,7 +278,7 @@ def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cac
                visibility: int | None, wait_seconds: int) -> None:
     """Build the cluster image and start every service; return once all workers answer."""
     from cluster.app import configure
-    from controller.build import Builder
+    from controller.images.build import Builder
     from controller.cluster_up import (ClusterSettings, build_image, compose, flower_auth as auth,
                                        save_settings, wait_ready)
     root = root.resolve()
@@ -334,7 +334,7 @@ def report(results_file: Path, output: Path | None, update_readme: Path | None) 
     """Regenerate results.md from a results.yaml."""
     from cluster.models import Results
     from cluster.yamlio import load_model
-    from controller.report import inject_dashboard, render_results_md
+    from controller.results.report import inject_dashboard, render_results_md
     results = load_model(Results, results_file)
     markdown = render_results_md(results)
     target = output or results_file.with_name("results.md")

@@ -16,7 +16,8 @@ from cluster.errors import HolepunchError
 from cluster.options import visibility_option
 from worker.host import Host
 from worker.reaper import reap_tests
-from worker.services import DEFAULT_PUBLIC_SUBNET, fixed_addresses
+from cluster.network import DEFAULT_PUBLIC_SUBNET
+from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
 
 log = logging.getLogger("holepunch.worker")

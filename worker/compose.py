@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 
 from cluster.errors import ConfigError
+from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
+from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
 
-PUBLIC_NETWORK = "hole-punch-network"
-TRANSPORTS = ("tcp", "quic")
-DEFAULT_DELAY_MS = 50
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
 ROUTER_HOST_OFFSET = 2
@@ -29,9 +28,6 @@ ROUTER_READY_FILE = "/tmp/setup-done"
 # Compose 1.29 normalises project names to these characters; we produce them already.
 _PROJECT_UNSAFE = re.compile(r"[^a-z0-9]+")
 _PROJECT_SLUG_MAX = 40
-
-LABEL_PASS = "holepunch.pass"
-LABEL_TEST = "holepunch.test"
 
 
 def project_name(test_name: str, pass_id: str) -> str:
@@ -211,11 +207,3 @@ def render(document: dict[str, Any]) -> str:
     """YAML text in the document's own key order: equal documents give equal text."""
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def cache_path(text: str) -> str:
-    """The file's place in the cache, relative to the cache root."""
-    return f"docker-compose/{content_hash(text)}.yaml"

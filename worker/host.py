@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from cluster.cache import Cache, default_cache_root
-from worker.services import DEFAULT_PUBLIC_SUBNET, GlobalServices
+from cluster.network import DEFAULT_PUBLIC_SUBNET
+from worker.services import GlobalServices
 from worker.subnets import DEFAULT_POOL, SubnetLeases
 
 ENV = {

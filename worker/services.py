@@ -23,13 +23,10 @@ from cluster.errors import InfrastructureError
 from worker.guard import install_guard, remove_guard
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
 from worker.locks import host_lock
+from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 
-PUBLIC_NETWORK = "hole-punch-network"
 REDIS_NAME = "hole-punch-redis"
 RELAY_NAME = "hole-punch-relay"
-DEFAULT_PUBLIC_SUBNET = "11.11.0.0/16"
-REDIS_PORT = 6379
-TRANSPORTS = ("tcp", "quic")
 
 
 @dataclass(frozen=True)
@@ -157,11 +154,6 @@ class GlobalServices:
             return _published(store)
         return wait_until("relay publishing RELAY_TCP_ADDRESS and RELAY_QUIC_ADDRESS",
                           published, timeout=30, interval=0.05)
-
-    def restart_relay(self) -> None:
-        """For a relay that refuses reservations: the next ensure() starts a fresh one."""
-        with host_lock("global-services"):
-            self._remove(RELAY_NAME)
 
     def stop(self) -> list[str]:
         """Remove the services this host started (another host's, sharing the engine, stay).

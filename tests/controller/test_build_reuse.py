@@ -9,7 +9,7 @@ import yaml
 
 from cluster.cache import Cache
 from cluster.models import ImageInfo, to_yaml_data
-from controller.build import Builder, BuildTarget, read_image_yaml
+from controller.images.build import Builder, BuildTarget, read_image_yaml
 
 IMAGE_ID = "a" * 64
 

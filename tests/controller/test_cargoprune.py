@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controller.cargoprune import stub
-from controller.snapshots import extract_zip, write_zip
+from controller.images.cargoprune import stub
+from controller.images.snapshots import extract_zip, write_zip
 
 
 def test_an_unused_vendored_crate_is_zipped_as_a_stub_that_keeps_its_pinned_checksum(

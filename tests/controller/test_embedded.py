@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import InfrastructureError
-from controller.embedded import EmbeddedCluster
+from controller.run.embedded import EmbeddedCluster
 
 
 class FakeProcess:
@@ -45,7 +45,7 @@ def test_a_niced_child_in_its_own_session_is_niced_as_a_scheduling_group(tmp_pat
     import os
     import subprocess
 
-    from controller.embedded import _lower_priority
+    from controller.run.embedded import _lower_priority
 
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:

@@ -8,8 +8,8 @@ import yaml
 from cluster.matrix import build_matrix, matrix_to_yaml
 from cluster.models import ImageInfo, PeerRecord, Status, TestCase, TestRecord, Transport, to_yaml_data
 from cluster.selection import Selection
-from controller.finish import PassSpec, finish_pass
-from controller.testpass import pass_name
+from controller.results.finish import PassSpec, finish_pass
+from controller.archive.testpass import pass_name
 
 
 def case(dialer: str, listener: str) -> TestCase:
@@ -86,7 +86,7 @@ def test_pass_name_is_the_seeds() -> None:
 
 def test_snapshot_keeps_nested_build_folders_and_symlinks(tmp_path: Path) -> None:
     import os
-    from controller.snapshots import extract_zip, write_zip
+    from controller.images.snapshots import extract_zip, write_zip
     src = tmp_path / "src"
     (src / "vendor" / "thiserror" / "build").mkdir(parents=True)
     (src / "vendor" / "thiserror" / "build" / "probe.rs").write_text("fn main() {}\n")

@@ -16,7 +16,7 @@ import pytest
 
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
-from controller.build import Builder, BuildTarget, read_image_yaml
+from controller.images.build import Builder, BuildTarget, read_image_yaml
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.report import DASHBOARD_END, DASHBOARD_START
+from controller.results.report import DASHBOARD_END, DASHBOARD_START
 from tests.controller.test_submit_e2e import (CONTROLLER, REPO, embedded_redis_running,
                                               engine_or_skip, leftovers)
 
@@ -182,7 +182,7 @@ def test_rerun_sh_rebuilds_offline_and_passes_again(auto_pass, tmp_path: Path) -
     # the zip carries the code that ran the pass, and the base rootfs compressed, once
     (wheel,) = folder.glob("wheels/holepunch-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert archive.read("controller/rerun.py") == (REPO / "controller/rerun.py").read_bytes()
+        assert archive.read("controller/archive/rerun.py") == (REPO / "controller/archive/rerun.py").read_bytes()
     assert len(list(folder.glob("rootfs/*.tar.zst"))) == 1 and not list(folder.glob("rootfs/*.tar"))
     original = yaml.safe_load((out / "results.yaml").read_text())
 

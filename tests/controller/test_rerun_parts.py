@@ -13,10 +13,10 @@ import pytest
 
 from cluster.errors import InfrastructureError
 from cluster.models import ImageInfo
-from controller import rootfs
-from controller.rerun import plan_rerun, recorded_options
-from controller.selfwheel import build_wheel, package_files
-from controller.submit import SubmitOptions
+from controller.images import rootfs
+from controller.archive.rerun import plan_rerun, recorded_options
+from controller.archive.selfwheel import build_wheel, package_files
+from controller.run.submit import SubmitOptions
 
 
 def image(char: str, snapshot: str | None) -> ImageInfo:
@@ -65,9 +65,9 @@ def test_the_wheel_holds_the_files_with_a_matching_record() -> None:
 
 def test_the_running_packages_are_found_with_their_sources() -> None:
     files = package_files()
-    assert {"cluster/models.py", "controller/rerun.py", "worker/tasks.py"} <= set(files)
+    assert {"cluster/models.py", "controller/archive/rerun.py", "worker/tasks.py"} <= set(files)
     here = Path(__file__).resolve().parents[2]
-    assert files["controller/rerun.py"] == (here / "controller" / "rerun.py").read_bytes()
+    assert files["controller/archive/rerun.py"] == (here / "controller" / "archive" / "rerun.py").read_bytes()
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
@@ -93,7 +93,7 @@ def test_rootfs_compressed_once_and_unpacked_to_its_checked_name(tmp_path: Path)
 def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Path) -> None:
     from tests.controller.test_finish import case, payload, spec_for
     from cluster.models import Status
-    from controller.finish import finish_pass
+    from controller.results.finish import finish_pass
 
     test = case("go-v0.51", "go-v0.51")
     spec = spec_for(tmp_path, [test])
@@ -117,5 +117,5 @@ def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Pat
     assert "rootfs/bookworm-minbase.sha256" in names and "wheels/six-1.17.0-py2.py3-none-any.whl" in names
     assert wheel != b"a stale wheel"
     with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
-        assert "controller/finish.py" in archive.namelist()
+        assert "controller/results/finish.py" in archive.namelist()
     assert summary["testPassZipBytes"] == Path(summary["testPassZip"]).stat().st_size

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.snapshots import extract_zip, write_zip
+from controller.images.snapshots import extract_zip, write_zip
 
 
 def test_unpacked_files_share_one_time_so_make_sees_nothing_newer(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 from cluster.cache import sha256_file
 from cluster.errors import InfrastructureError
 from cluster.yamlio import dump_yaml
-from controller.cargoprune import stub
-from controller.snapshots import write_zip
-from controller.solid import SUFFIX, packed, restore_solid, stored_files
-from controller.thin import restore_snapshots, thin_snapshots
+from controller.images.cargoprune import stub
+from controller.images.snapshots import write_zip
+from controller.archive.solid import SUFFIX, packed, restore_solid, stored_files
+from controller.archive.thin import restore_snapshots, thin_snapshots
 
 pytestmark = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
 
@@ -23,7 +23,7 @@ SHARED = {f"vendor/crate-{i}/src/lib.rs": (f"pub fn f{i}() {{}}\n" * 300).encode
 
 
 def snapshot(root: Path, name: str, files: dict[str, bytes]) -> Path:
-    """A snapshot zip as controller.snapshots writes it, with an executable, a symlink, a
+    """A snapshot zip as controller.images.snapshots writes it, with an executable, a symlink, a
     stubbed crate, and its .metadata."""
     source = root / f"src-{name}"
     for relative, data in {**files, "run.sh": b"#!/bin/sh\n"}.items():
@@ -112,7 +112,7 @@ def test_a_damaged_pack_is_refused_and_leaves_no_zip(tmp_path: Path) -> None:
 
 
 def test_zstd_failing_mid_stream_is_told_in_its_own_words(tmp_path: Path) -> None:
-    from controller import zstd
+    from controller.archive import zstd
     with pytest.raises(InfrastructureError, match="packing x failed .*No such file"):
         with zstd.writer(tmp_path / "missing" / "x.zst", ["-3"], "packing x") as stream:
             for _ in range(200):

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from cluster.cache import sha256_file
-from controller.solid import restore_solid
-from controller.thin import restore_snapshots
+from controller.archive.solid import restore_solid
+from controller.archive.thin import restore_snapshots
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from cluster.cache import Cache
 from cluster.errors import InfrastructureError
 from worker.host import Host
 from worker.reaper import reap_tests
-from worker.services import DEFAULT_PUBLIC_SUBNET
+from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker.subnets import DEFAULT_POOL
 
 

@@ -10,7 +10,8 @@ from docker.errors import NotFound
 
 import worker.services as services
 from cluster import labels
-from worker.services import PUBLIC_NETWORK, REDIS_NAME, RELAY_NAME, GlobalServices
+from cluster.network import PUBLIC_NETWORK
+from worker.services import REDIS_NAME, RELAY_NAME, GlobalServices
 
 
 class FakeContainer:

@@ -15,13 +15,14 @@ from pydantic import Field
 from cluster.cache import Cache, atomic_write
 from cluster.models import ImageInfo, ResultsMetadata, Status, YamlModel, to_yaml_data
 from cluster.yamlio import dump_yaml
-from controller import rootfs, solid
-from controller.collect import Collected, collect, exit_code_of
-from controller.report import inject_dashboard, render_results_md
+from controller.images import rootfs
+from controller.archive import solid
+from controller.results.collect import Collected, collect, exit_code_of
+from controller.results.report import inject_dashboard, render_results_md
 from cluster.matrix import matrix_from_yaml
-from controller.selfwheel import DISTRIBUTION, running_wheel
-from controller.testpass import rerun_script, write_test_pass
-from controller.thin import thin_snapshots
+from controller.archive.selfwheel import DISTRIBUTION, running_wheel
+from controller.archive.testpass import rerun_script, write_test_pass
+from controller.archive.thin import thin_snapshots
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -70,7 +71,7 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
                 continue
             path = cache.path(relative)
             if path.is_file() and relative.startswith("rootfs/"):
-                packed = rootfs.compressed(path)  # made once; stored as it is (controller.rootfs)
+                packed = rootfs.compressed(path)  # made once; stored as it is (controller.images.rootfs)
                 files[f"rootfs/{packed.name}"] = packed
             elif path.is_file():
                 files[relative] = path

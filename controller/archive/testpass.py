@@ -3,12 +3,12 @@
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md test-matrix.yaml output.log settings.yaml re-run.sh
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
-                       one zstd stream, <name>.tar.zst (controller.solid), or, when it shares
-                       entries with another, thin (controller.thin); re-run.sh writes every
+                       one zstd stream, <name>.tar.zst (controller.archive.solid), or, when it shares
+                       entries with another, thin (controller.archive.thin); re-run.sh writes every
                        <name>.zip back before it builds)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations)
-  wheels/              the holepunch package that ran the pass (controller.selfwheel) and its
+  wheels/              the holepunch package that ran the pass (controller.archive.selfwheel) and its
                        Python dependencies, for an offline install
 
 Archives that are already compressed (zips, .zst) are stored as they are, not compressed again.
@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 
 from cluster.cache import Cache
-from cluster.yamlio import dump_yaml
 
 ALREADY_COMPRESSED = (".zip", ".zst", ".gz", ".whl", ".xz")
 
@@ -84,6 +83,3 @@ def write_test_pass(cache: Cache, name: str, texts: dict[str, str | bytes],
         raise
     return target
 
-
-def settings_yaml(data: dict) -> str:
-    return dump_yaml(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster.models import Results, ResultsMetadata, TestMatrix, TestRecord
-from controller.report import summarize
+from controller.results.report import summarize
 
 
 @dataclass(frozen=True)

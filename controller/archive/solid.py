@@ -7,7 +7,7 @@ project's snapshots, zstd -12 --long over the same entries gives rust-v0.57 21.9
 of 7.9. So `packed` makes `snapshots/<name>.tar.zst` once beside the snapshot in the cache (at
 build time, or on first use: 2-9 s each on two cores), and the test-pass zip stores that in
 place of `<name>.zip`. `restore_solid`, run by a re-run before anything reads the snapshots,
-writes each zip again with the snapshots' own writer (controller.snapshots.write_entries):
+writes each zip again with the snapshots' own writer (controller.images.snapshots.write_entries):
 the same entries in the same order, so with the same zlib the same bytes, checked against the
 sha256 its `.metadata` records. Another zlib may compress differently; the entries are still
 the very bytes packed, which zstd's frame checksum vouches for.
@@ -27,8 +27,8 @@ from typing import Iterator
 from cluster.cache import sha256_file, written_beside
 from cluster.errors import InfrastructureError
 from cluster.yamlio import read_yaml
-from controller import zstd
-from controller.snapshots import Entry, is_ours, write_entries
+from controller.archive import zstd
+from controller.images.snapshots import Entry, is_ours, write_entries
 
 SUFFIX = ".tar.zst"
 COMPRESS = ["-12", "--long=27", "-T0"]
@@ -48,7 +48,7 @@ def packable(snapshot: Path) -> bool:
 
 def packed(snapshot: Path) -> Path | None:
     """`<name>.tar.zst` beside the snapshot zip, made on first use; None for a zip that
-    controller.snapshots did not write (stored as it is)."""
+    controller.images.snapshots did not write (stored as it is)."""
     target = solid_path(snapshot)
     if target.is_file():
         return target

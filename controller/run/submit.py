@@ -30,15 +30,15 @@ from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_to_yaml
 from cluster.models import ImageInfo, Status, TestMatrix, TestRecord, to_yaml_data
 from cluster.tasks import RunRequest, aggregate_signature, run_test_signature
-from controller.build import Builder, implementation_targets, infrastructure_targets
-from controller.config import detect_kind, load_impls
-from controller.embedded import EmbeddedCluster
-from controller.export import export_image
-from controller.finish import TIME_FORMAT, PassSpec, finish_pass
-from controller.planning import plan_matrix
-from controller.testpass import pass_name
+from controller.images.build import Builder, implementation_targets, infrastructure_targets
+from controller.plan.config import detect_kind, load_impls
+from controller.run.embedded import EmbeddedCluster
+from controller.images.export import export_image
+from controller.results.finish import TIME_FORMAT, PassSpec, finish_pass
+from controller.plan.matrix import plan_matrix
+from controller.archive.testpass import pass_name
 
-from controller.status import PASS_KEY
+from controller.run.status import PASS_KEY
 EXIT_INTERRUPTED = 130
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cluster.app import app
 from cluster.tasks import AGGREGATE
-from controller.finish import PassSpec, finish_pass
+from controller.results.finish import PassSpec, finish_pass
 
 
 @app.task(name=AGGREGATE, acks_late=True)

@@ -20,9 +20,10 @@ from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
-from controller import rootfs, solid
-from controller.snapshots import extract_zip, store_snapshot
-from controller.sources import source_digest
+from controller.images import rootfs
+from controller.archive import solid
+from controller.images.snapshots import extract_zip, store_snapshot
+from controller.images.sources import source_digest
 
 Log = Callable[[str], None]
 
@@ -128,7 +129,7 @@ class Builder:
             self.log(f"{target.name}: vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
-            solid.packed(archive)  # what test-pass zips store of it, made once (controller.solid)
+            solid.packed(archive)  # what test-pass zips store of it, made once (controller.archive.solid)
             self.log(f"{target.name}: stored {snapshot}")
 
         if target.kind == "github":
@@ -172,7 +173,7 @@ class Builder:
 
     def build_base(self, folder: Path) -> ImageInfo:
         """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip);
-        what test-pass zips store of it is made here once (controller.rootfs)."""
+        what test-pass zips store of it is made here once (controller.images.rootfs)."""
         self._make(folder, [])
         image = self._image_of(folder)
         tarball = self.cache.path(image.snapshot) if image.snapshot else None

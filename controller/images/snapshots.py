@@ -1,10 +1,10 @@
 """Source snapshots: a zip of an implementation's folder with its vendored dependencies.
 
-A snapshot is named by the sha256 of the folder's own source (controller.sources), the way a
+A snapshot is named by the sha256 of the folder's own source (controller.images.sources), the way a
 github snapshot is named by its commit: the lock files in that source pin the vendored
 dependencies it carries. Zips are deterministic (sorted entries, fixed timestamps) and keep
 symlinks (node_modules/.bin) and executable bits. Vendored crates no build for this platform uses
-are stored as stubs (controller.cargoprune): the name stays, the zip shrinks.
+are stored as stubs (controller.images.cargoprune): the name stays, the zip shrinks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
-from controller.cargoprune import unused_crates
+from controller.images.cargoprune import unused_crates
 
 # Left out of a snapshot: build output only. Vendored dependencies stay in (offline rebuilds).
 # Top level only: a vendored crate's own build/ folder is source.
@@ -60,7 +60,7 @@ Entry = tuple[str, int, "bytes | BinaryIO"]
 
 def write_entries(target: Path, entries: Iterable[Entry]) -> None:
     """The snapshot zip of `entries`, in the order given: the one writer of snapshot zips, so
-    that a zip written again from the same entries (controller.solid) is the same bytes."""
+    that a zip written again from the same entries (controller.archive.solid) is the same bytes."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for name, mode, content in entries:
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
@@ -105,7 +105,7 @@ def _folder_entries(folder: Path, stubs: dict[str, dict[str, bytes]]) -> Iterato
 def write_zip(folder: Path, target: Path,
               stubs: dict[str, dict[str, bytes]] | None = None) -> None:
     """Zip `folder` into `target` (written atomically by the caller's rename); each folder
-    named in `stubs` is replaced by the files given for it (controller.cargoprune)."""
+    named in `stubs` is replaced by the files given for it (controller.images.cargoprune)."""
     write_entries(target, _folder_entries(folder, stubs or {}))
 
 

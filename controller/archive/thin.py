@@ -8,7 +8,7 @@ shares, plus `snapshots/<name>.thin.yaml` saying where each entry now is. `resto
 (run by a re-run before it builds) puts `<name>.zip` back together.
 
 Entries are moved as they are stored, compressed, with their own local headers (never
-decompressed and compressed again), so a snapshot written by controller.snapshots comes back
+decompressed and compressed again), so a snapshot written by controller.images.snapshots comes back
 byte for byte: the restore checks the zip's sha256 against the one recorded, and otherwise
 checks every entry's CRC. Two entries are "the same" only when their names and stored bytes are.
 """

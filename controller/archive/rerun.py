@@ -20,11 +20,11 @@ from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_from_yaml
 from cluster.models import ImageInfo
 from cluster.yamlio import read_yaml, validate
-from controller import rootfs
-from controller.build import Builder
-from controller.solid import restore_solid
-from controller.thin import restore_snapshots
-from controller.submit import SubmitOptions, engine_version, run_pass
+from controller.images import rootfs
+from controller.images.build import Builder
+from controller.archive.solid import restore_solid
+from controller.archive.thin import restore_snapshots
+from controller.run.submit import SubmitOptions, engine_version, run_pass
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ still reads their manifests to resolve the lock file, but never compiles them fo
 snapshot keeps each unused crate as a stub: its Cargo.toml, an empty library (and build script,
 if it names one) and a .cargo-checksum.json that keeps the package checksum Cargo.lock pins but
 lists no files to verify. What a build compiles is untouched, and so is the snapshot's name
-(controller.sources hashes the source without vendor/).
+(controller.images.sources hashes the source without vendor/).
 
 Which crates are used: `cargo metadata --filter-platform <host>` (offline, from vendor/ itself).
 Without cargo, or if it fails, nothing is stubbed.
