@@ -5,7 +5,7 @@ offline rebuild needs: its snapshot with vendored dependencies), the base rootfs
 wheels; each test adds only its log and compose file. This writes the zip the chord's aggregate
 would write, with controller.results.finish itself, for passes of the built images without running them
 (the records say pass; each log is a real-sized log), and prints per pass: tests, zip size and
-seconds, and the largest parts. Solid snapshots (controller.archive.solid) are made at build time; one
+seconds, and the largest parts. Solid snapshots (controller.images.solid) are made at build time; one
 made here for the first time is said so, its packing time is then in the figure.
 
 Needs the images of the chosen implementations built (`holepunch-controller build ID ...`): a

@@ -204,7 +204,7 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
     new results under FOLDER/rerun-<time>/."""
     from datetime import datetime
 
-    from controller.archive.rerun import rerun
+    from controller.run.rerun import rerun
     from controller.run.submit import SubmitOptions
     output = folder / f"rerun-{datetime.now():%H%M%S-%d-%m-%Y}"
     options = SubmitOptions(root=folder, output_dir=output, timeout=timeout, workers=workers)

@@ -3,7 +3,7 @@
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md test-matrix.yaml output.log settings.yaml re-run.sh
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
-                       one zstd stream, <name>.tar.zst (controller.archive.solid), or, when it shares
+                       one zstd stream, <name>.tar.zst (controller.images.solid), or, when it shares
                        entries with another, thin (controller.archive.thin); re-run.sh writes every
                        <name>.zip back before it builds)
   rootfs/ base/        the base image's rootfs tarball and its Makefile

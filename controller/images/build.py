@@ -21,7 +21,7 @@ from cluster.errors import ConfigError, InfrastructureError
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
 from controller.images import rootfs
-from controller.archive import solid
+from controller.images import solid
 from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 
@@ -129,7 +129,7 @@ class Builder:
             self.log(f"{target.name}: vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
-            solid.packed(archive)  # what test-pass zips store of it, made once (controller.archive.solid)
+            solid.packed(archive)  # what test-pass zips store of it, made once (controller.images.solid)
             self.log(f"{target.name}: stored {snapshot}")
 
         if target.kind == "github":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cluster.cache import sha256_file, written_beside
 from cluster.errors import InfrastructureError
-from controller.archive import zstd
+from controller.images import zstd
 
 LEVEL = ["-12", "--long=27"]  # made once per rootfs: about 8 s on two cores
 SUFFIX = ".zst"

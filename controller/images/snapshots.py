@@ -60,7 +60,7 @@ Entry = tuple[str, int, "bytes | BinaryIO"]
 
 def write_entries(target: Path, entries: Iterable[Entry]) -> None:
     """The snapshot zip of `entries`, in the order given: the one writer of snapshot zips, so
-    that a zip written again from the same entries (controller.archive.solid) is the same bytes."""
+    that a zip written again from the same entries (controller.images.solid) is the same bytes."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for name, mode, content in entries:
             info = zipfile.ZipInfo(name, date_time=_EPOCH)

@@ -16,7 +16,7 @@ from cluster.cache import Cache, atomic_write
 from cluster.models import ImageInfo, ResultsMetadata, Status, YamlModel, to_yaml_data
 from cluster.yamlio import dump_yaml
 from controller.images import rootfs
-from controller.archive import solid
+from controller.images import solid
 from controller.results.collect import Collected, collect, exit_code_of
 from controller.results.report import inject_dashboard, render_results_md
 from cluster.matrix import matrix_from_yaml

@@ -182,7 +182,7 @@ def test_rerun_sh_rebuilds_offline_and_passes_again(auto_pass, tmp_path: Path) -
     # the zip carries the code that ran the pass, and the base rootfs compressed, once
     (wheel,) = folder.glob("wheels/holepunch-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert archive.read("controller/archive/rerun.py") == (REPO / "controller/archive/rerun.py").read_bytes()
+        assert archive.read("controller/run/rerun.py") == (REPO / "controller/run/rerun.py").read_bytes()
     assert len(list(folder.glob("rootfs/*.tar.zst"))) == 1 and not list(folder.glob("rootfs/*.tar"))
     original = yaml.safe_load((out / "results.yaml").read_text())
 

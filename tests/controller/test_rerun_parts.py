@@ -14,7 +14,7 @@ import pytest
 from cluster.errors import InfrastructureError
 from cluster.models import ImageInfo
 from controller.images import rootfs
-from controller.archive.rerun import plan_rerun, recorded_options
+from controller.run.rerun import plan_rerun, recorded_options
 from controller.archive.selfwheel import build_wheel, package_files
 from controller.run.submit import SubmitOptions
 
@@ -65,9 +65,9 @@ def test_the_wheel_holds_the_files_with_a_matching_record() -> None:
 
 def test_the_running_packages_are_found_with_their_sources() -> None:
     files = package_files()
-    assert {"cluster/models.py", "controller/archive/rerun.py", "worker/tasks.py"} <= set(files)
+    assert {"cluster/models.py", "controller/run/rerun.py", "worker/tasks.py"} <= set(files)
     here = Path(__file__).resolve().parents[2]
-    assert files["controller/archive/rerun.py"] == (here / "controller" / "archive" / "rerun.py").read_bytes()
+    assert files["controller/run/rerun.py"] == (here / "controller" / "run" / "rerun.py").read_bytes()
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")

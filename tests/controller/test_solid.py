@@ -14,7 +14,7 @@ from cluster.errors import InfrastructureError
 from cluster.yamlio import dump_yaml
 from controller.images.cargoprune import stub
 from controller.images.snapshots import write_zip
-from controller.archive.solid import SUFFIX, packed, restore_solid, stored_files
+from controller.images.solid import SUFFIX, packed, restore_solid, stored_files
 from controller.archive.thin import restore_snapshots, thin_snapshots
 
 pytestmark = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
@@ -112,7 +112,7 @@ def test_a_damaged_pack_is_refused_and_leaves_no_zip(tmp_path: Path) -> None:
 
 
 def test_zstd_failing_mid_stream_is_told_in_its_own_words(tmp_path: Path) -> None:
-    from controller.archive import zstd
+    from controller.images import zstd
     with pytest.raises(InfrastructureError, match="packing x failed .*No such file"):
         with zstd.writer(tmp_path / "missing" / "x.zst", ["-3"], "packing x") as stream:
             for _ in range(200):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cluster.cache import sha256_file
-from controller.archive.solid import restore_solid
+from controller.images.solid import restore_solid
 from controller.archive.thin import restore_snapshots
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ from cluster.models import ImageInfo
 from cluster.yamlio import read_yaml, validate
 from controller.images import rootfs
 from controller.images.build import Builder
-from controller.archive.solid import restore_solid
+from controller.images.solid import restore_solid
 from controller.archive.thin import restore_snapshots
 from controller.run.submit import SubmitOptions, engine_version, run_pass
 

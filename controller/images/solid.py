@@ -27,7 +27,7 @@ from typing import Iterator
 from cluster.cache import sha256_file, written_beside
 from cluster.errors import InfrastructureError
 from cluster.yamlio import read_yaml
-from controller.archive import zstd
+from controller.images import zstd
 from controller.images.snapshots import Entry, is_ours, write_entries
 
 SUFFIX = ".tar.zst"
