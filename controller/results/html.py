@@ -197,6 +197,11 @@ def _data(index: int | None, record: TestRecord | None, dialer: str, listener: s
             f'data-listener="{_e(listener)}" data-transport="{_e(transport)}"')
 
 
+def _data_of(index: int, record: TestRecord) -> str:
+    return _data(index, record, record.dialer.version, record.listener.version,
+                 transport_of(record))
+
+
 def _hover(record: TestRecord) -> str:
     look = look_of(outcome_of(record))
     parts = [record.name, look.label, _rtt(record), record.host and f"on {record.host}",
@@ -258,7 +263,7 @@ def _filters(results: Results) -> str:
     return ('<form id="filters" onsubmit="return false">'
             + select("impl", "Implementation", [(i, i) for i in impls])
             + select("transport", "Transport", [(t, t) for t in transports])
-            + select("outcome", "Status", [(o, f"{look_of(o).mark} {look_of(o).label}")
+            + select("status", "Status", [(o, f"{look_of(o).mark} {look_of(o).label}")
                                            for o in outcomes])
             + '<button type="reset" id="f-reset">Reset</button>'
             + f'<span id="shown">{len(results.tests)} of {len(results.tests)} tests</span></form>')
@@ -322,7 +327,7 @@ def _timeline(results: Results) -> str:
             left, width = 100 * bar.start / layout.span, 100 * (bar.end - bar.start) / layout.span
             items.append(
                 f'<a class="bar o-{_e(outcome_of(record))}" href="#test-{bar.index}"'
-                f"{_data(bar.index, record, record.dialer.version, record.listener.version, transport_of(record))}"
+                f"{_data_of(bar.index, record)}"
                 f' style="left:{left:.3f}%;width:max({width:.3f}%,3px);top:{bar.lane * 22 + 2}px"'
                 f' title="{_e(_hover(record))}">{_e(record.dialer.version)} x '
                 f"{_e(record.listener.version)}</a>")
@@ -332,9 +337,11 @@ def _timeline(results: Results) -> str:
     if layout.untimed:
         names = "".join(f'<li><a href="#test-{i}">{_e(results.tests[i].name)}</a></li>'
                         for i in layout.untimed)
-        out.append(f'<details class="note"><summary>{len(layout.untimed)} tests have no start '
-                   "and finish times (an older worker, or the host never ran them) and are not "
-                   f"on the timeline</summary><ul>{names}</ul></details>")
+        one = len(layout.untimed) == 1
+        what = "1 test has" if one else f"{len(layout.untimed)} tests have"
+        out.append(f'<details class="note"><summary>{what} no start and finish times (an older '
+                   f"worker, or the host never ran it) and {'is' if one else 'are'} not on the "
+                   f"timeline</summary><ul>{names}</ul></details>")
     out.append("</section>")
     return "".join(out)
 
@@ -346,7 +353,7 @@ def _test_list(results: Results) -> str:
         reason = record.reason or ""
         short = reason if len(reason) <= 140 else reason[:139] + "…"
         rows.append(
-            f'<tr class="test"{_data(index, record, record.dialer.version, record.listener.version, transport_of(record))}>'
+            f'<tr class="test"{_data_of(index, record)}>'
             f'<td><a href="#test-{index}">{_e(record.name)}</a></td>'
             f'<td class="o-{_e(outcome_of(record))}">{look.mark} {_e(look.label)}</td>'
             f"<td>{_e(_rtt(record))}</td><td>{_e(record.host)}</td><td>{_e(record.duration)}</td>"
@@ -439,7 +446,7 @@ table{border-collapse:collapse}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}.kv dt{color:#57606a}
 .kv dd{margin:0;word-break:break-word}
 .log{background:#0d1117;color:#e6edf3;padding:8px;border-radius:6px;font-size:12px;
-  white-space:pre-wrap;word-break:break-all;max-height:60vh;overflow:auto}
+  white-space:pre-wrap;overflow-wrap:anywhere;max-height:60vh;overflow:auto}
 """
 
 _SCRIPT = """
@@ -448,10 +455,10 @@ _SCRIPT = """
   function all(selector) { return Array.prototype.slice.call(document.querySelectorAll(selector)); }
   var pick = {impl: document.getElementById("f-impl"),
               transport: document.getElementById("f-transport"),
-              outcome: document.getElementById("f-outcome")};
+              status: document.getElementById("f-status")};
   var tests = all("tr.test").length;
   function wanted(el) {
-    var impl = pick.impl.value, transport = pick.transport.value, outcome = pick.outcome.value;
+    var impl = pick.impl.value, transport = pick.transport.value, outcome = pick.status.value;
     return (!impl || el.dataset.dialer === impl || el.dataset.listener === impl) &&
       (!transport || el.dataset.transport === transport) &&
       (!outcome || el.dataset.outcome === outcome);
