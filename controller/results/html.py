@@ -311,10 +311,13 @@ def _timeline(results: Results) -> str:
         out.append(f'<p class="note">One row per worker host, one bar per test over the pass\'s '
                    f"wall time (from {_e(origin)}, {_clock(layout.span)} shown). Click a bar for "
                    "its details.</p>")
-        axis = "".join(f'<span class="tick" style="left:{100 * t / layout.span:.3f}%">'
-                       f"{_clock(t)}</span>" for t in ticks(layout.span))
+        axis = "".join(f'<span class="tick{" end" if t > 0.9 * layout.span else ""}" '
+                       f'style="left:{100 * t / layout.span:.3f}%">{_clock(t)}</span>'
+                       for t in ticks(layout.span))
         out.append(f'<div class="trow axis"><div class="thost"></div><div class="ttrack">{axis}'
                    "</div></div>")
+    grid = "".join(f'<span class="grid" style="left:{100 * t / layout.span:.3f}%"></span>'
+                   for t in ticks(layout.span))
     for host, bars in layout.hosts.items():
         lanes = max(bar.lane for bar in bars) + 1
         busy = sum(bar.end - bar.start for bar in bars)
@@ -330,9 +333,9 @@ def _timeline(results: Results) -> str:
                 f"{_data_of(bar.index, record)}"
                 f' style="left:{left:.3f}%;width:max({width:.3f}%,3px);top:{bar.lane * 22 + 2}px"'
                 f' title="{_e(_hover(record))}">{_e(record.dialer.version)} x '
-                f"{_e(record.listener.version)}</a>")
+                f"{_e(record.listener.version)} ({_e(transport_of(record))})</a>")
         out.append(f'<div class="trow" data-host="{_e(host)}"><div class="thost">{label}</div>'
-                   f'<div class="ttrack" style="height:{lanes * 22 + 4}px">{"".join(items)}'
+                   f'<div class="ttrack" style="height:{lanes * 22 + 4}px">{grid}{"".join(items)}'
                    "</div></div>")
     if layout.untimed:
         names = "".join(f'<li><a href="#test-{i}">{_e(results.tests[i].name)}</a></li>'
@@ -429,9 +432,11 @@ table{border-collapse:collapse}
 .trow{display:flex;align-items:stretch;border-bottom:1px solid #eaeef2}
 .thost{flex:0 0 190px;padding:4px 8px;display:flex;flex-direction:column;justify-content:center}
 .thost small{color:#57606a}
-.ttrack{position:relative;flex:1;min-height:26px;background:repeating-linear-gradient(90deg,#fff 0,#fff 49px,#f3f4f6 50px)}
+.ttrack{position:relative;flex:1;min-height:26px}
+.grid{position:absolute;top:0;bottom:0;border-left:1px solid #eaeef2}
 .axis .ttrack{height:20px;background:none}.tick{position:absolute;top:0;font-size:11px;color:#57606a;
   border-left:1px solid #d0d7de;padding-left:2px}
+.tick.end{transform:translateX(-100%);border-left:0;border-right:1px solid #d0d7de;padding:0 2px 0 0}
 .bar{position:absolute;height:18px;border-radius:3px;color:#fff;font-size:11px;line-height:18px;
   padding:0 4px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;text-decoration:none;
   border:1px solid rgba(0,0,0,.25)}
