@@ -317,7 +317,7 @@ def _timeline(results: Results) -> str:
         out.append(f'<div class="trow axis"><div class="thost"></div><div class="ttrack">{axis}'
                    "</div></div>")
     grid = "".join(f'<span class="grid" style="left:{100 * t / layout.span:.3f}%"></span>'
-                   for t in ticks(layout.span))
+                   for t in ticks(layout.span)) if layout.hosts else ""
     for host, bars in layout.hosts.items():
         lanes = max(bar.lane for bar in bars) + 1
         busy = sum(bar.end - bar.start for bar in bars)
