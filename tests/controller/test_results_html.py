@@ -172,3 +172,9 @@ def finish_pass_of(tmp_path, tests, payload, spec_for) -> dict:
 def test_each_look_has_css(outcome: str) -> None:
     page = render_results_html(results_of(record("a x b (tcp)")))
     assert f".o-{outcome}," in page and f".bar.o-{outcome}{{" in page
+
+
+def test_a_cell_says_what_happened_on_hover() -> None:
+    failed = record("a x b (tcp)", Status.FAIL, reason="timeout", host="worker-b", duration="120.4s")
+    page = render_results_html(results_of(failed))
+    assert 'title="a x b (tcp) · Fail · on worker-b · in 120.4s · timeout"' in page
