@@ -249,6 +249,10 @@ class TestRecord(YamlModel):
     reason: str | None = None
     attempts: int = 1
     expected_failure: bool = False
+    # When the worker began and ended its (last) run, UTC ISO with milliseconds: the timeline of
+    # results.html. Absent in records from older workers.
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 class ResultsMetadata(YamlModel):

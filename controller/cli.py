@@ -327,22 +327,42 @@ def cluster_compose(cache: Cache, compose_args: tuple[str, ...]) -> None:
 @click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the markdown. Default: results.md beside RESULTS_FILE.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page. Default: results.html beside the markdown.")
 @click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also inject the dashboard into this README between the "
-                   "INTEROP_DASHBOARD markers.")
-def report(results_file: Path, output: Path | None, update_readme: Path | None) -> None:
-    """Regenerate results.md from a results.yaml."""
+                   "INTEROP_DASHBOARD markers (with a link to the page).")
+def report(results_file: Path, output: Path | None, html_file: Path | None,
+           update_readme: Path | None) -> None:
+    """Regenerate results.md and results.html from a results.yaml.
+
+    results.html is one self-contained file (no network; opens from file:// and inside a
+    test-pass zip): the summary, a dialer x listener matrix per transport with results.md's
+    marks, a test's details on a click (reason, host, timings, the tail of its log from the
+    logs/ folder beside RESULTS_FILE, links to its files), filters by implementation, transport
+    and status, and a timeline with one row per worker host. `?status=fail` (also `impl`,
+    `transport`) in its URL sets the filters; `#test-N` opens the details of the Nth test.
+    """
+    import os
+
     from cluster.models import Results
     from cluster.yamlio import load_model
+    from controller.results.html import files_beside, link_from, render_results_html
     from controller.results.report import inject_dashboard, render_results_md
     results = load_model(Results, results_file)
     markdown = render_results_md(results)
     target = output or results_file.with_name("results.md")
+    page = html_file or target.with_name("results.html")
+    logs, present = files_beside(results, results_file.parent)
+    root = Path(os.path.relpath(results_file.parent.resolve(), page.parent.resolve())).as_posix()
     atomic_write(target, markdown)
-    err.print(f"wrote {target}")
+    atomic_write(page, render_results_html(results, logs, root="" if root == "." else root,
+                                           linked=present))
+    err.print(f"wrote {target}, {page}")
     if update_readme:
         readme = update_readme.read_text(encoding="utf-8")
-        atomic_write(update_readme, inject_dashboard(readme, markdown, str(update_readme)))
+        atomic_write(update_readme, inject_dashboard(readme, markdown, str(update_readme),
+                                                     link_from(update_readme, page)))
         err.print(f"updated the dashboard in {update_readme}")
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import redis
 from docker.errors import DockerException
@@ -226,9 +226,15 @@ def _peer(version: str, image: ImageInfo) -> PeerRecord:
                       image_id=image.image_id)
 
 
+def utc_stamp() -> str:
+    """Now, as UTC ISO with milliseconds: `2026-12-03T07:40:01.123Z`."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def run_test(request: RunRequest, host: Host) -> RunOutput:
     """Set the test's project up on the simulated internet while the host's Redis and relay are
     ensured (they start once per host; a dead one is restarted), then run it."""
+    started_at = utc_stamp()
     test = request.test
     services = host.services.prepare_network()
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
@@ -250,5 +256,5 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
         docker_compose=execution.compose_file,
         dialer=_peer(test.dialer, request.dialer), listener=_peer(test.listener, request.listener),
         log_file=log_file_name(test.name), transport=test.variant, host=host.name, reason=reason,
-        expected_failure=test.expected_failure)
+        expected_failure=test.expected_failure, started_at=started_at, finished_at=utc_stamp())
     return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text)

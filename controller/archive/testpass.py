@@ -1,7 +1,7 @@
 """The test-pass snapshot: one zip holding a pass's results and everything needed to re-run it.
 
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
-  report.yaml results.md test-matrix.yaml output.log settings.yaml re-run.sh
+  report.yaml results.md results.html test-matrix.yaml output.log settings.yaml re-run.sh
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
                        one zstd stream, <name>.tar.zst (controller.images.solid), or, when it shares
                        entries with another, thin (controller.archive.thin); re-run.sh writes every

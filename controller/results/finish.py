@@ -1,4 +1,5 @@
-"""The end of a pass: records -> results.yaml, results.md, output.log, the test-pass zip, README.
+"""The end of a pass: records -> results.yaml, results.md, results.html, output.log, the test-pass
+zip, README.
 
 Called by the chord's `aggregate` task on the controller's queue, and by `submit` itself when a
 pass is interrupted (then with the records it has, and labelled partial).
@@ -18,6 +19,7 @@ from cluster.yamlio import dump_yaml
 from controller.images import rootfs
 from controller.images import solid
 from controller.results.collect import Collected, collect, exit_code_of
+from controller.results.html import link_from, render_results_html
 from controller.results.report import inject_dashboard, render_results_md
 from cluster.matrix import matrix_from_yaml
 from controller.archive.selfwheel import DISTRIBUTION, running_wheel
@@ -115,6 +117,8 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
 
     atomic_write(out / "results.yaml", results_yaml)
     atomic_write(out / "results.md", results_md)
+    atomic_write(out / "results.html", render_results_html(  # beside logs/, not docker-compose/
+        results, collected.logs, linked=collected.logs.keys()))
     atomic_write(out / "output.log", log_text)
     for relative, text in collected.logs.items():
         atomic_write(out / relative, text)
@@ -123,6 +127,8 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
     zip_started = time.monotonic()
     wheel_name, wheel = running_wheel()
     texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
+             "results.html": render_results_html(results, collected.logs,
+                                                 linked={*collected.logs, *collected.composes}),
              "test-matrix.yaml": spec.matrix_yaml, "settings.yaml": dump_yaml(spec.settings),
              "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
              f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes}
@@ -137,7 +143,7 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
     if spec.update_readme:
         readme = Path(spec.update_readme)
         atomic_write(readme, inject_dashboard(readme.read_text(encoding="utf-8"), results_md,
-                                              str(readme)))
+                                              str(readme), link_from(readme, out / "results.html")))
     summary = results.summary
     return {"name": spec.name, "exitCode": exit_code_of(results), "partial": results.metadata.partial,
             "passed": summary.passed, "failed": summary.failed, "flaky": summary.flaky,
@@ -146,4 +152,5 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
             "testPassZipBytes": zip_path.stat().st_size, "testPassZipSeconds": round(zip_seconds, 2),
             "wheelhouse": sum(name.startswith("wheels/") for name in files),
             "resultsYaml": str(out / "results.yaml"), "resultsMd": str(out / "results.md"),
+            "resultsHtml": str(out / "results.html"),
             "flakyNames": [r.name for r in results.tests if r.status is Status.FLAKY]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from typing import Iterable
+from urllib.parse import quote
 
 from cluster.errors import ConfigError
 from cluster.models import Results, Status, Summary, TestRecord
@@ -123,8 +124,10 @@ def render_results_md(results: Results) -> str:
     return "\n".join(lines)
 
 
-def inject_dashboard(readme: str, results_md: str, source: str = "README.md") -> str:
-    """Replace what lies between the dashboard markers with results.md (less its title)."""
+def inject_dashboard(readme: str, results_md: str, source: str = "README.md",
+                     html_link: str | None = None) -> str:
+    """Replace what lies between the dashboard markers with results.md (less its title), led by
+    a link to results.html when `html_link` (relative to the README) is given."""
     start, end = readme.find(DASHBOARD_START), readme.find(DASHBOARD_END)
     if start < 0 or end < 0:
         missing = DASHBOARD_START if start < 0 else DASHBOARD_END
@@ -133,5 +136,8 @@ def inject_dashboard(readme: str, results_md: str, source: str = "README.md") ->
     if end < start:
         raise ConfigError(source, DASHBOARD_END, f"comes before {DASHBOARD_START}")
     body = results_md.split("\n", 1)[1] if results_md.startswith("# ") else results_md
+    if html_link:
+        body = (f"Details, filters and the timeline of hosts: [results.html]({quote(html_link)})"
+                f"\n\n{body.strip(chr(10))}")
     return (readme[:start + len(DASHBOARD_START)] + "\n" + body.strip("\n") + "\n"
             + readme[end:])

@@ -355,7 +355,8 @@ def _report(summary: dict, console: Console) -> None:
                   f"{', ' + str(summary['knownFailures']) + ' known failures' if summary['knownFailures'] else ''}"
                   f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}"
                   f" of {summary['total']}")
-    console.print(f"results: {summary['resultsYaml']}, {summary['resultsMd']}")
+    html = f", {summary['resultsHtml']}" if summary.get("resultsHtml") else ""
+    console.print(f"results: {summary['resultsYaml']}, {summary['resultsMd']}{html}")
     console.print(f"test pass: {summary['testPassZip']}")
     if "testPassZipBytes" in summary:
         console.print(f"test-pass zip: {summary['testPassZipBytes'] / 1e6:.1f} MB, written in "

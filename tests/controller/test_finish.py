@@ -70,9 +70,9 @@ def test_complete_pass_exits_zero_and_zip_has_the_seed_layout(tmp_path: Path) ->
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
         top = "hole-punch-full-101010-25-11-2026/"
-        for required in ("report.yaml", "results.md", "test-matrix.yaml", "output.log",
-                         "settings.yaml", "re-run.sh", "images.yaml", "logs/a_x_a_tcp.log",
-                         f"docker-compose/{'a' * 64}.yaml", f"snapshots/{'b' * 64}.zip",
+        for required in ("report.yaml", "results.md", "results.html", "test-matrix.yaml",
+                         "output.log", "settings.yaml", "re-run.sh", "images.yaml",
+                         "logs/a_x_a_tcp.log", f"docker-compose/{'a' * 64}.yaml", f"snapshots/{'b' * 64}.zip",
                          "base/Makefile"):
             assert top + required in names, required
         assert archive.getinfo(top + f"snapshots/{'b' * 64}.zip").compress_type == zipfile.ZIP_STORED

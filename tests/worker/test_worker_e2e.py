@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -81,6 +82,9 @@ def test_real_hole_punch_through_the_task(worker) -> None:
     assert record.rtt_ms >= 180  # four 50 ms router delays; no upper bound (load inflates it)
     assert record.host == HOST and record.exit_code == 0
     assert record.docker_compose.startswith("docker-compose/") and "dialer_router" in payload["compose"]
+    started, finished = (datetime.fromisoformat(t.replace("Z", "+00:00"))
+                         for t in (record.started_at, record.finished_at))
+    assert started.tzinfo is not None and started < finished  # the timeline of results.html
 
 
 def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
