@@ -139,6 +139,11 @@ redis-cli -h "$BROKER_HOST" -p "$BROKER_PORT" ping | grep -q PONG
 nohup python3 -m http.server "$CACHE_PORT" --bind "$BROKER_HOST" --directory "$HOLEPUNCH_CACHE" \\
   >"$state/cache-server.log" 2>&1 &
 echo $! >"$state/cache-server.pid"
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/$BROKER_HOST/$CACHE_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/$BROKER_HOST/$CACHE_PORT") 2>/dev/null
 nohup holepunch-controller reporter >"$state/reporter.log" 2>&1 &
 echo $! >"$state/reporter.pid"
 echo "broker redis://$BROKER_HOST:$BROKER_PORT/0, cache http://$BROKER_HOST:$CACHE_PORT, reporter started"
@@ -151,7 +156,7 @@ deadline=$((SECONDS + 180))
 while [ "$SECONDS" -lt "$deadline" ]; do
   left=$(redis-cli -h "$BROKER_HOST" -p "$BROKER_PORT" get "$PASS_KEY:left") || left=0
   [ "${left:-0}" -ge "$HOSTS" ] && break
-  sleep 5
+  sleep 1
 done
 echo "pass ended ($PASS_OUTCOME); ${left:-0} of $HOSTS hosts stopped their workers"
 """
@@ -176,8 +181,8 @@ until "${cli[@]}" ping 2>/dev/null | grep -q PONG; do
     echo "::error::no broker at $BROKER_HOST:$BROKER_PORT after ${BROKER_WAIT}s (is the broker job running, is the port open from this host?)"
     exit 3
   fi
-  sleep 5
-  waited=$((waited + 5))
+  sleep 1
+  waited=$((waited + 1))
 done
 holepunch-worker --image-source "$HOLEPUNCH_IMAGE_SOURCE" -n "$WORKER_NAME" &
 worker=$!
