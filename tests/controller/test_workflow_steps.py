@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,16 +79,35 @@ def bash(script: str, env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Co
 
 # -- dispatch inputs -> submit's argv ------------------------------------------------------------
 
-def run_submit_step(tmp_path: Path, workflow: str, inputs: dict[str, str]) -> list[str]:
-    """Run the pass step of `workflow` with inputs as GitHub renders them into env (a boolean
-    input reads 'true'/'false'; on push it is absent and reads '')."""
+def render_env(declared: dict, inputs: dict | None, event: str) -> dict[str, str]:
+    """The step's env as GitHub renders it: `${{ inputs.NAME }}` becomes the dispatch input
+    (a boolean as 'true'/'false', an unset one its default), or '' on a push, which has no
+    inputs. Other expressions are left to the test."""
+    workflow_inputs = load_workflow(WORKFLOWS / "hole-punch-rust.yml")["on"]["workflow_dispatch"]["inputs"]
+    rendered = {}
+    for key, value in declared.items():
+        match = re.fullmatch(r"\$\{\{ inputs\.(\w+) \}\}", str(value))
+        if match is None:
+            if "${{" not in str(value):
+                rendered[key] = str(value)
+            continue
+        name = match.group(1)
+        if event != "workflow_dispatch":
+            rendered[key] = ""
+            continue
+        given = (inputs or {}).get(name, workflow_inputs[name]["default"])
+        rendered[key] = ("true" if given else "false") if isinstance(given, bool) else str(given)
+    return rendered
+
+
+def run_submit_step(tmp_path: Path, workflow: str, inputs: dict | None,
+                    event: str = "workflow_dispatch", extra: dict[str, str] | None = None) -> list[str]:
+    """Run the pass step of `workflow` with these dispatch inputs rendered into its env."""
     found = step(workflow, "pass", "broker" if "cluster" in workflow else None)
     fake = make_bin(tmp_path / "fake-bin", "holepunch-controller", FAKE_CONTROLLER)
-    rendered = {name: "" for name in ("USE_CUSTOM_FILTER", "TEST_FILTER", "USE_CUSTOM_IGNORE",
-                                      "TEST_IGNORE")}
-    rendered.update(inputs)
-    env = runner_env(tmp_path, {**literal_env(found), **rendered, "HOLEPUNCH_OUTPUT": "/out",
-                                "FAKE_ARGV": str(tmp_path / "argv.json")}, [fake])
+    env = runner_env(tmp_path, {**render_env(found["env"], inputs, event), **(extra or {}),
+                                "HOLEPUNCH_OUTPUT": "/out", "FAKE_ARGV": str(tmp_path / "argv.json")},
+                     [fake])
     result = bash(found["run"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     return json.loads((tmp_path / "argv.json").read_text())
@@ -97,38 +117,44 @@ BASE = ["submit", "--kind", "rust", "-o", "/out"]
 
 
 @pytest.mark.parametrize(("inputs", "flags"), [
-    pytest.param({}, [], id="push: no inputs"),
-    pytest.param({"USE_CUSTOM_FILTER": "false", "TEST_FILTER": "rust-v0.53",
-                  "USE_CUSTOM_IGNORE": "false", "TEST_IGNORE": "x"}, [], id="boxes unchecked"),
-    pytest.param({"USE_CUSTOM_FILTER": "true", "TEST_FILTER": "rust-v0.53|go-v0.51"},
+    pytest.param({}, [], id="dispatch with the defaults"),
+    pytest.param({"use_custom_filter": False, "test_filter": "rust-v0.53",
+                  "use_custom_ignore": False, "test_ignore": "x"}, [], id="boxes unchecked"),
+    pytest.param({"use_custom_filter": True, "test_filter": "rust-v0.53|go-v0.51"},
                  ["--test-filter", "rust-v0.53|go-v0.51"], id="filter with a pipe"),
-    pytest.param({"USE_CUSTOM_IGNORE": "true", "TEST_IGNORE": 'x "quoted"'},
+    pytest.param({"use_custom_ignore": True, "test_ignore": 'x "quoted"'},
                  ["--test-ignore", 'x "quoted"'], id="ignore with quotes"),
-    pytest.param({"USE_CUSTOM_IGNORE": "true", "TEST_IGNORE": ""},
+    pytest.param({"use_custom_ignore": True, "test_ignore": ""},
                  ["--test-ignore", ""], id="checked and empty"),
-    pytest.param({"USE_CUSTOM_FILTER": "true", "TEST_FILTER": "",
-                  "USE_CUSTOM_IGNORE": "true", "TEST_IGNORE": "~js|!tcp"},
+    pytest.param({"use_custom_filter": True, "test_filter": "",
+                  "use_custom_ignore": True, "test_ignore": "~js|!tcp"},
                  ["--test-filter", "", "--test-ignore", "~js|!tcp"], id="both"),
-    pytest.param({"USE_CUSTOM_FILTER": "true", "TEST_FILTER": "a'b * $HOME `id` \\ c"},
+    pytest.param({"use_custom_filter": True, "test_filter": "a'b * $HOME `id` \\ c"},
                  ["--test-filter", "a'b * $HOME `id` \\ c"], id="shell characters"),
 ])
 def test_dispatch_inputs_become_exactly_these_flags(tmp_path: Path, inputs, flags) -> None:
     assert run_submit_step(tmp_path, "hole-punch-rust.yml", inputs) == BASE + flags
 
 
+@pytest.mark.parametrize("event", ["push", "pull_request"])
+def test_events_without_inputs_keep_the_yaml_selection(tmp_path: Path, event: str) -> None:
+    assert run_submit_step(tmp_path, "hole-punch-rust.yml", None, event) == BASE
+
+
 def test_an_input_cannot_run_as_shell(tmp_path: Path) -> None:
     evil = "$(touch pwned1)'; touch pwned2; echo '\"; touch pwned3 #"
     argv = run_submit_step(tmp_path, "hole-punch-rust.yml",
-                           {"USE_CUSTOM_FILTER": "true", "TEST_FILTER": evil})
+                           {"use_custom_filter": True, "test_filter": evil})
     assert argv == BASE + ["--test-filter", evil]
     assert not list(tmp_path.glob("pwned*"))
 
 
 def test_full_and_cluster_submit_their_kind(tmp_path: Path) -> None:
     assert run_submit_step(tmp_path / "f", "hole-punch-full.yml", {})[:3] == ["submit", "--kind", "full"]
-    argv = run_submit_step(tmp_path / "c", "hole-punch-cluster.yml",
-                           {"HOLEPUNCH_IMAGE_SOURCE": "http://10.0.0.5:18080"})
-    assert argv == ["submit", "--kind", "full", "-o", "/out", "--image-source", "http://10.0.0.5:18080"]
+    argv = run_submit_step(tmp_path / "c", "hole-punch-cluster.yml", {"use_custom_ignore": True},
+                           extra={"HOLEPUNCH_IMAGE_SOURCE": "http://10.0.0.5:18080"})
+    assert argv == ["submit", "--kind", "full", "-o", "/out", "--test-ignore", "",
+                    "--image-source", "http://10.0.0.5:18080"]
 
 
 def test_checked_and_empty_bypasses_the_yaml_default(tmp_path: Path, repo: Path, run_cli) -> None:
@@ -139,7 +165,7 @@ def test_checked_and_empty_bypasses_the_yaml_default(tmp_path: Path, repo: Path,
         assert code == 0, err
         return yaml.safe_load(out)["metadata"]
     default = selected({})
-    bypassed = selected({"USE_CUSTOM_IGNORE": "true", "TEST_IGNORE": ""})
+    bypassed = selected({"use_custom_ignore": True, "test_ignore": ""})
     assert default["ignore"] and default["ignoredTests"] > 0
     assert bypassed["ignore"] == [] and bypassed["ignoredTests"] == 0
     assert bypassed["totalTests"] == default["totalTests"] + default["ignoredTests"]

@@ -153,3 +153,19 @@ def test_dispatch_inputs_are_the_seeds_four() -> None:
                                               "use_custom_ignore", "test_ignore")} == {
             "use_custom_filter": "boolean", "test_filter": "string",
             "use_custom_ignore": "boolean", "test_ignore": "string"}, path.name
+
+
+def test_each_pass_uploads_its_zip_for_30_days_and_sets_up_through_ci_setup() -> None:
+    for path in WORKFLOWS.glob("hole-punch-*.yml"):
+        jobs = load_workflow(path)["jobs"]
+        submitting = [job for job in jobs.values()
+                      if any(s.get("id") == "pass" for s in job["steps"])]
+        assert len(submitting) == 1, path.name
+        steps = submitting[0]["steps"]
+        upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+        assert upload["with"]["retention-days"] == 30
+        assert upload["with"]["path"] == "${{ steps.zip.outputs.path }}"
+        for job in jobs.values():
+            runs = [s["run"] for s in job["steps"] if "run" in s]
+            if any("holepunch-" in run for run in runs):
+                assert runs[0].splitlines()[0] == "bash .ci/setup", (path.name, job["name"])
