@@ -34,6 +34,10 @@ BROKER_PORT = 6379
 CACHE_PORT = 18080
 MAX_WORKERS = 32
 
+# A pull request from a fork would run its code on our self-hosted machines: only this
+# repository's own branches run.
+SAME_REPOSITORY = ("${{ github.event_name != 'pull_request' || "
+                   "github.event.pull_request.head.repo.full_name == github.repository }}")
 # What a pass depends on besides its implementations' folders.
 SHARED_PATHS = ["impls.yaml", "test-selection.yaml", "cluster/**", "controller/**", "worker/**",
                 "pyproject.toml", "router/**", "rust-relay/**", "impl/base/**", "impl/README.md",
@@ -127,6 +131,10 @@ fi
 # the secret given on standard input (never in argv, where `ps` shows it), its data in the
 # job's temporary folder. The cache server is read-only HTTP over the cache for the hosts.
 START_BROKER_SCRIPT = CHECK_BROKER_SETTINGS + """\
+if (exec 3<>"/dev/tcp/$BROKER_HOST/$BROKER_PORT") 2>/dev/null; then
+  echo "::error::something already listens on $BROKER_HOST:$BROKER_PORT (a broker an earlier run left? stop it: redis-cli -h $BROKER_HOST -p $BROKER_PORT shutdown nosave)"
+  exit 3
+fi
 state="$RUNNER_TEMP/holepunch-broker"
 mkdir -p "$state"
 printf 'bind %s\\nport %s\\nrequirepass %s\\nappendonly yes\\ndir %s\\ndaemonize yes\\npidfile %s\\nlogfile %s\\n' \\
@@ -288,8 +296,8 @@ def _pass_workflow(kind: str, own_paths: list[str]) -> dict[str, Any]:
                         "cancel-in-progress": "${{ github.event_name == 'pull_request' }}"},
         "defaults": {"run": {"shell": "bash"}},
         "env": {"HOLEPUNCH_CACHE": CACHE_ENV, "HOLEPUNCH_OUTPUT": OUTPUT_DIR},
-        "jobs": {"pass": {"name": f"{title} pass", "runs-on": RUNNER, "timeout-minutes": 240,
-                          "steps": steps}},
+        "jobs": {"pass": {"name": f"{title} pass", "if": SAME_REPOSITORY, "runs-on": RUNNER,
+                          "timeout-minutes": 240, "steps": steps}},
     }
 
 

@@ -415,3 +415,11 @@ def test_a_weak_broker_password_is_refused(tmp_path: Path, cluster_env) -> None:
     for password in ("short", "has@an:url/char-in-it"):
         result = bash(broker["run"], {**cluster_env, "REDISCLI_AUTH": password}, tmp_path)
         assert result.returncode == 2 and "HOLEPUNCH_BROKER_PASSWORD must be" in result.stdout
+
+
+def test_a_busy_broker_port_is_refused(tmp_path: Path, cluster_env) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", int(cluster_env["BROKER_PORT"])))
+        busy.listen()
+        result = bash(step("hole-punch-cluster.yml", "broker", "broker")["run"], cluster_env, tmp_path)
+    assert result.returncode == 3 and "something already listens on 127.0.0.1:" in result.stdout

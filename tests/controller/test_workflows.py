@@ -169,3 +169,11 @@ def test_each_pass_uploads_its_zip_for_30_days_and_sets_up_through_ci_setup() ->
             runs = [s["run"] for s in job["steps"] if "run" in s]
             if any("holepunch-" in run for run in runs):
                 assert runs[0].splitlines()[0] == "bash .ci/setup", (path.name, job["name"])
+
+
+def test_pull_requests_from_forks_do_not_run_on_our_runners() -> None:
+    for path in WORKFLOWS.glob("hole-punch-*.yml"):
+        workflow = load_workflow(path)
+        if "pull_request" in workflow["on"]:
+            for job in workflow["jobs"].values():
+                assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
