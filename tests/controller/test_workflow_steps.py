@@ -5,10 +5,12 @@ declares. Fakes stand in for holepunch-controller/holepunch-worker where a pass 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -298,6 +300,14 @@ def wait_for(predicate, seconds: float = 20) -> None:
         time.sleep(0.05)
 
 
+class ClusterEnv(dict):
+    """The jobs' environment, and the worker jobs a test started (stopped at teardown)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.jobs: list[subprocess.Popen[str]] = []
+
+
 @pytest.fixture
 def cluster_env(tmp_path: Path):
     """The cluster jobs' env on loopback (as GitHub renders it from the secret and the
@@ -319,9 +329,22 @@ def cluster_env(tmp_path: Path):
         "FAKE_WORKER_ARGV": str(tmp_path / "worker-argv"),
         "FAKE_WORKER_SIGNAL": str(tmp_path / "worker-signal"),
     }, [fakes, VENV_BIN])
+    env = ClusterEnv(env)
     yield env
+    for job in env.jobs:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)  # the worker it started, if it outlived the job
+        job.wait()
+    bash(stop_step()["run"], env, tmp_path, timeout=60)  # the broker job's own clean-up
     subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], env=env,
                    capture_output=True, check=False)
+
+
+def stop_step() -> dict:
+    steps = load_workflow(WORKFLOWS / "hole-punch-cluster.yml")["jobs"]["broker"]["steps"]
+    return next(s for s in steps if s.get("name", "").startswith("Stop the broker"))
 
 
 def redis(env: dict[str, str], *args: str) -> str:
@@ -333,9 +356,11 @@ def start_worker_job(env: dict[str, str], tmp_path: Path, **overrides: str) -> s
     found = step("hole-punch-cluster.yml", "worker", "worker")
     worker_env = {**env, **literal_env(found), "WORKER_NAME": "ci-1-42", "POLL_SECONDS": "0.2",
                   **overrides}
-    return subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", found["run"]],
-                            env=worker_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", found["run"]],
+                           env=worker_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env.jobs.append(job)
+    return job
 
 
 def test_broker_job_and_a_worker_job_end_together(tmp_path: Path, cluster_env) -> None:
@@ -376,9 +401,7 @@ def test_broker_job_and_a_worker_job_end_together(tmp_path: Path, cluster_env) -
     assert "stopped: pass ended (success)" in stdout
     assert Path(env["FAKE_WORKER_SIGNAL"]).read_text().strip() == "TERM"
 
-    stop = next(s for s in load_workflow(WORKFLOWS / "hole-punch-cluster.yml")["jobs"]["broker"]["steps"]
-                if s.get("name", "").startswith("Stop the broker"))
-    assert bash(stop["run"], env, tmp_path, timeout=60).returncode == 0
+    assert bash(stop_step()["run"], env, tmp_path, timeout=60).returncode == 0
     gone = subprocess.run(["redis-cli", "-p", env["BROKER_PORT"], "ping"], capture_output=True,
                           text=True, env=env)
     assert "PONG" not in gone.stdout
