@@ -40,6 +40,7 @@ FAKE_WORKER = """\
 #!/usr/bin/env bash
 # fake holepunch-worker: records its argv, idles until SIGTERM (Celery's warm shutdown)
 printf '%s\\n' "$@" > "$FAKE_WORKER_ARGV"
+if [ -n "${FAKE_WORKER_EXIT:-}" ]; then exit "$FAKE_WORKER_EXIT"; fi
 trap 'echo TERM > "$FAKE_WORKER_SIGNAL"; exit 0' TERM
 while :; do sleep 0.05; done
 """
@@ -431,6 +432,15 @@ def test_a_worker_job_fails_without_a_broker(tmp_path: Path, cluster_env) -> Non
     stdout, _ = worker.communicate(timeout=30)
     assert worker.returncode == 3
     assert f"no broker at 127.0.0.1:{cluster_env['BROKER_PORT']}" in stdout
+
+
+def test_a_worker_job_fails_when_its_worker_dies(tmp_path: Path, cluster_env) -> None:
+    assert bash(step("hole-punch-cluster.yml", "broker", "broker")["run"], cluster_env, tmp_path,
+                timeout=60).returncode == 0
+    worker = start_worker_job(cluster_env, tmp_path, FAKE_WORKER_EXIT="7")
+    stdout, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 3
+    assert "holepunch-worker exited (7) before the pass ended" in stdout
 
 
 def test_a_weak_broker_password_is_refused(tmp_path: Path, cluster_env) -> None:
