@@ -7,6 +7,7 @@ so the worker boots while the controller is still loading.
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from pathlib import Path
@@ -411,6 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     except HolepunchError as exc:
         err.print(f"error: {exc}", style="red")
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        # A full disk is the machine's fault, not the input's: say where, never a traceback.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        err.print(f"error: no space left on device{where}: free some where the cache is "
+                  "(--cache-dir, else $HOLEPUNCH_CACHE, else ~/.cache/holepunch) and where the "
+                  "engine keeps its images (docker system df)", style="red")
+        return EXIT_INFRASTRUCTURE
     return result if isinstance(result, int) else EXIT_OK
 
 
