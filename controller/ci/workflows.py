@@ -227,11 +227,12 @@ def languages(impls: ImplsFile) -> list[str]:
 def render_workflows(impls: ImplsFile) -> dict[str, str]:
     """Every generated file, by its path under the repository root."""
     langs = languages(impls)
-    files = {f"{WORKFLOW_DIR}/hole-punch-{lang}.yml": _dump(_pass_workflow(lang, [f"impl/{lang}/**"]))
-             for lang in langs}
+    files = {f"{WORKFLOW_DIR}/hole-punch-{lang}.yml":
+             _dump(_pass_workflow(lang, [f"impl/{lang}/**"])) for lang in langs}
     files[f"{WORKFLOW_DIR}/hole-punch-full.yml"] = _dump(_pass_workflow("full", ["impl/**"]))
     files[f"{WORKFLOW_DIR}/hole-punch-cluster.yml"] = _dump(_cluster_workflow())
-    files[ACTIONLINT_CONFIG] = _dump({"self-hosted-runner": {"labels": [CONTROLLER_LABEL, HOST_LABEL]}})
+    labels = {"self-hosted-runner": {"labels": [CONTROLLER_LABEL, HOST_LABEL]}}
+    files[ACTIONLINT_CONFIG] = _dump(labels)
     return files
 
 
@@ -264,7 +265,8 @@ def _result_steps(kind: str) -> list[dict[str, Any]]:
     return [
         {"name": "Find the test-pass zip", "id": "zip", "if": "${{ !cancelled() }}",
          "run": ZIP_SCRIPT},
-        {"name": "Upload the test-pass zip", "if": "${{ !cancelled() && steps.zip.outputs.path != '' }}",
+        {"name": "Upload the test-pass zip",
+         "if": "${{ !cancelled() && steps.zip.outputs.path != '' }}",
          "uses": "actions/upload-artifact@v4",
          "with": {"name": f"hole-punch-{kind}-test-pass", "path": "${{ steps.zip.outputs.path }}",
                   "retention-days": 30, "if-no-files-found": "error"}},
@@ -283,7 +285,8 @@ def _pass_workflow(kind: str, own_paths: list[str]) -> dict[str, Any]:
         *_result_steps(kind),
         {"name": "Commit the README dashboard", "id": "dashboard",
          "if": f"${{{{ !cancelled() && steps.zip.outputs.name != '' && {on_main_push} }}}}",
-         "env": {"HOLEPUNCH_BRANCH": MAIN_BRANCH, "HOLEPUNCH_PASS": "${{ steps.zip.outputs.name }}"},
+         "env": {"HOLEPUNCH_BRANCH": MAIN_BRANCH,
+                 "HOLEPUNCH_PASS": "${{ steps.zip.outputs.name }}"},
          "run": DASHBOARD_SCRIPT},
     ]
     return {
@@ -330,7 +333,8 @@ def _cluster_workflow() -> dict[str, Any]:
              "run": START_BROKER_SCRIPT},
             {"name": "Run the full pass across the hosts", "id": "pass",
              "env": {"HOLEPUNCH_KIND": "full", **_selection_env()}, "run": SUBMIT_SCRIPT},
-            {"name": "Tell the hosts the pass ended", "id": "end", "if": "${{ always() && steps.broker.outcome == 'success' }}",
+            {"name": "Tell the hosts the pass ended", "id": "end",
+             "if": "${{ always() && steps.broker.outcome == 'success' }}",
              "env": {"PASS_OUTCOME": "${{ steps.pass.outcome }}",
                      "HOSTS": "${{ inputs.workers }}"}, "run": END_PASS_SCRIPT},
             *_result_steps("cluster"),
@@ -341,7 +345,8 @@ def _cluster_workflow() -> dict[str, Any]:
     worker = {
         "name": "Docker host ${{ matrix.host }}", "needs": "plan", "runs-on": [*RUNNER, HOST_LABEL],
         "timeout-minutes": 300,
-        "strategy": {"fail-fast": False, "matrix": {"host": "${{ fromJSON(needs.plan.outputs.hosts) }}"}},
+        "strategy": {"fail-fast": False,
+                     "matrix": {"host": "${{ fromJSON(needs.plan.outputs.hosts) }}"}},
         "env": broker_env,
         "steps": [
             *_setup_steps(),
