@@ -7,6 +7,7 @@ so the worker boots while the controller is still loading.
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from pathlib import Path
@@ -366,6 +367,38 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
         err.print(f"updated the dashboard in {update_readme}")
 
 
+@cli.command("workflows")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Repository root holding impls.yaml.")
+@click.option("--check", is_flag=True,
+              help="Write nothing: exit 1 naming each workflow that differs from what impls.yaml "
+                   "generates (what the test suite runs).")
+def workflows(root: Path, check: bool) -> None:
+    """Write .github/workflows/hole-punch-<lang>.yml for each language in impls.yaml, plus
+    hole-punch-full.yml and hole-punch-cluster.yml: adding a language is one edit to impls.yaml."""
+    from controller.ci.workflows import differences, render_workflows, stale_workflows
+    from controller.plan.config import load_impls
+    files = render_workflows(load_impls(root))
+    if check:
+        found = differences(root, files)
+        for line in found:
+            err.print(line)
+        if found:
+            err.print("run `holepunch-controller workflows` and commit the result")
+            raise click.exceptions.Exit(1)
+        err.print(f"{len(files)} generated files up to date")
+        return
+    for relative, text in files.items():
+        path = root / relative
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text)
+            err.print(f"wrote {relative}")
+    for relative in stale_workflows(root, files):
+        (root / relative).unlink()
+        err.print(f"removed {relative} (no such language in impls.yaml)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; our errors become a message and their exit code, never a traceback."""
     try:
@@ -379,6 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     except HolepunchError as exc:
         err.print(f"error: {exc}", style="red")
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        # A full disk is the machine's fault, not the input's: say where, never a traceback.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        err.print(f"error: no space left on device{where}: free some where the cache is "
+                  "(--cache-dir, else $HOLEPUNCH_CACHE, else ~/.cache/holepunch) and where the "
+                  "engine keeps its images (docker system df)", style="red")
+        return EXIT_INFRASTRUCTURE
     return result if isinstance(result, int) else EXIT_OK
 
 

@@ -1,0 +1,1 @@
+"""Continuous integration: the GitHub Actions workflows, generated from impls.yaml."""
