@@ -22,7 +22,7 @@ class Collected:
     logs: dict[str, str]       # logFile -> text
     composes: dict[str, str]   # dockerCompose -> text
     duplicates: int            # task results beyond the first for a test (redeliveries)
-    rejected: int = 0          # results that did not validate and named no test of the pass
+    rejected: int = 0          # results that named no test of the pass (or no readable name)
 
 
 def mismatch(result: RunResult, test: TestCase) -> str | None:
@@ -62,6 +62,7 @@ def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object
             continue
         test = tests.get(result.record.name)
         if test is None:
+            rejected += 1
             continue
         if test.name in first:
             duplicates += 1

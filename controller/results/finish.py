@@ -63,8 +63,8 @@ def output_log(collected: Collected, extra: list[str]) -> str:
     if collected.duplicates:
         lines.append(f"{collected.duplicates} duplicate results (redelivered tasks) were dropped")
     if collected.rejected:
-        lines.append(f"{collected.rejected} results that failed validation and named no test of "
-                     "this pass were dropped")
+        lines.append(f"{collected.rejected} results were dropped: they failed validation and "
+                     "named no test of this pass, or named a test it does not have")
     return "\n".join(lines) + "\n"
 
 

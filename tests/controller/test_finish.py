@@ -116,3 +116,36 @@ def test_the_summary_counts_the_bundled_wheelhouse(tmp_path: Path) -> None:
     wheels.mkdir()
     (wheels / "celery-5.7.0-py3-none-any.whl").write_bytes(b"PK fake wheel")
     assert finish_pass(spec, [payload(tests[0], Status.PASS)]).wheelhouse == 1
+
+
+def test_an_error_on_a_known_failure_makes_the_pass_exit_3_and_is_named(tmp_path: Path) -> None:
+    tests = [case("a", "a"), case("a", "b").model_copy(update={"expected_failure": True})]
+    spec = spec_for(tmp_path, tests)
+    error = payload(tests[1], Status.ERROR)
+    error["record"]["reason"] = "infrastructure: image fetch failed"
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS), error])
+    results = yaml.safe_load((tmp_path / "out" / "results.yaml").read_text())
+    assert results["tests"][1]["status"] == "error" and results["tests"][1]["expectedFailure"]
+    assert results["summary"]["errors"] == 1 and results["summary"]["knownFailures"] == 0
+    assert summary.exit_code == 3 and (summary.errors, summary.known_failures) == (1, 0)
+    assert [(n.name, n.reason) for n in summary.error_tests] == [
+        ("a x b (tcp)", "infrastructure: image fetch failed")]
+    assert "a x b (tcp): error (infrastructure: image fetch failed)" in \
+        (tmp_path / "out" / "output.log").read_text()
+
+
+def test_the_terminal_names_the_errors_last(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from controller.run.submit import _report
+    tests = [case("a", "a"), case("a", "b")]
+    spec = spec_for(tmp_path, tests)
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS), payload(tests[1], Status.ERROR)])
+    text = io.StringIO()
+    _report(summary, Console(file=text, width=200, markup=False, highlight=False))
+    lines = text.getvalue().rstrip("\n").splitlines()
+    assert "1 errors" in next(line for line in lines if line.startswith("complete:"))
+    assert lines[-2].startswith("1 tests ended on an infrastructure fault")
+    assert lines[-1].split()[:4] == ["ERROR", "a", "x", "b"] and lines[-1].endswith("timeout [h1]")
