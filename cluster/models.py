@@ -89,11 +89,13 @@ TestName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_
                      AfterValidator(_one_line)]
 Text = Annotated[StrictStr, StringConstraints(max_length=REASON_LIMIT), AfterValidator(_plain_text)]
 _FILE = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,250}"   # a plain file name: no '/', never '.' or '..'
+FileName = Annotated[StrictStr, StringConstraints(pattern=rf"^{_FILE}$")]
 LogFile = Annotated[StrictStr, StringConstraints(pattern=rf"^logs/{_FILE}\.log$")]
 ComposeFile = Annotated[StrictStr, StringConstraints(pattern=r"^docker-compose/[0-9a-f]{64}\.yaml$")]
 CacheFile = Annotated[StrictStr, StringConstraints(pattern=rf"^(snapshots|makefiles|rootfs)/{_FILE}$")]
 Id = Annotated[StrictStr, StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 HexImageId = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Sha256 = HexImageId
 
 
 def as_reason(text: str) -> str:
