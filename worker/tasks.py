@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from pydantic import ValidationError
+
 from cluster.app import app
 from cluster.errors import InfrastructureError
 from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
-from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide
+from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
 from worker.runner import RunOutput, run_test as run_one
@@ -66,4 +68,8 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
                          exc=InfrastructureError(output.reason) if isinstance(output, Fault) else None)
     if isinstance(output, Fault):
         return RunResult(record=step, log=output.reason[-LOG_LIMIT:]).to_message()
-    return RunResult(record=step, log=output.log, compose=output.compose).to_message()
+    try:
+        return RunResult(record=step, log=output.log, compose=output.compose).to_message()
+    except ValidationError as exc:  # never a lost test: the reporter would only refuse it
+        reason = f"its result failed validation: {exc.errors()[0]['msg']}"
+        return RunResult(record=error_record(request, host.name, reason)).to_message()

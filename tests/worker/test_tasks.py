@@ -55,3 +55,23 @@ def test_a_known_failure_whose_images_never_arrive_is_an_error_and_the_pass_exit
     summary = collected.results.summary
     assert (summary.known_failures, summary.failed, summary.passed) == (0, 0, 0)
     assert exit_code_of(collected.results) == EXIT_INFRASTRUCTURE
+
+
+def test_a_result_the_reporter_would_refuse_is_an_error_not_a_lost_test(monkeypatch) -> None:
+    from cluster.models import PeerRecord, Status, TestRecord
+    from cluster.tasks import COMPOSE_LIMIT
+    from worker.runner import RunOutput
+
+    test = TestCase(name="a x b (tcp)", dialer="a", listener="b", transport=Transport.TCP)
+    request = RunRequest(pass_id="p", test=test, dialer=IMAGE, listener=IMAGE, router=IMAGE,
+                         relay=IMAGE, base=IMAGE)
+    passed = TestRecord(name=test.name, status=Status.PASS, rtt_ms=201.0,
+                        dialer=PeerRecord(version="a"), listener=PeerRecord(version="b"))
+    monkeypatch.setattr(tasks, "this_host", lambda: FakeHost())
+    monkeypatch.setattr(tasks, "ensure_image", lambda image_id, source: False)
+    monkeypatch.setattr(tasks, "run_one", lambda request, host: RunOutput(
+        passed, "log", "x" * (COMPOSE_LIMIT + 1)))
+    run = tasks.run_test.apply(args=(test.name, request.model_dump(mode="json", by_alias=True)))
+    record = run.result["record"]
+    assert (record["status"], record["name"]) == ("error", "a x b (tcp)")
+    assert record["reason"].startswith("infrastructure: its result failed validation")
