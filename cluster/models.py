@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, RootModel, BeforeValidator, ConfigDict, Field, StrictBool,
-                      StrictFloat, StrictInt, StrictStr, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel,
+                      StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints,
+                      field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
 from cluster.imageid import bare_image_id, image_ref
@@ -113,8 +113,6 @@ def log_file_name(test_name: str) -> str:
     if len(stem) > 200:  # a file name holds 255 bytes at most: keep it unique with a hash
         stem = stem[:183] + "_" + hashlib.sha256(test_name.encode()).hexdigest()[:16]
     return f"logs/{stem}.log"
-
-
 
 
 class _Input(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import Field, StrictStr, StringConstraints, ValidationError
 
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
-from cluster.models import (NAME_LIMIT, ImageInfo, Line, Status, TestCase, TestRecord, YamlModel,
+from cluster.models import (NAME_LIMIT, ImageInfo, Status, TestCase, TestRecord, YamlModel,
                             to_yaml_data)
 from cluster.network import DEFAULT_DELAY_MS
 
