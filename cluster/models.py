@@ -85,6 +85,7 @@ def _plain_text(value: str) -> str:
 
 Line = Annotated[StrictStr, StringConstraints(max_length=255), AfterValidator(_one_line)]
 ShortLine = Annotated[StrictStr, StringConstraints(max_length=64), AfterValidator(_one_line)]
+LongLine = Annotated[StrictStr, StringConstraints(max_length=4096), AfterValidator(_one_line)]
 TestName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_LIMIT),
                      AfterValidator(_one_line)]
 Text = Annotated[StrictStr, StringConstraints(max_length=REASON_LIMIT), AfterValidator(_plain_text)]
@@ -269,12 +270,12 @@ class TestCase(YamlModel):
 
 class MatrixMetadata(YamlModel):
     generated_at: Timestamp
-    kind: str = "full"
-    filter: list[str] = Field(default_factory=list)
-    ignore: list[str] = Field(default_factory=list)
-    known_failures: list[str] = Field(default_factory=list)
-    total_tests: int
-    ignored_tests: int = 0
+    kind: Id = "full"
+    filter: list[LongLine] = Field(default_factory=list)
+    ignore: list[LongLine] = Field(default_factory=list)
+    known_failures: list[LongLine] = Field(default_factory=list)
+    total_tests: StrictInt = Field(ge=0)
+    ignored_tests: StrictInt = Field(default=0, ge=0)
 
 
 class TestMatrix(YamlModel):
@@ -394,7 +395,6 @@ class Results(YamlModel):
 
 # Written by submit, read back by finish and by a re-run from a test-pass zip (not trusted:
 # `kind` names the re-run's own zip, so it is an id like any other).
-LongLine = Annotated[StrictStr, StringConstraints(max_length=4096), AfterValidator(_one_line)]
 
 
 class PassInfo(YamlModel):

@@ -187,3 +187,14 @@ def test_a_crafted_thin_manifest_is_refused_and_nothing_written(tmp_path: Path, 
         restore_snapshots(folder)
     assert caught.value.source == str(manifest) and caught.value.exit_code == EXIT_BAD_INPUT
     assert {p for p in tmp_path.rglob("*")} == before
+
+
+@pytest.mark.parametrize("key, value", [("kind", "../../x"), ("filter", ["x" * MB]),
+                                        ("totalTests", "many")])
+def test_a_crafted_matrix_metadata_is_refused(tmp_path: Path, no_engine, key, value) -> None:
+    folder = tmp_path / "pass"
+    write_pass(folder)
+    matrix = yaml.safe_load((folder / "test-matrix.yaml").read_text())
+    matrix["metadata"][key] = value
+    (folder / "test-matrix.yaml").write_text(yaml.safe_dump(matrix))
+    refused(tmp_path, folder, "test-matrix.yaml")
