@@ -348,11 +348,10 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     """
     import os
 
-    from cluster.models import Results
-    from cluster.yamlio import load_model
+    from controller.results.collect import load_results
     from controller.results.html import files_beside, link_from, render_results_html
     from controller.results.report import inject_dashboard, render_results_md
-    results = load_model(Results, results_file)
+    results = load_results(results_file)
     markdown = render_results_md(results)
     target = output or results_file.with_name("results.md")
     page = html_file or target.with_name("results.html")

@@ -8,11 +8,15 @@ becomes an `error` record for its test, never a verdict and never a file outside
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from cluster.errors import EXIT_INFRASTRUCTURE
-from cluster.models import (Results, ResultsMetadata, TestCase, TestMatrix, TestRecord,
-                            log_file_name)
+from cluster.models import (NAME_LIMIT, PeerRecord, Results, ResultsMetadata, Status, TestCase,
+                            TestMatrix, TestRecord, as_reason, log_file_name)
 from cluster.tasks import Rejected, RunResult, read_result
+from cluster.yamlio import read_yaml, validate
 from controller.results.report import summarize
 
 
@@ -104,3 +108,47 @@ def exit_code_of(results: Results) -> int:
     if results.metadata.partial or results.summary.failed:
         return 1
     return 0
+
+
+def _version(side: object) -> str:
+    version = side.get("version") if isinstance(side, dict) else None
+    try:
+        return PeerRecord(version=version).version
+    except ValidationError:
+        return "invalid"
+
+
+def _record_or_error(item: object) -> object:
+    """A results.yaml test as its record; one that fails validation but has a readable name is
+    an error record for it (nothing it names is read or linked); anything else is left for
+    validation to name."""
+    try:
+        return TestRecord.model_validate(item)
+    except ValidationError as exc:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= NAME_LIMIT or not name.isprintable():
+            return item
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return TestRecord(name=name, status=Status.ERROR, dialer=PeerRecord(
+            version=_version(item.get("dialer"))), listener=PeerRecord(
+            version=_version(item.get("listener"))),
+            reason=as_reason(f"invalid record in results.yaml: {where}: {first['msg']}"))
+
+
+def load_results(path: Path) -> Results:
+    """results.yaml from disk (`report`): its metadata and summary must validate (exit 2 naming
+    the key); a test record that does not is an error record for its test, as a worker's
+    invalid result is, and the summary is counted again from the records."""
+    data = read_yaml(path)
+    tests = data.get("tests") if isinstance(data, dict) else None
+    if not isinstance(tests, list):
+        return validate(Results, data, path)
+    records = [_record_or_error(item) for item in tests]
+    results = validate(Results, {**data, "tests": records}, path)
+    if any(isinstance(r, TestRecord) and r.status is Status.ERROR for r in records) and \
+            not results.summary.errors:
+        summary = summarize(results.tests, total=results.summary.total,
+                            ignored=results.summary.ignored)
+        results = results.model_copy(update={"summary": summary})
+    return results
