@@ -106,6 +106,6 @@ def test_report_turns_an_invalid_record_into_an_error_for_its_test(tmp_path: Pat
     md = (tmp_path / "results.md").read_text()
     assert code == EXIT_OK
     assert "- **Errors**: 2 ⚫" in md, md
-    assert "| **rust-v0.53** | ⚫ | ⚫ |" in md and "- **Passed**: 1 ✅" in md
+    assert "| **rust-v0.53** | ⚫ | ⚫ |" in md and "- **Passed**: 2 ✅" in md
     page = (tmp_path / "results.html").read_text()
     assert "escape.log" not in page and "invalid record in results.yaml: logFile" in page
