@@ -31,6 +31,7 @@ from probes import Snapshot, docker_objects, guard_rules, snapshot
 from testcases import newest_rust, request
 
 from cluster.celeryconfig import TEST_QUEUE
+from cluster.imageid import bare_image_id
 from cluster.models import ImageInfo
 
 HOST = "bench-leaks"
@@ -117,7 +118,7 @@ def build_stub(client: docker.DockerClient, kind: str) -> ImageInfo:
     built, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True,
                                    forcerm=True, tag=f"holepunch-bench-{kind}",
                                    labels={"holepunch.owner": "bench"})
-    return ImageInfo(image_id=built.id.removeprefix("sha256:"), image_name=f"bench-{kind}",
+    return ImageInfo(image_id=bare_image_id(built.id), image_name=f"bench-{kind}",
                      built_at="2026-01-01T00:00:00Z", arch="x86_64")
 
 

@@ -29,9 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from cluster.cache import Cache, default_cache_root  # noqa: E402
 from cluster.matrix import matrix_to_yaml  # noqa: E402
-from cluster.models import ImageInfo, PeerRecord, Status, TestRecord, to_yaml_data  # noqa: E402
+from cluster.models import (ImageInfo, PeerRecord, Settings, Status, TestRecord,  # noqa: E402
+                            log_file_name)
+from cluster.tasks import RunResult  # noqa: E402
 from cluster.yamlio import load_model  # noqa: E402
-from controller import solid  # noqa: E402
+from controller.images import solid  # noqa: E402
 from controller.results.finish import PassSpec, finish_pass  # noqa: E402
 from controller.plan.matrix import plan_matrix  # noqa: E402
 
@@ -84,21 +86,24 @@ def measure(label: str, test_filter: str, cache: Cache, log_text: str) -> None:
                               snapshot=images[test.dialer].snapshot),
             listener=PeerRecord(version=test.listener, image_id=images[test.listener].image_id,
                                 snapshot=images[test.listener].snapshot),
-            log_file=f"logs/{abs(hash(test.name))}.log", transport=test.variant, host="bench")
-        payloads.append({"record": to_yaml_data(record), "log": log_text,
-                         "compose": f"# compose of {test.name}\n" + "x: y\n" * 60})
+            log_file=log_file_name(test.name), transport=test.variant, host="bench")
+        payloads.append(RunResult(record=record, log=log_text, compose=f"# compose of {test.name}\n"
+                                  + "x: y\n" * 60).to_message())
     with tempfile.TemporaryDirectory(prefix="hp-bench-zip-") as tmp:
         spec = PassSpec(name=f"hole-punch-bench-{time.time_ns()}", kind="full",
                         base_dir=str(REPO / "impl" / "base"), output_dir=tmp,
                         cache_dir=str(cache.root), started_at="2026-11-30T00:00:00Z",
-                        matrix_yaml=matrix_to_yaml(matrix), settings={}, images=images)
+                        matrix_yaml=matrix_to_yaml(matrix), images=images,
+                        settings=Settings.model_validate({
+                            "testPass": {"name": "bench", "kind": "full"},
+                            "execution": {"cacheDir": str(cache.root)}}))
         unpacked = [image.snapshot for image in images.values() if image.snapshot
                     and image.snapshot.endswith(".zip")
                     and not solid.solid_path(cache.path(image.snapshot)).is_file()]
         started = time.monotonic()
         summary = finish_pass(spec, payloads)
         seconds = time.monotonic() - started
-    path = Path(summary["testPassZip"])
+    path = Path(summary.test_pass_zip)
     parts: collections.Counter[str] = collections.Counter()
     thin = 0
     with zipfile.ZipFile(path) as archive:
@@ -113,7 +118,7 @@ def measure(label: str, test_filter: str, cache: Cache, log_text: str) -> None:
     size = path.stat().st_size
     path.unlink()
     print(f"{label}: {len(matrix.tests)} tests, zip {size / 1e6:.1f} MB in "
-          f"{summary['testPassZipSeconds']:.1f} s (finish_pass {seconds:.1f} s"
+          f"{summary.test_pass_zip_seconds:.1f} s (finish_pass {seconds:.1f} s"
           + (f", of which packing {len(unpacked)} snapshots solid for the first time)"
              if unpacked else ")"))
     labels = {image.snapshot.split("/")[-1][:12]: key for key, image in images.items()

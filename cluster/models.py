@@ -6,14 +6,18 @@ not a silently ignored setting. Generated files tolerate extra keys from newer v
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel,
+                      StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints,
+                      field_validator, model_validator)
 from pydantic.alias_generators import to_camel
+
+from cluster.imageid import bare_image_id, image_ref
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 GIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -52,7 +56,64 @@ def _timestamp_text(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[str, BeforeValidator(_timestamp_text)]
+Timestamp = Annotated[str, BeforeValidator(_timestamp_text), StringConstraints(max_length=64)]
+
+
+# ---------------------------------------------------------------- what messages and manifests hold
+# A record comes from a worker, a manifest from a test-pass zip: neither is trusted. Each string
+# is bounded, a one-line field holds no control character, and a file name is a plain name under
+# its own folder (never absolute, never `..`), so nothing read from them is written elsewhere.
+# (Patterns are pydantic's: `$` is the end of the text, a trailing newline does not match.)
+
+NAME_LIMIT = 1024       # a test's name: two implementation ids and a variant
+REASON_LIMIT = 8192     # why a test failed: a clipped stdout line, an exception, earlier attempts
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # free text may hold tabs, newlines
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROL_IN_TEXT.search(value):
+        raise ValueError("must hold no control characters but tabs and newlines")
+    return value
+
+
+Line = Annotated[StrictStr, StringConstraints(max_length=255), AfterValidator(_one_line)]
+ShortLine = Annotated[StrictStr, StringConstraints(max_length=64), AfterValidator(_one_line)]
+LongLine = Annotated[StrictStr, StringConstraints(max_length=4096), AfterValidator(_one_line)]
+TestName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_LIMIT),
+                     AfterValidator(_one_line)]
+Text = Annotated[StrictStr, StringConstraints(max_length=REASON_LIMIT), AfterValidator(_plain_text)]
+_FILE = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,250}"   # a plain file name: no '/', never '.' or '..'
+FileName = Annotated[StrictStr, StringConstraints(pattern=rf"^{_FILE}$")]
+LogFile = Annotated[StrictStr, StringConstraints(pattern=rf"^logs/{_FILE}\.log$")]
+ComposeFile = Annotated[StrictStr, StringConstraints(pattern=r"^docker-compose/[0-9a-f]{64}\.yaml$")]
+CacheFile = Annotated[StrictStr, StringConstraints(pattern=rf"^(snapshots|makefiles|rootfs)/{_FILE}$")]
+Id = Annotated[StrictStr, StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+HexImageId = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Sha256 = HexImageId
+
+
+def as_reason(text: str) -> str:
+    """Any text (an exception, a clipped stdout line) as a record's `reason`: control characters
+    shown escaped, clipped to the bound, so the record a worker builds always validates."""
+    text = _CONTROL_IN_TEXT.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
+
+
+def log_file_name(test_name: str) -> str:
+    """`rust-v0.53 x go-v0.51 (tcp)` -> `logs/rust-v0.53_x_go-v0.51_tcp.log` (the seed's form).
+
+    The one place this name is made: the reporter writes a record's log only under it."""
+    stem = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_.") or "test"
+    if len(stem) > 200:  # a file name holds 255 bytes at most: keep it unique with a hash
+        stem = stem[:183] + "_" + hashlib.sha256(test_name.encode()).hexdigest()[:16]
+    return f"logs/{stem}.log"
 
 
 class _Input(BaseModel):
@@ -157,20 +218,30 @@ class SelectionFile(_Input):
 
 
 class ImageInfo(YamlModel):
-    image_id: str = Field(alias="imageID")
-    image_name: str
-    built_at: Timestamp
-    arch: str
-    snapshot: str | None = None
-    makefile: str | None = None
+    """An image by its ID: bare hex here and in every file and message; `ref` is the engine's
+    name for it. Written by each Makefile, and read back from a test-pass zip by re-run."""
 
-    @field_validator("image_id")
+    image_id: str = Field(alias="imageID")
+    image_name: Line
+    built_at: Timestamp
+    arch: ShortLine
+    snapshot: CacheFile | None = None
+    makefile: CacheFile | None = None
+
+    @field_validator("image_id", mode="before")
     @classmethod
-    def _hex_id(cls, value: str) -> str:
-        value = value.removeprefix("sha256:")
-        if not IMAGE_ID.match(value):
+    def _hex_id(cls, value: object) -> object:
+        if not isinstance(value, str) or not IMAGE_ID.fullmatch(bare_image_id(value)):
             raise ValueError("imageID must be 64 hex characters (without 'sha256:')")
-        return value
+        return bare_image_id(value)
+
+    @property
+    def ref(self) -> str:
+        return image_ref(self.image_id)
+
+
+class ImagesFile(RootModel[dict[Id, ImageInfo]]):
+    """images.yaml of a test-pass zip: which image (and snapshot) each part of the pass ran."""
 
 
 # ---------------------------------------------------------------- test-matrix.yaml
@@ -181,15 +252,15 @@ class TestCase(YamlModel):
 
     __test__ = False  # not a pytest class
 
-    name: str
-    dialer: str
-    listener: str
+    name: TestName
+    dialer: Id
+    listener: Id
     transport: Transport
     secure_channel: SecureChannel | None = None
     muxer: Muxer | None = None
-    dialer_snapshot: str | None = None
-    listener_snapshot: str | None = None
-    expected_failure: bool = False
+    dialer_snapshot: CacheFile | None = None
+    listener_snapshot: CacheFile | None = None
+    expected_failure: StrictBool = False
 
     @property
     def variant(self) -> str:
@@ -199,12 +270,12 @@ class TestCase(YamlModel):
 
 class MatrixMetadata(YamlModel):
     generated_at: Timestamp
-    kind: str = "full"
-    filter: list[str] = Field(default_factory=list)
-    ignore: list[str] = Field(default_factory=list)
-    known_failures: list[str] = Field(default_factory=list)
-    total_tests: int
-    ignored_tests: int = 0
+    kind: Id = "full"
+    filter: list[LongLine] = Field(default_factory=list)
+    ignore: list[LongLine] = Field(default_factory=list)
+    known_failures: list[LongLine] = Field(default_factory=list)
+    total_tests: StrictInt = Field(ge=0)
+    ignored_tests: StrictInt = Field(default=0, ge=0)
 
 
 class TestMatrix(YamlModel):
@@ -221,38 +292,72 @@ class Status(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     FLAKY = "flaky"  # failed, then passed on a retry: never counted as a plain pass
+    # The test could not be run (an image fetch, the engine, a worker, a record that failed
+    # validation) even after its retries: says nothing about the implementations, so it is
+    # never a pass, a fail or a known failure; the pass exits 3.
+    ERROR = "error"
 
 
 class PeerRecord(YamlModel):
-    version: str
-    snapshot: str | None = None
-    makefile: str | None = None
-    image_id: str | None = Field(default=None, alias="imageID")
+    version: Id
+    snapshot: CacheFile | None = None
+    makefile: CacheFile | None = None
+    image_id: HexImageId | None = Field(default=None, alias="imageID")
+
+    @classmethod
+    def of(cls, version: str, image: ImageInfo) -> PeerRecord:
+        """One side of a test as the image it ran."""
+        return cls(version=version, snapshot=image.snapshot, makefile=image.makefile,
+                   image_id=image.image_id)
 
 
 class TestRecord(YamlModel):
-    """What one run of one test produced; the seed's results.yaml entry plus who ran it."""
+    """What one run of one test produced; the seed's results.yaml entry plus who ran it.
+
+    It arrives from a worker as a message: every field is checked (types strict, strings
+    bounded, file names under their folders) before the reporter writes anything from it.
+    """
 
     __test__ = False
 
-    name: str
+    name: TestName
     status: Status
-    exit_code: int | None = None
-    rtt_ms: float | None = None
-    duration: str | None = None
-    docker_compose: str | None = None
+    exit_code: StrictInt | None = Field(default=None, ge=-(2 ** 31), lt=2 ** 32)
+    rtt_ms: StrictFloat | None = Field(default=None, ge=0, allow_inf_nan=False)
+    duration: ShortLine | None = None
+    docker_compose: ComposeFile | None = None
     dialer: PeerRecord
     listener: PeerRecord
-    log_file: str | None = None
-    transport: str | None = None  # the variant, as in the name's parentheses
-    host: str | None = None
-    reason: str | None = None
-    attempts: int = 1
-    expected_failure: bool = False
+    log_file: LogFile | None = None
+    transport: Line | None = None  # the variant, as in the name's parentheses
+    host: Line | None = None
+    reason: Text | None = None
+    attempts: StrictInt = Field(default=1, ge=1, le=10_000)
+    expected_failure: StrictBool = False
     # When the worker began and ended its (last) run, UTC ISO with milliseconds: the timeline of
     # results.html. Absent in records from older workers.
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: ShortLine | None = None
+    finished_at: ShortLine | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this record lets the pass succeed: a pass, a flaky pass, or a known failure
+        that failed. A plain failure fails the pass; an error says the test was never judged."""
+        if self.status is Status.FAIL:
+            return self.expected_failure
+        return self.status is not Status.ERROR
+
+    @classmethod
+    def error(cls, test: TestCase, reason: str, host: str | None = None,
+              dialer: PeerRecord | None = None, listener: PeerRecord | None = None,
+              log_file: str | None = None, attempts: int = 1) -> TestRecord:
+        """The record of a test that ended on an infrastructure fault: its own outcome, even
+        when the test is a known failure."""
+        return cls(name=test.name, status=Status.ERROR,
+                   dialer=dialer or PeerRecord(version=test.dialer),
+                   listener=listener or PeerRecord(version=test.listener),
+                   transport=test.variant, host=host, reason=as_reason(reason),
+                   log_file=log_file, attempts=attempts, expected_failure=test.expected_failure)
 
 
 class ResultsMetadata(YamlModel):
@@ -276,6 +381,7 @@ class Summary(YamlModel):
     flaky: int = 0
     known_failures: int = 0
     unexpected_passes: int = 0
+    errors: int = 0  # tests that ended on an infrastructure fault (status error)
 
 
 class Results(YamlModel):
@@ -287,36 +393,43 @@ class Results(YamlModel):
 # ---------------------------------------------------------------- settings.yaml
 
 
+# Written by submit, read back by finish and by a re-run from a test-pass zip (not trusted:
+# `kind` names the re-run's own zip, so it is an id like any other).
+
+
 class PassInfo(YamlModel):
-    name: str
-    kind: str
-    triggered_by: str | None = None
+    name: Line
+    kind: Id
+    triggered_by: LongLine | None = None
 
 
 class Filters(YamlModel):
-    test_filter: list[str] = Field(default_factory=list)
-    test_ignore: list[str] = Field(default_factory=list)
+    test_filter: list[LongLine] = Field(default_factory=list)
+    test_ignore: list[LongLine] = Field(default_factory=list)
 
 
 class Execution(YamlModel):
-    worker_count: int | None = None
-    verbose: bool = False
-    cache_dir: str
-    timeout_seconds: int = 120
-    retries: int = 0
+    worker_count: StrictInt | None = Field(default=None, ge=1)
+    verbose: StrictBool = False
+    cache_dir: LongLine
+    timeout_seconds: StrictInt = Field(default=120, gt=0, le=7 * 24 * 3600)
+    retries: StrictInt = Field(default=0, ge=0, le=100)
+    broker: Literal["embedded", "external"] | None = None
 
 
 class GitInfo(YamlModel):
-    repository: str | None = None
-    branch: str | None = None
-    commit: str | None = None
-    dirty_working_tree: bool | None = None
+    repository: LongLine | None = None
+    branch: LongLine | None = None
+    commit: LongLine | None = None
+    dirty_working_tree: StrictBool | None = None
 
 
 class Settings(YamlModel):
     test_pass: PassInfo
     filters: Filters = Field(default_factory=Filters)
-    system: dict[str, str] = Field(default_factory=dict)
+    # platform, os, osVersion, docker, dockerCompose (null: no docker-compose runs the tests),
+    # python, controllerHost
+    system: dict[Line, LongLine | None] = Field(default_factory=dict)
     execution: Execution
     git: GitInfo = Field(default_factory=GitInfo)
 

@@ -1,17 +1,27 @@
-"""The messages between controller and workers: task names, the request, the signature.
+"""The messages between controller and workers: task names, the request, its result, the
+pass's summary, and the signatures.
 
-The controller never imports the worker: it names the task, and the worker registers it.
+The controller never imports the worker: it names the task, and the worker registers it. What
+comes back is read only through these models: a result that does not validate is never used as
+it came (`read_result`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Any
+
 from celery import Signature
-from pydantic import Field
+from pydantic import Field, StrictStr, StringConstraints, ValidationError
 
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
-from cluster.models import ImageInfo, TestCase, YamlModel
+from cluster.models import (NAME_LIMIT, ImageInfo, Status, TestCase, TestRecord, YamlModel,
+                            to_yaml_data)
 from cluster.network import DEFAULT_DELAY_MS
+
+LOG_LIMIT = 512 * 1024       # a result travels through the broker: a worker keeps a log's tail
+COMPOSE_LIMIT = 256 * 1024   # a test's compose file is a few kB
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
@@ -46,3 +56,81 @@ def run_test_signature(request: RunRequest) -> Signature:
 def aggregate_signature(spec: dict, queue: str) -> Signature:
     """The chord's body; Celery passes the list of run_test results first."""
     return app.signature(AGGREGATE, args=(spec,), queue=queue)
+
+
+class RunResult(YamlModel):
+    """What `run_test` returns: the record, and the texts the pass's outputs store beside it."""
+
+    record: TestRecord
+    log: Annotated[StrictStr, StringConstraints(max_length=LOG_LIMIT)] = ""       # logs/<test>.log
+    compose: Annotated[StrictStr, StringConstraints(max_length=COMPOSE_LIMIT)] = ""  # its compose file
+
+    @property
+    def ok(self) -> bool:
+        return self.record.ok
+
+    def to_message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A task result that did not validate: never a verdict, at most an error for its test."""
+
+    name: str | None   # the test it says it is for, when that much is a readable name
+    problem: str
+
+
+def read_result(payload: object) -> RunResult | Rejected:
+    """A task's result as the model, or why not (never raises)."""
+    try:
+        return RunResult.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = f"invalid result from the worker: {where}: {first['msg']}"
+    record = payload.get("record") if isinstance(payload, dict) else None
+    name = record.get("name") if isinstance(record, dict) else None
+    readable = isinstance(name, str) and 0 < len(name) <= NAME_LIMIT
+    return Rejected(name if readable else None, problem)
+
+
+class ErrorNote(YamlModel):
+    name: str
+    reason: str | None = None
+    host: str | None = None
+
+
+class PassSummary(YamlModel):
+    """What finishing a pass returns (the chord's `aggregate`, or submit itself when it stops a
+    pass short): `submit` and `status` read it, on the wire in camelCase."""
+
+    name: str
+    exit_code: int
+    partial: bool
+    passed: int
+    failed: int
+    flaky: int
+    known_failures: int
+    errors: int = 0
+    total: int
+    missing: int
+    test_pass_zip: str
+    test_pass_zip_bytes: int | None = None
+    test_pass_zip_seconds: float | None = None
+    wheelhouse: int | None = None   # wheels bundled for an offline re-run
+    results_yaml: str
+    results_md: str
+    results_html: str | None = None
+    flaky_names: list[str] = Field(default_factory=list)
+    error_tests: list[ErrorNote] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, records: list[TestRecord], **fields: Any) -> PassSummary:
+        """With the names of its flaky tests and its errors (and why) taken from `records`."""
+        return cls(flaky_names=[r.name for r in records if r.status is Status.FLAKY],
+                   error_tests=[ErrorNote(name=r.name, reason=r.reason, host=r.host)
+                                for r in records if r.status is Status.ERROR], **fields)
+
+    def to_message(self) -> dict[str, Any]:
+        return to_yaml_data(self)

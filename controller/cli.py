@@ -52,7 +52,8 @@ def selection_options(command):
 def cli(ctx: click.Context, cache_dir: Path | None) -> None:
     """Distributed libp2p hole-punch interoperability tests.
 
-    Exit codes: 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure.
+    Exit codes: 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure (a test that could
+    not be run included).
     """
     ctx.obj = Cache(default_cache_root(cache_dir))
 
@@ -175,7 +176,8 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
 
     Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
     as a Celery chord, shows progress, and exits 0 if every test passed, 1 if one failed or the
-    pass is partial, 2 on bad input, 3 on an infrastructure fault, 130 when interrupted.
+    pass is partial, 2 on bad input, 3 on an infrastructure fault (also when a test ended as
+    `error`: it could not be run even after its retries), 130 when interrupted.
     """
     if detach and not broker:
         raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
@@ -346,11 +348,10 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     """
     import os
 
-    from cluster.models import Results
-    from cluster.yamlio import load_model
+    from controller.results.collect import load_results
     from controller.results.html import files_beside, link_from, render_results_html
     from controller.results.report import inject_dashboard, render_results_md
-    results = load_model(Results, results_file)
+    results = load_results(results_file)
     markdown = render_results_md(results)
     target = output or results_file.with_name("results.md")
     page = html_file or target.with_name("results.html")

@@ -13,6 +13,7 @@ import click
 from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import HolepunchError
+from cluster.imageid import bare_image_id
 from cluster.options import visibility_option
 from worker.host import Host
 from worker.reaper import reap_tests
@@ -135,7 +136,7 @@ def _start_services(host: Host, images: str) -> None:
         base, _, relay = images.partition(",")
         if not base or not relay:
             raise click.BadParameter("expected BASE_ID,RELAY_ID", param_hint="--start-services")
-        services = host.services.ensure(base.removeprefix("sha256:"), relay.removeprefix("sha256:"))
+        services = host.services.ensure(bare_image_id(base), bare_image_id(relay))
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -15,6 +15,7 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
+from cluster.imageid import bare_image_id, image_ref
 from worker.locks import host_lock
 
 SUFFIXES = (".tar.zst", ".tar")
@@ -22,6 +23,9 @@ SUFFIXES = (".tar.zst", ".tar")
 
 class ImageFetchError(InfrastructureError):
     """The image could not be fetched or loaded: retried, with a bound, by the task."""
+
+
+LOADED_ID = "Loaded image ID: "
 
 
 class ImageMismatchError(InfrastructureError):
@@ -37,7 +41,7 @@ def has_image(image_id: str) -> bool:
     """Through the engine's API: five `docker image inspect` runs, one per image of a test,
     cost a few tenths of a second before every test on a busy host."""
     try:
-        return _engine().inspect_image(f"sha256:{image_id}").get("Id") == f"sha256:{image_id}"
+        return _engine().inspect_image(image_ref(image_id)).get("Id") == image_ref(image_id)
     except NotFound:
         return False
     except DockerException as exc:
@@ -78,8 +82,8 @@ def _load(tarball: Path) -> list[str]:
                             text=True, check=False)
     if result.returncode != 0:
         raise ImageMismatchError(f"docker load of {tarball.name} failed: {result.stderr.strip()}")
-    return [line.split("sha256:", 1)[1].strip() for line in result.stdout.splitlines()
-            if "Loaded image ID: sha256:" in line]
+    return [bare_image_id(line.split(LOADED_ID, 1)[1].strip())
+            for line in result.stdout.splitlines() if LOADED_ID in line]
 
 
 def ensure_image(image_id: str, source: str | None) -> bool:
@@ -101,7 +105,7 @@ def ensure_image(image_id: str, source: str | None) -> bool:
             loaded = _load(tarball)
         stray = [other for other in loaded if other != image_id]
         for other in stray:  # a tampered tarball must not leave its image behind to be used
-            subprocess.run(["docker", "image", "rm", "-f", f"sha256:{other}"],
+            subprocess.run(["docker", "image", "rm", "-f", image_ref(other)],
                            capture_output=True, check=False)
         if not has_image(image_id):
             got = ", ".join(s[:12] for s in stray) or "nothing usable"

@@ -20,8 +20,9 @@ import redis
 from docker.errors import DockerException
 
 from cluster.labels import test_labels
-from cluster.models import ImageInfo, PeerRecord, Status, TestRecord
-from cluster.tasks import RunRequest
+from cluster.imageid import image_ref
+from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
+from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.compose import TestSpec, compose_for, project_name, render
 from worker.project import Project, plan_project
 from worker.host import Host
@@ -30,7 +31,6 @@ from worker.reaper import reap_tests
 from worker.services import Services
 from worker.subnets import engine_subnets
 
-LOG_LIMIT = 512 * 1024  # a result travels through the broker: keep the tail of huge logs
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
 REAP_ATTEMPTS = 4
 REAP_SETTLE_S = 0.5
@@ -69,11 +69,6 @@ class RunOutput:
     record: TestRecord
     log: str       # every service's output, for logs/<test>.log in the pass snapshot
     compose: str   # the compose file's text, for docker-compose/<sha256>.yaml in the snapshot
-
-
-def log_file_name(test_name: str) -> str:
-    """`rust-v0.53 x go-v0.51 (tcp)` -> `logs/rust-v0.53_x_go-v0.51_tcp.log` (the seed's form)."""
-    return "logs/" + re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_") + ".log"
 
 
 def _docker_time(text: str) -> float | None:
@@ -210,20 +205,16 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None) -> TestSpec:
-    """The compose spec of one run; its project name is also its Redis namespace."""
+    """The compose spec of one run (images by their bare IDs); its project name is also its
+    Redis namespace."""
     project = project_name(test_name, run_id)
     return TestSpec(
-        test_name=test_name, pass_id=run_id, dialer_image=f"sha256:{dialer_image}",
-        listener_image=f"sha256:{listener_image}", router_image=f"sha256:{router_image}",
+        test_name=test_name, pass_id=run_id, dialer_image=image_ref(dialer_image),
+        listener_image=image_ref(listener_image), router_image=image_ref(router_image),
         transport=transport, redis_addr=services.redis_addr, test_key=project,
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
         extra_labels=tuple(test_labels(host.name).items()))
-
-
-def _peer(version: str, image: ImageInfo) -> PeerRecord:
-    return PeerRecord(version=version, snapshot=image.snapshot, makefile=image.makefile,
-                      image_id=image.image_id)
 
 
 def utc_stamp() -> str:
@@ -254,7 +245,8 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
         name=test.name, status=Status.PASS if rtt is not None else Status.FAIL,
         exit_code=execution.exit_code, rtt_ms=rtt, duration=f"{execution.seconds:.1f}s",
         docker_compose=execution.compose_file,
-        dialer=_peer(test.dialer, request.dialer), listener=_peer(test.listener, request.listener),
-        log_file=log_file_name(test.name), transport=test.variant, host=host.name, reason=reason,
+        dialer=PeerRecord.of(test.dialer, request.dialer),
+        listener=PeerRecord.of(test.listener, request.listener), log_file=log_file_name(test.name),
+        transport=test.variant, host=host.name, reason=as_reason(reason) if reason else None,
         expected_failure=test.expected_failure, started_at=started_at, finished_at=utc_stamp())
     return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text)

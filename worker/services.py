@@ -20,6 +20,7 @@ import redis
 from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
+from cluster.imageid import image_ref
 from worker.guard import install_guard, remove_guard
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
 from worker.locks import host_lock
@@ -228,7 +229,7 @@ class GlobalServices:
             container = self.client.containers.get(name)
         except NotFound:
             return None
-        if container.status == "running" and container.image.id == f"sha256:{image}":
+        if container.status == "running" and container.image.id == image_ref(image):
             return container
         container.remove(force=True, v=True)
         return None
@@ -241,7 +242,7 @@ class GlobalServices:
             return container, False
         endpoint = self.client.api.create_endpoint_config(ipv4_address=address)
         return self.client.containers.run(
-            f"sha256:{image}", command, name=name, network=PUBLIC_NETWORK, detach=True, init=True,
+            image_ref(image), command, name=name, network=PUBLIC_NETWORK, detach=True, init=True,
             networking_config={PUBLIC_NETWORK: endpoint}, environment=environment,
             cap_add=cap_add or [], labels=global_labels(self.host)), True
 

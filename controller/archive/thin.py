@@ -22,9 +22,14 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Annotated
+
+from pydantic import Field, StrictInt, StrictStr, StringConstraints, model_validator
+
 from cluster.cache import sha256_file
-from cluster.errors import InfrastructureError
-from cluster.yamlio import dump_yaml, read_yaml
+from cluster.errors import ConfigError, InfrastructureError
+from cluster.models import FileName, Sha256, YamlModel
+from cluster.yamlio import dump_yaml, load_model
 
 THIN_ZIP = ".thin.zip"
 THIN_MANIFEST = ".thin.yaml"
@@ -61,6 +66,30 @@ def write_records(target: io.BufferedIOBase | Path,
             out.NameToInfo[moved.filename] = moved
         out.start_dir = out.fp.tell()
         out._didModify = True  # the central directory is written from filelist on close
+
+
+EntryName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=4096)]
+
+
+class ThinManifest(YamlModel):
+    """`snapshots/<name>.thin.yaml`, read back from a test-pass zip (not trusted): the snapshot
+    and every zip it draws on are plain names in the same folder; entries are looked up by
+    name in them, never written anywhere by their own names."""
+
+    snapshot: FileName
+    sha256: Sha256
+    sources: list[FileName] = Field(min_length=1)
+    entries: list[tuple[EntryName, StrictInt]]
+
+    @model_validator(mode="after")
+    def _sources_exist(self) -> ThinManifest:
+        if not self.snapshot.endswith(".zip") or not self.sources[0].endswith(THIN_ZIP):
+            raise ValueError(f"expected snapshot <name>.zip and sources[0] <name>{THIN_ZIP}")
+        for index, (_, source) in enumerate(self.entries):
+            if not 0 <= source < len(self.sources):
+                raise ValueError(f"entries[{index}] names source {source}; there are "
+                                 f"{len(self.sources)}")
+        return self
 
 
 @dataclass
@@ -128,23 +157,30 @@ def restore_snapshots(folder: Path) -> list[str]:
     zip and the files it shares entries with; returns the names restored."""
     restored = []
     for manifest_path in sorted(folder.glob(f"*{THIN_MANIFEST}")):
-        manifest = read_yaml(manifest_path)
-        target = folder / manifest["snapshot"]
-        if target.is_file() and sha256_file(target) == manifest["sha256"]:
+        manifest = load_model(ThinManifest, manifest_path)
+        target = folder / manifest.snapshot
+        if target.is_file() and sha256_file(target) == manifest.sha256:
             continue
-        archives = [zipfile.ZipFile(folder / name) for name in manifest["sources"]]
+        missing = [name for name in manifest.sources if not (folder / name).is_file()]
+        if missing:
+            raise ConfigError(manifest_path, "sources", f"{', '.join(missing)} not in {folder}")
+        archives = [zipfile.ZipFile(folder / name) for name in manifest.sources]
         try:
             records = []
-            for name, source in manifest["entries"]:
+            for index, (name, source) in enumerate(manifest.entries):
                 archive = archives[source]
-                info = archive.getinfo(name)
+                try:
+                    info = archive.getinfo(name)
+                except KeyError:
+                    raise ConfigError(manifest_path, f"entries[{index}]",
+                                      f"{name!r} is not in {manifest.sources[source]}") from None
                 records.append((info, _record(archive, info)))
             tmp = target.with_name(f".{target.name}.restoring")
             write_records(tmp, records)
         finally:
             for archive in archives:
                 archive.close()
-        if sha256_file(tmp) != manifest["sha256"]:
+        if sha256_file(tmp) != manifest.sha256:
             with zipfile.ZipFile(tmp) as check:
                 bad = check.testzip()
             if bad is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
+from cluster.imageid import image_ref
 
 
 def export_image(cache: Cache, image_id: str) -> tuple[Path, bool]:
@@ -21,7 +22,7 @@ def export_image(cache: Cache, image_id: str) -> tuple[Path, bool]:
         raise InfrastructureError("zstd is not installed (apt-get install zstd)")
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{image_id}.", suffix=".tmp")
     os.close(fd)
-    command = f"docker save sha256:{image_id} | zstd -q -T0 -3 -o '{tmp}' -f"
+    command = f"docker save {image_ref(image_id)} | zstd -q -T0 -3 -o '{tmp}' -f"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:

@@ -124,6 +124,7 @@ def restore_solid(folder: Path) -> list[Restored]:
             continue
         unpack(solid, snapshot)
         metadata = snapshot.with_name(snapshot.name + ".metadata")
-        recorded = (read_yaml(metadata) or {}).get("sha256") if metadata.is_file() else None
+        data = read_yaml(metadata) if metadata.is_file() else None
+        recorded = data.get("sha256") if isinstance(data, dict) else None  # compared, never used
         restored.append(Restored(snapshot.name, recorded == sha256_file(snapshot)))
     return restored

@@ -9,7 +9,7 @@ from pathlib import Path
 from cluster.cache import Cache, atomic_write
 from cluster.errors import ConfigError
 from cluster.matrix import build_matrix, matrix_cache_key, matrix_from_yaml, matrix_to_yaml
-from cluster.models import TestMatrix
+from cluster.models import ImplsFile, TestMatrix
 from cluster.selection import Selection, resolve_selection, select_tests
 from controller.plan.config import RepoConfig, load_config
 from controller.images.sources import snapshot_name
@@ -22,6 +22,7 @@ class Plan:
     cache_key: str
     cache_path: Path
     from_cache: bool
+    impls: ImplsFile    # the configuration it was planned from: the pass builds from it too
 
 
 def selection_for(config: RepoConfig, cli_filter: str | None, cli_ignore: str | None) -> Selection:
@@ -45,7 +46,7 @@ def plan_matrix(root: Path, kind: str, cli_filter: str | None, cli_ignore: str |
     cache_path = cache.keyed("test-matrix", key, ".yaml")
     if cache_path.is_file():
         matrix = matrix_from_yaml(cache_path.read_text(encoding="utf-8"), str(cache_path))
-        return Plan(matrix, selection, key, cache_path, from_cache=True)
+        return Plan(matrix, selection, key, cache_path, from_cache=True, impls=config.impls)
 
     selected = select_tests(config.impls, selection, snapshots, source=str(config.defaults_path))
     if not selected.tests:
@@ -54,4 +55,4 @@ def plan_matrix(root: Path, kind: str, cli_filter: str | None, cli_ignore: str |
                           f"ignore: {list(selection.ignore)}); nothing to run")
     matrix = build_matrix(selected.tests, selection, kind, ignored=selected.ignored)
     atomic_write(cache_path, matrix_to_yaml(matrix))
-    return Plan(matrix, selection, key, cache_path, from_cache=False)
+    return Plan(matrix, selection, key, cache_path, from_cache=False, impls=config.impls)

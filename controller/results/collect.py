@@ -1,10 +1,22 @@
-"""Task results -> results.yaml: exactly one record per test, and missing ones make a pass partial."""
+"""Task results -> results.yaml: exactly one record per test, and missing ones make a pass partial.
+
+A result is a message from a worker, not a fact: it is validated (cluster.tasks.read_result) and
+checked against the pass's own matrix before anything is written from it. One that fails
+becomes an `error` record for its test, never a verdict and never a file outside the pass.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from cluster.models import Results, ResultsMetadata, TestMatrix, TestRecord
+from pydantic import ValidationError
+
+from cluster.errors import EXIT_INFRASTRUCTURE
+from cluster.models import (NAME_LIMIT, PeerRecord, Results, ResultsMetadata, Status, TestCase,
+                            TestMatrix, TestRecord, as_reason, log_file_name)
+from cluster.tasks import Rejected, RunResult, read_result
+from cluster.yamlio import read_yaml, validate
 from controller.results.report import summarize
 
 
@@ -14,44 +26,129 @@ class Collected:
     logs: dict[str, str]       # logFile -> text
     composes: dict[str, str]   # dockerCompose -> text
     duplicates: int            # task results beyond the first for a test (redeliveries)
+    rejected: int = 0          # results that named no test of the pass (or no readable name)
 
 
-def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[dict | None]) -> Collected:
+def mismatch(result: RunResult, test: TestCase) -> str | None:
+    """Why a valid result cannot be this test's record, or None: what the controller knows it
+    takes from its own matrix, and file names are the ones it would give them."""
+    record = result.record
+    if (record.dialer.version, record.listener.version) != (test.dialer, test.listener):
+        return (f"invalid result from the worker: it is for dialer {record.dialer.version!r} and "
+                f"listener {record.listener.version!r}, the test is {test.dialer!r} x "
+                f"{test.listener!r}")
+    if record.log_file not in (None, log_file_name(test.name)):
+        return f"invalid result from the worker: logFile {record.log_file!r} is not this test's"
+    return None
+
+
+def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object]) -> Collected:
     """Keep the first record of each test of the matrix, in matrix order.
 
     A redelivered task can report a test twice; a lost one not at all. Neither may pass silently:
     duplicates are dropped (and counted), and a test without a record makes the pass partial.
+    A result that fails validation is that test's `error` unless a valid one arrives too.
     """
-    wanted = {test.name for test in matrix.tests}
-    first: dict[str, TestRecord] = {}
-    logs: dict[str, str] = {}
-    composes: dict[str, str] = {}
-    duplicates = 0
+    tests = {test.name: test for test in matrix.tests}
+    first: dict[str, RunResult] = {}
+    invalid: dict[str, TestRecord] = {}
+    duplicates = rejected = 0
     for payload in payloads:
-        if not payload or "record" not in payload:
+        if payload is None:
             continue
-        record = TestRecord.model_validate(payload["record"])
-        if record.name not in wanted:
+        result = read_result(payload)
+        if isinstance(result, Rejected):
+            test = tests.get(result.name) if result.name is not None else None
+            if test is None:
+                rejected += 1
+            elif result.name not in first:
+                invalid.setdefault(test.name, TestRecord.error(test, result.problem))
             continue
-        if record.name in first:
+        test = tests.get(result.record.name)
+        if test is None:
+            rejected += 1
+            continue
+        if test.name in first:
             duplicates += 1
             continue
-        first[record.name] = record
-        if record.log_file:
-            logs[record.log_file] = payload.get("log") or ""
-        if record.docker_compose and payload.get("compose"):
-            composes[record.docker_compose] = payload["compose"]
-    records = [first[test.name] for test in matrix.tests if test.name in first]
-    missing = [test.name for test in matrix.tests if test.name not in first]
+        problem = mismatch(result, test)
+        if problem is not None:
+            invalid.setdefault(test.name, TestRecord.error(test, problem, host=result.record.host))
+            continue
+        first[test.name] = result.model_copy(update={"record": result.record.model_copy(update={
+            "expected_failure": test.expected_failure, "transport": test.variant})})
+        invalid.pop(test.name, None)
+    records: list[TestRecord] = []
+    logs: dict[str, str] = {}
+    composes: dict[str, str] = {}
+    for test in matrix.tests:
+        if test.name in first:
+            result = first[test.name]
+            records.append(result.record)
+            if result.record.log_file:
+                logs[result.record.log_file] = result.log
+            if result.record.docker_compose and result.compose:
+                composes.setdefault(result.record.docker_compose, result.compose)
+        elif test.name in invalid:
+            records.append(invalid[test.name])
+    done = {record.name for record in records}
+    missing = [test.name for test in matrix.tests if test.name not in done]
     meta = metadata.model_copy(update={"partial": bool(missing) or metadata.partial,
                                        "missing_tests": missing})
     summary = summarize(records, total=len(matrix.tests), ignored=matrix.metadata.ignored_tests)
     return Collected(Results(metadata=meta, summary=summary, tests=records), logs, composes,
-                     duplicates)
+                     duplicates, rejected)
 
 
 def exit_code_of(results: Results) -> int:
-    """0 only for a complete pass without an unexpected failure; 1 otherwise."""
+    """3 when a test ended on an infrastructure fault (status error): the pass could not judge
+    it; else 0 only for a complete pass without an unexpected failure, and 1 otherwise."""
+    if results.summary.errors:
+        return EXIT_INFRASTRUCTURE
     if results.metadata.partial or results.summary.failed:
         return 1
     return 0
+
+
+def _version(side: object) -> str:
+    version = side.get("version") if isinstance(side, dict) else None
+    try:
+        return PeerRecord(version=version).version
+    except ValidationError:
+        return "invalid"
+
+
+def _record_or_error(item: object) -> object:
+    """A results.yaml test as its record; one that fails validation but has a readable name is
+    an error record for it (nothing it names is read or linked); anything else is left for
+    validation to name."""
+    try:
+        return TestRecord.model_validate(item)
+    except ValidationError as exc:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= NAME_LIMIT or not name.isprintable():
+            return item
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return TestRecord(name=name, status=Status.ERROR, dialer=PeerRecord(
+            version=_version(item.get("dialer"))), listener=PeerRecord(
+            version=_version(item.get("listener"))),
+            reason=as_reason(f"invalid record in results.yaml: {where}: {first['msg']}"))
+
+
+def load_results(path: Path) -> Results:
+    """results.yaml from disk (`report`): its metadata and summary must validate (exit 2 naming
+    the key); a test record that does not is an error record for its test, as a worker's
+    invalid result is, and the summary is counted again from the records."""
+    data = read_yaml(path)
+    tests = data.get("tests") if isinstance(data, dict) else None
+    if not isinstance(tests, list):
+        return validate(Results, data, path)
+    records = [_record_or_error(item) for item in tests]
+    results = validate(Results, {**data, "tests": records}, path)
+    if any(isinstance(r, TestRecord) and r.status is Status.ERROR for r in records) and \
+            not results.summary.errors:
+        summary = summarize(results.tests, total=results.summary.total,
+                            ignored=results.summary.ignored)
+        results = results.model_copy(update={"summary": summary})
+    return results

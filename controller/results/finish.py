@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import Field
 
 from cluster.cache import Cache, atomic_write
-from cluster.models import ImageInfo, ResultsMetadata, Status, YamlModel, to_yaml_data
+from cluster.models import ImageInfo, ResultsMetadata, Settings, YamlModel, to_yaml_data
+from cluster.tasks import PassSummary
 from cluster.yamlio import dump_yaml
 from controller.images import rootfs
 from controller.images import solid
@@ -39,7 +40,7 @@ class PassSpec(YamlModel):
     cache_dir: str
     started_at: str
     matrix_yaml: str
-    settings: dict
+    settings: Settings
     images: dict[str, ImageInfo]   # implementation id (and router, rust-relay, base) -> image
     update_readme: str | None = None
     interrupted: bool = False
@@ -61,6 +62,9 @@ def output_log(collected: Collected, extra: list[str]) -> str:
         lines.append(f"{name}: no result (missing)")
     if collected.duplicates:
         lines.append(f"{collected.duplicates} duplicate results (redelivered tasks) were dropped")
+    if collected.rejected:
+        lines.append(f"{collected.rejected} results were dropped: they failed validation and "
+                     "named no test of this pass, or named a test it does not have")
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +99,7 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     return files
 
 
-def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
+def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     """Write every output of a pass; return its summary and exit code."""
     cache = Cache(Path(spec.cache_dir))
     out = Path(spec.output_dir)
@@ -105,9 +109,8 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
     metadata = ResultsMetadata(
         test_pass=spec.name, started_at=spec.started_at, completed_at=completed.strftime(TIME_FORMAT),
         duration=f"{(completed - started).total_seconds():.0f}s", kind=spec.kind,
-        platform=spec.settings.get("system", {}).get("platform"),
-        os=spec.settings.get("system", {}).get("os"),
-        worker_count=spec.settings.get("execution", {}).get("workerCount"),
+        platform=spec.settings.system.get("platform"), os=spec.settings.system.get("os"),
+        worker_count=spec.settings.execution.worker_count,
         partial=spec.interrupted)
     collected = collect(metadata, matrix, payloads)
     results = collected.results
@@ -129,7 +132,9 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
     texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
              "results.html": render_results_html(results, collected.logs,
                                                  linked={*collected.logs, *collected.composes}),
-             "test-matrix.yaml": spec.matrix_yaml, "settings.yaml": dump_yaml(spec.settings),
+             "test-matrix.yaml": spec.matrix_yaml,
+             # nulls kept: the seed's shape (system.dockerCompose is null)
+             "settings.yaml": dump_yaml(spec.settings.model_dump(mode="json", by_alias=True)),
              "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
              f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes}
     files = _bundle(cache, spec)
@@ -145,12 +150,13 @@ def finish_pass(spec: PassSpec, payloads: list[dict | None]) -> dict:
         atomic_write(readme, inject_dashboard(readme.read_text(encoding="utf-8"), results_md,
                                               str(readme), link_from(readme, out / "results.html")))
     summary = results.summary
-    return {"name": spec.name, "exitCode": exit_code_of(results), "partial": results.metadata.partial,
-            "passed": summary.passed, "failed": summary.failed, "flaky": summary.flaky,
-            "knownFailures": summary.known_failures, "total": summary.total,
-            "missing": len(results.metadata.missing_tests), "testPassZip": str(zip_path),
-            "testPassZipBytes": zip_path.stat().st_size, "testPassZipSeconds": round(zip_seconds, 2),
-            "wheelhouse": sum(name.startswith("wheels/") for name in files),
-            "resultsYaml": str(out / "results.yaml"), "resultsMd": str(out / "results.md"),
-            "resultsHtml": str(out / "results.html"),
-            "flakyNames": [r.name for r in results.tests if r.status is Status.FLAKY]}
+    return PassSummary.of(
+        results.tests, name=spec.name, exit_code=exit_code_of(results),
+        partial=results.metadata.partial, passed=summary.passed, failed=summary.failed,
+        flaky=summary.flaky, known_failures=summary.known_failures, errors=summary.errors,
+        total=summary.total, missing=len(results.metadata.missing_tests),
+        test_pass_zip=str(zip_path), test_pass_zip_bytes=zip_path.stat().st_size,
+        test_pass_zip_seconds=round(zip_seconds, 2),
+        wheelhouse=sum(name.startswith("wheels/") for name in files),
+        results_yaml=str(out / "results.yaml"), results_md=str(out / "results.md"),
+        results_html=str(out / "results.html"))

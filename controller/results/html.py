@@ -52,6 +52,9 @@ LOOKS: dict[str, Look] = {
                             "listed in known-failures but passed: remove it from the list"),
     "not-run": Look(report.NOT_RUN, "Not run", "#f0f1f3", "#8c959f",
                     "not executed (filtered or skipped)"),
+    "error": Look(report.ERROR, "Error", "#d0d7de", "#24292f",
+                  "could not be run (infrastructure fault after its retries): no verdict; "
+                  "the pass exits 3"),
 }
 _SHOWN_ALWAYS = ("pass", "fail", "not-run")  # in the legend, as results.md
 

@@ -14,16 +14,20 @@ DASHBOARD_START = "<!--INTEROP_DASHBOARD_START-->"
 DASHBOARD_END = "<!--INTEROP_DASHBOARD_END-->"
 
 PASS, FAIL, NOT_RUN = "🟢", "🔴", "⚪"
-FLAKY, KNOWN_FAILURE, UNEXPECTED_PASS = "🟡", "🟠", "🟣"
+FLAKY, KNOWN_FAILURE, UNEXPECTED_PASS, ERROR = "🟡", "🟠", "🟣", "⚫"
 
 _VARIANT = re.compile(r"\(([^()]*)\)\s*$")
 
 
 def summarize(records: Iterable[TestRecord], total: int, ignored: int = 0) -> Summary:
     """Counts for the summary. A known failure that fails is not a failure of the pass; one that
-    passes is counted as an unexpected pass so the known-failures list can shrink."""
+    passes is counted as an unexpected pass so the known-failures list can shrink. An error is
+    counted as itself only, whatever the known-failures list says."""
     summary = Summary(total=total, ignored=ignored)
     for record in records:
+        if record.status is Status.ERROR:
+            summary.errors += 1
+            continue
         if record.status is Status.FLAKY:
             summary.flaky += 1
         elif record.status is Status.PASS:
@@ -48,6 +52,8 @@ def variant_of(record: TestRecord) -> str:
 def cell(record: TestRecord | None) -> str:
     if record is None:
         return NOT_RUN
+    if record.status is Status.ERROR:
+        return ERROR
     rtt = f" {record.rtt_ms:.0f}ms" if record.rtt_ms is not None else ""
     if record.status is Status.FLAKY:
         return f"{FLAKY}{rtt}"
@@ -87,6 +93,8 @@ def render_results_md(results: Results) -> str:
         lines.append(f"- **Known Failures**: {summary.known_failures} {KNOWN_FAILURE}")
     if summary.unexpected_passes:
         lines.append(f"- **Unexpected Passes**: {summary.unexpected_passes} {UNEXPECTED_PASS}")
+    if summary.errors:
+        lines.append(f"- **Errors**: {summary.errors} {ERROR}")
     if summary.ignored:
         lines.append(f"- **Ignored**: {summary.ignored}")
     lines += [f"- **Success Rate**: {_percent(summary.passed, summary.total)}", ""]
@@ -120,6 +128,9 @@ def render_results_md(results: Results) -> str:
     if summary.unexpected_passes:
         lines.append(f"- {UNEXPECTED_PASS} **Unexpected Pass** - Listed in known-failures but "
                      "passed: remove it from the list")
+    if summary.errors:
+        lines.append(f"- {ERROR} **Error** - Could not be run (infrastructure fault after its "
+                     "retries): no verdict on the implementations; the pass exits 3")
     lines += ["", "## Test Details", "", "Full test results available in `results.yaml`", ""]
     return "\n".join(lines)
 

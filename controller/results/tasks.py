@@ -8,5 +8,5 @@ from controller.results.finish import PassSpec, finish_pass
 
 
 @app.task(name=AGGREGATE, acks_late=True)
-def aggregate(payloads: list[dict | None], spec_data: dict) -> dict:
-    return finish_pass(PassSpec.model_validate(spec_data), payloads)
+def aggregate(payloads: list[object], spec_data: dict) -> dict:
+    return finish_pass(PassSpec.model_validate(spec_data), payloads).to_message()

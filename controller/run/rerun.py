@@ -18,8 +18,8 @@ from rich.console import Console
 from cluster.cache import Cache, short
 from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_from_yaml
-from cluster.models import ImageInfo
-from cluster.yamlio import read_yaml, validate
+from cluster.models import ImageInfo, ImagesFile, Settings
+from cluster.yamlio import load_model
 from controller.images import rootfs
 from controller.images.build import Builder
 from controller.images.solid import restore_solid
@@ -49,11 +49,12 @@ def plan_rerun(recorded: dict[str, ImageInfo], has_image: Callable[[str], bool])
     return RerunPlan(reuse, rebuild)
 
 
-def recorded_options(options: SubmitOptions, settings: dict) -> SubmitOptions:
+def recorded_options(options: SubmitOptions, settings: Settings | None) -> SubmitOptions:
     """The pass's own retries (and a longer timeout, if it had one) unless given again."""
-    execution = settings.get("execution") or {}
-    retries = options.retries or int(execution.get("retries") or 0)
-    timeout = max(options.timeout, int(execution.get("timeoutSeconds") or 0))
+    if settings is None:
+        return options
+    retries = options.retries or settings.execution.retries
+    timeout = max(options.timeout, settings.execution.timeout_seconds)
     return dataclasses.replace(options, retries=retries, timeout=timeout)
 
 
@@ -61,10 +62,11 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
     """Re-run the pass unzipped in `folder` (also its cache: snapshots/, makefiles/, rootfs/)."""
     matrix = matrix_from_yaml((folder / "test-matrix.yaml").read_text(encoding="utf-8"),
                               str(folder / "test-matrix.yaml"))
-    recorded = {key: validate(ImageInfo, value, f"images.yaml: {key}")
-                for key, value in (read_yaml(folder / "images.yaml") or {}).items()}
-    settings = read_yaml(folder / "settings.yaml") or {}
-    kind = settings.get("testPass", {}).get("kind", "full")
+    # The zip's manifests are input like any config: a wrong key exits 2 naming it, and a file
+    # name in them is a plain one under its cache folder (cluster.models).
+    recorded = load_model(ImagesFile, folder / "images.yaml").root
+    settings = load_model(Settings, folder / "settings.yaml")
+    kind = settings.test_pass.kind
     engine = engine_version()
     base = recorded.get("base")
     if base and base.snapshot and rootfs.unpack(cache.path(base.snapshot)):
@@ -84,6 +86,6 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
     for key, snapshot in plan.rebuild.items():
         images[key] = builder.build_snapshot(key, snapshot)
     images.update(plan.reuse)
-    reason = f"re-run of {settings.get('testPass', {}).get('name', folder.name)}"
+    reason = f"re-run of {settings.test_pass.name}"
     return run_pass(recorded_options(options, settings), cache, console, kind, reason, matrix,
                     images, engine, folder / "base")

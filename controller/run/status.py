@@ -9,7 +9,7 @@ from rich.console import Console
 
 from cluster.app import configure
 from cluster.errors import UsageError
-from cluster.models import Status, TestRecord
+from cluster.tasks import PassSummary, Rejected, read_result
 
 PASS_KEY = "holepunch:pass:{}"
 
@@ -27,18 +27,16 @@ def show_status(name: str, broker: str, console: Console) -> int:
         if not child.ready():
             continue
         done += 1
-        payload = child.result if child.successful() else None
-        if isinstance(payload, dict) and "record" in payload:
-            record = TestRecord.model_validate(payload["record"])
-            ok = record.status is not Status.FAIL or record.expected_failure
-            passed, failed = passed + ok, failed + (not ok)
-        else:
-            failed += 1
+        read = read_result(child.result) if child.successful() else None
+        ok = read is not None and not isinstance(read, Rejected) and read.ok
+        passed, failed = passed + ok, failed + (not ok)
     final = AsyncResult(info["aggregate"], app=app)
     console.print(f"{name}: {done}/{info['total']} tests done, {passed} passed, {failed} failed")
     if final.ready() and final.successful():
-        summary = final.result
-        console.print(f"finished: results in {summary['resultsYaml']}, zip {summary['testPassZip']}")
-        return summary["exitCode"]
+        summary = PassSummary.model_validate(final.result)
+        console.print(f"finished: results in {summary.results_yaml}, zip {summary.test_pass_zip}")
+        for note in summary.error_tests:
+            console.print(f"ERROR {note.name}: {note.reason} [{note.host}]", markup=False)
+        return summary.exit_code
     console.print("running" if not final.ready() else f"aggregate failed: {final.result!r}")
     return 0 if not final.ready() else 3

@@ -28,10 +28,12 @@ from cluster.cache import Cache
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
 from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_to_yaml
-from cluster.models import ImageInfo, Status, TestMatrix, TestRecord, to_yaml_data
-from cluster.tasks import RunRequest, aggregate_signature, run_test_signature
+from cluster.models import (Execution, Filters, GitInfo, ImageInfo, ImplsFile, PassInfo, Settings,
+                            Status, TestMatrix, TestRecord)
+from cluster.tasks import (PassSummary, Rejected, RunRequest, aggregate_signature, read_result,
+                           run_test_signature)
 from controller.images.build import Builder, implementation_targets, infrastructure_targets
-from controller.plan.config import detect_kind, load_impls
+from controller.plan.config import detect_kind
 from controller.run.embedded import EmbeddedCluster
 from controller.images.export import export_image
 from controller.results.finish import TIME_FORMAT, PassSpec, finish_pass
@@ -77,33 +79,32 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def settings_for(options: SubmitOptions, name: str, kind: str, reason: str, matrix: TestMatrix,
-                 cache: Cache, engine: str, workers: int | None) -> dict:
+                 cache: Cache, engine: str, workers: int | None) -> Settings:
     """settings.yaml. `dockerCompose` stays in the seed's shape but is null: workers run each
     test's compose file through the engine's API (worker.project), not with docker-compose."""
-    return {
-        "testPass": {"name": name, "kind": kind, "triggeredBy": reason},
-        "filters": {"testFilter": list(matrix.metadata.filter),
-                    "testIgnore": list(matrix.metadata.ignore)},
-        "system": {"platform": platform.machine(), "os": platform.system(),
-                   "osVersion": platform.platform(), "docker": engine, "dockerCompose": None,
-                   "python": platform.python_version(), "controllerHost": socket.gethostname()},
-        "execution": {"workerCount": workers, "verbose": False, "cacheDir": str(cache.root),
-                      "timeoutSeconds": options.timeout, "retries": options.retries,
-                      "broker": "embedded" if not options.broker else "external"},
-        "git": {"repository": _git(options.root, "remote", "get-url", "origin"),
-                "branch": _git(options.root, "rev-parse", "--abbrev-ref", "HEAD"),
-                "commit": _git(options.root, "rev-parse", "HEAD"),
-                "dirtyWorkingTree": bool(_git(options.root, "status", "--porcelain"))},
-    }
+    return Settings(
+        test_pass=PassInfo(name=name, kind=kind, triggered_by=reason),
+        filters=Filters(test_filter=list(matrix.metadata.filter),
+                        test_ignore=list(matrix.metadata.ignore)),
+        system={"platform": platform.machine(), "os": platform.system(),
+                "osVersion": platform.platform(), "docker": engine, "dockerCompose": None,
+                "python": platform.python_version(), "controllerHost": socket.gethostname()},
+        execution=Execution(worker_count=workers, verbose=False, cache_dir=str(cache.root),
+                            timeout_seconds=options.timeout, retries=options.retries,
+                            broker="embedded" if not options.broker else "external"),
+        git=GitInfo(repository=_git(options.root, "remote", "get-url", "origin"),
+                    branch=_git(options.root, "rev-parse", "--abbrev-ref", "HEAD"),
+                    commit=_git(options.root, "rev-parse", "HEAD"),
+                    dirty_working_tree=bool(_git(options.root, "status", "--porcelain"))))
 
 
-def build_images(options: SubmitOptions, cache: Cache, matrix: TestMatrix,
+def build_images(options: SubmitOptions, cache: Cache, impls: ImplsFile, matrix: TestMatrix,
                  log: Callable[[str], None],
                  infrastructure_ready: Callable[[dict[str, ImageInfo]], None] = lambda _: None,
                  ) -> dict[str, ImageInfo]:
     """Only the images the selected tests need, plus base, router and relay (first, and
-    `infrastructure_ready` is told of them before the implementations resolve)."""
-    impls = load_impls(options.root)
+    `infrastructure_ready` is told of them before the implementations resolve). `impls` is the
+    configuration the matrix was planned from: read once per pass."""
     needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
     builder = Builder(cache, log=log)
     images: dict[str, ImageInfo] = {}
@@ -131,6 +132,8 @@ def default_deadline(tests: int, options: SubmitOptions, concurrency: int) -> in
 
 
 def _line(record: TestRecord) -> str:
+    if record.status is Status.ERROR:
+        return f"{'ERROR':>13}  {record.name}: {record.reason} [{record.host}]"
     if record.status is Status.FAIL:
         mark = "known failure" if record.expected_failure else "FAIL"
         return f"{mark:>13}  {record.name}: {record.reason} [{record.host}]"
@@ -146,7 +149,8 @@ def submit(options: SubmitOptions, cache: Cache, console: Console,
         choice = detect_kind(options.root, options.base)
         kind, reason = choice.kind, choice.reason
         console.print(f"--kind auto: {kind} ({reason})")
-    matrix = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache).matrix
+    plan = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache)
+    matrix = plan.matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     engine = engine_version()
     base_dir = options.root.resolve() / "impl" / "base"
@@ -154,7 +158,7 @@ def submit(options: SubmitOptions, cache: Cache, console: Console,
                                                                   options.timeout)
     embedded = embedded or own
     with own or nullcontext():  # the embedded cluster boots while the images resolve
-        images = build_images(options, cache, matrix, log=console.print,
+        images = build_images(options, cache, plan.impls, matrix, log=console.print,
                               infrastructure_ready=lambda infra: embedded and embedded.start_services(
                                   infra["base"].image_id, infra["rust-relay"].image_id))
         return run_pass(options, cache, console, kind, reason, matrix, images, engine, base_dir,
@@ -248,7 +252,7 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         del result, group
         _close_results(app)  # else the result listener's finaliser fails once Redis is gone
     _report(summary, console)
-    return summary["exitCode"] if stopped_with is None else stopped_with
+    return summary.exit_code if stopped_with is None else stopped_with
 
 
 BROKER_ERRORS = (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
@@ -256,7 +260,7 @@ BROKER_ERRORS = (OSError, redis.exceptions.ConnectionError, redis.exceptions.Tim
 
 
 def _follow(result, group, total: int, deadline: float, console: Console,
-            check: Callable[[], None] | None = None) -> tuple[dict | None, str]:
+            check: Callable[[], None] | None = None) -> tuple[PassSummary | None, str]:
     """Show progress until the aggregate is done: (its summary, ""), or (None, why) if the
     deadline passes first. `check` raises when the cluster is broken beyond waiting for."""
     seen: set[str] = set()
@@ -291,19 +295,19 @@ def _follow(result, group, total: int, deadline: float, console: Console,
                 if child.id in seen:
                     continue
                 seen.add(child.id)
-                payload = child.result if child.successful() else None
-                if isinstance(payload, dict) and "record" in payload:
-                    record = TestRecord.model_validate(payload["record"])
-                    ok = record.status is not Status.FAIL or record.expected_failure
-                    passed, failed = passed + ok, failed + (not ok)
-                    progress.console.print(_line(record))
+                read = read_result(child.result) if child.successful() else None
+                if read is not None and not isinstance(read, Rejected):
+                    passed, failed = passed + read.ok, failed + (not read.ok)
+                    progress.console.print(_line(read.record))
                 else:
                     failed += 1
-                    progress.console.print(f"{'ERROR':>13}  task {child.id}: {child.result!r}")
+                    why = read.problem if read is not None else repr(child.result)
+                    progress.console.print(f"{'ERROR':>13}  task {child.id}: {why[:500]}",
+                                           markup=False)
                 progress.update(task, completed=len(seen), passed=passed, failed=failed)
             if aggregate_ready:
                 if result.successful():
-                    return result.result, ""
+                    return PassSummary.model_validate(result.result), ""
                 console.print(f"the aggregate failed: {result.result!r}")
                 return None, f"the aggregate failed: {result.result!r}"
             if time.monotonic() > deadline:
@@ -334,7 +338,7 @@ def _close_results(app) -> None:
         pass
 
 
-def _finish_locally(spec: PassSpec, group, why: str) -> dict:
+def _finish_locally(spec: PassSpec, group, why: str) -> PassSummary:
     """Write the outputs from whatever finished; the pass is labelled partial."""
     payloads = []
     for child in group.results:
@@ -347,22 +351,27 @@ def _finish_locally(spec: PassSpec, group, why: str) -> dict:
     return finish_pass(spec, payloads)
 
 
-def _report(summary: dict, console: Console) -> None:
-    console.print(Path(summary["resultsMd"]).read_text(encoding="utf-8"), markup=False)
-    state = "PARTIAL" if summary["partial"] else "complete"
-    console.print(f"{state}: {summary['passed']} passed, {summary['failed']} failed"
-                  f"{', ' + str(summary['flaky']) + ' flaky' if summary['flaky'] else ''}"
-                  f"{', ' + str(summary['knownFailures']) + ' known failures' if summary['knownFailures'] else ''}"
-                  f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}"
-                  f" of {summary['total']}")
-    html = f", {summary['resultsHtml']}" if summary.get("resultsHtml") else ""
-    console.print(f"results: {summary['resultsYaml']}, {summary['resultsMd']}{html}")
-    console.print(f"test pass: {summary['testPassZip']}")
-    if "testPassZipBytes" in summary:
-        console.print(f"test-pass zip: {summary['testPassZipBytes'] / 1e6:.1f} MB, written in "
-                      f"{summary['testPassZipSeconds']:.1f} s")
-    if summary.get("wheelhouse") == 0:
+def _report(summary: PassSummary, console: Console) -> None:
+    console.print(Path(summary.results_md).read_text(encoding="utf-8"), markup=False)
+    state = "PARTIAL" if summary.partial else "complete"
+    counts = [f"{summary.passed} passed", f"{summary.failed} failed",
+              *([f"{summary.flaky} flaky"] if summary.flaky else []),
+              *([f"{summary.known_failures} known failures"] if summary.known_failures else []),
+              *([f"{summary.errors} errors"] if summary.errors else []),
+              *([f"{summary.missing} missing"] if summary.missing else [])]
+    console.print(f"{state}: {', '.join(counts)} of {summary.total}")
+    html = f", {summary.results_html}" if summary.results_html else ""
+    console.print(f"results: {summary.results_yaml}, {summary.results_md}{html}")
+    console.print(f"test pass: {summary.test_pass_zip}")
+    if summary.test_pass_zip_bytes is not None:
+        console.print(f"test-pass zip: {summary.test_pass_zip_bytes / 1e6:.1f} MB, written in "
+                      f"{summary.test_pass_zip_seconds or 0:.1f} s")
+    if summary.wheelhouse == 0:
         console.print("test-pass zip: warning: the cache has no wheelhouse (wheels/, made by "
                       "`bash .ci/setup`), so its re-run.sh needs PyPI to install holepunch's "
                       "Python dependencies")
-
+    if summary.error_tests:  # last, so a CI log's tail names them
+        console.print(f"{len(summary.error_tests)} tests ended on an infrastructure fault after "
+                      "their retries (status error; no verdict on them, exit 3):", markup=False)
+        for note in summary.error_tests:
+            console.print(f"{'ERROR':>13}  {note.name}: {note.reason} [{note.host}]", markup=False)

@@ -6,7 +6,8 @@ from pathlib import Path
 import yaml
 
 from cluster.matrix import build_matrix, matrix_to_yaml
-from cluster.models import ImageInfo, PeerRecord, Status, TestCase, TestRecord, Transport, to_yaml_data
+from cluster.models import (ImageInfo, PeerRecord, Settings, Status, TestCase, TestRecord, Transport,
+                            to_yaml_data)
 from cluster.selection import Selection
 from controller.results.finish import PassSpec, finish_pass
 from controller.archive.testpass import pass_name
@@ -40,7 +41,9 @@ def spec_for(tmp_path: Path, tests: list[TestCase]) -> PassSpec:
                     output_dir=str(tmp_path / "out"), cache_dir=str(cache),
                     started_at="2026-11-25T10:10:10Z",
                     matrix_yaml=matrix_to_yaml(build_matrix(tests, Selection(), "full")),
-                    settings={"testPass": {"name": "p", "kind": "full"}}, images={"a": image})
+                    settings=Settings.model_validate({"testPass": {"name": "p", "kind": "full"},
+                                                      "execution": {"cacheDir": str(cache)}}),
+                    images={"a": image})
 
 
 def test_one_record_per_test_and_partial_when_missing(tmp_path: Path) -> None:
@@ -54,8 +57,8 @@ def test_one_record_per_test_and_partial_when_missing(tmp_path: Path) -> None:
     assert results["metadata"]["partial"] is True
     assert results["metadata"]["missingTests"] == ["b x a (tcp)"]
     assert results["summary"] == {"total": 3, "passed": 1, "failed": 1, "ignored": 0, "flaky": 0,
-                                  "knownFailures": 0, "unexpectedPasses": 0}
-    assert summary["exitCode"] == 1 and summary["partial"] is True
+                                  "knownFailures": 0, "unexpectedPasses": 0, "errors": 0}
+    assert summary.exit_code == 1 and summary.partial is True
     assert "Partial pass" in (tmp_path / "out" / "results.md").read_text()
     assert "1 duplicate results" in (tmp_path / "out" / "output.log").read_text()
 
@@ -64,8 +67,8 @@ def test_complete_pass_exits_zero_and_zip_has_the_seed_layout(tmp_path: Path) ->
     tests = [case("a", "a")]
     spec = spec_for(tmp_path, tests)
     summary = finish_pass(spec, [payload(tests[0], Status.PASS)])
-    assert summary["exitCode"] == 0 and not summary["partial"]
-    zip_path = Path(summary["testPassZip"])
+    assert summary.exit_code == 0 and not summary.partial
+    zip_path = Path(summary.test_pass_zip)
     assert zip_path.name == "hole-punch-full-101010-25-11-2026.zip"
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
@@ -108,8 +111,41 @@ def test_the_summary_counts_the_bundled_wheelhouse(tmp_path: Path) -> None:
     """Without the cache's wheelhouse a re-run cannot install offline: submit warns on 0."""
     tests = [case("a", "a")]
     spec = spec_for(tmp_path, tests)
-    assert finish_pass(spec, [payload(tests[0], Status.PASS)])["wheelhouse"] == 0
+    assert finish_pass(spec, [payload(tests[0], Status.PASS)]).wheelhouse == 0
     wheels = Path(spec.cache_dir) / "wheels"
     wheels.mkdir()
     (wheels / "celery-5.7.0-py3-none-any.whl").write_bytes(b"PK fake wheel")
-    assert finish_pass(spec, [payload(tests[0], Status.PASS)])["wheelhouse"] == 1
+    assert finish_pass(spec, [payload(tests[0], Status.PASS)]).wheelhouse == 1
+
+
+def test_an_error_on_a_known_failure_makes_the_pass_exit_3_and_is_named(tmp_path: Path) -> None:
+    tests = [case("a", "a"), case("a", "b").model_copy(update={"expected_failure": True})]
+    spec = spec_for(tmp_path, tests)
+    error = payload(tests[1], Status.ERROR)
+    error["record"]["reason"] = "infrastructure: image fetch failed"
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS), error])
+    results = yaml.safe_load((tmp_path / "out" / "results.yaml").read_text())
+    assert results["tests"][1]["status"] == "error" and results["tests"][1]["expectedFailure"]
+    assert results["summary"]["errors"] == 1 and results["summary"]["knownFailures"] == 0
+    assert summary.exit_code == 3 and (summary.errors, summary.known_failures) == (1, 0)
+    assert [(n.name, n.reason) for n in summary.error_tests] == [
+        ("a x b (tcp)", "infrastructure: image fetch failed")]
+    assert "a x b (tcp): error (infrastructure: image fetch failed)" in \
+        (tmp_path / "out" / "output.log").read_text()
+
+
+def test_the_terminal_names_the_errors_last(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from controller.run.submit import _report
+    tests = [case("a", "a"), case("a", "b")]
+    spec = spec_for(tmp_path, tests)
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS), payload(tests[1], Status.ERROR)])
+    text = io.StringIO()
+    _report(summary, Console(file=text, width=200, markup=False, highlight=False))
+    lines = text.getvalue().rstrip("\n").splitlines()
+    assert "1 errors" in next(line for line in lines if line.startswith("complete:"))
+    assert lines[-2].startswith("1 tests ended on an infrastructure fault")
+    assert lines[-1].split()[:4] == ["ERROR", "a", "x", "b"] and lines[-1].endswith("timeout [h1]")

@@ -77,3 +77,35 @@ def test_report_updates_readme(tmp_path: Path, run_cli) -> None:
     readme.write_text(f"# Repo\n{DASHBOARD_START}\n{DASHBOARD_END}\n")
     assert run_cli("report", str(source), "--update-readme", str(readme))[0] == EXIT_OK
     assert "## Transport: tcp" in readme.read_text()
+
+
+def test_an_error_is_its_own_cell_count_and_legend_even_for_a_known_failure() -> None:
+    from cluster.models import Results, ResultsMetadata
+    from controller.results.report import ERROR, cell
+    records = [record("a x a (tcp)", Status.PASS), record("a x b (tcp)", Status.ERROR, expected=True),
+               record("b x a (tcp)", Status.ERROR)]
+    summary = summarize(records, total=3)
+    assert (summary.errors, summary.known_failures, summary.failed, summary.passed,
+            summary.unexpected_passes) == (2, 0, 0, 1, 0)
+    assert cell(records[1]) == ERROR and cell(records[2]) == ERROR
+    md = render_results_md(Results(metadata=ResultsMetadata(test_pass="p"), summary=summary,
+                                   tests=records))
+    assert f"- **Errors**: 2 {ERROR}" in md
+    assert f"| **a** | 🟢 | {ERROR} |" in md
+    assert f"- {ERROR} **Error** - Could not be run" in md and "Known Failure" not in md
+
+
+def test_report_turns_an_invalid_record_into_an_error_for_its_test(tmp_path: Path, run_cli) -> None:
+    import yaml
+    data = yaml.safe_load((GOLDEN / "results.yaml").read_text())
+    data["tests"][0]["logFile"] = "../../escape.log"       # rust-v0.53 x go-v0.43 (tcp)
+    data["tests"][1]["rttMs"] = "fast"                      # rust-v0.53 x rust-v0.53 (tcp)
+    source = tmp_path / "results.yaml"
+    source.write_text(yaml.safe_dump(data))
+    code, _, _ = run_cli("report", str(source))
+    md = (tmp_path / "results.md").read_text()
+    assert code == EXIT_OK
+    assert "- **Errors**: 2 ⚫" in md, md
+    assert "| **rust-v0.53** | ⚫ | ⚫ |" in md and "- **Passed**: 2 ✅" in md
+    page = (tmp_path / "results.html").read_text()
+    assert "escape.log" not in page and "invalid record in results.yaml: logFile" in page

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import InfrastructureError
-from cluster.models import ImageInfo
+from cluster.models import ImageInfo, Settings
 from controller.images import rootfs
 from controller.run.rerun import plan_rerun, recorded_options
 from controller.archive.selfwheel import build_wheel, package_files
@@ -40,11 +40,12 @@ def test_a_missing_image_without_a_snapshot_cannot_be_rerun() -> None:
 
 def test_a_rerun_keeps_the_passes_retries_and_longer_timeout() -> None:
     options = SubmitOptions(root=Path("."))
-    settings = {"execution": {"retries": 2, "timeoutSeconds": 300}}
+    settings = Settings.model_validate({"testPass": {"name": "p", "kind": "full"}, "execution": {
+        "retries": 2, "timeoutSeconds": 300, "cacheDir": "/c"}})
     again = recorded_options(options, settings)
     assert (again.retries, again.timeout) == (2, 300)
     assert recorded_options(SubmitOptions(root=Path("."), retries=1, timeout=400), settings).retries == 1
-    assert recorded_options(options, {}) == options
+    assert recorded_options(options, None) == options
 
 
 def test_the_wheel_holds_the_files_with_a_matching_record() -> None:
@@ -109,7 +110,7 @@ def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Pat
     base = image("d", f"rootfs/{sha}.tar")
     spec = spec.model_copy(update={"images": {**spec.images, "base": base}})
     summary = finish_pass(spec, [payload(test, Status.PASS)])
-    with zipfile.ZipFile(summary["testPassZip"]) as archive:
+    with zipfile.ZipFile(summary.test_pass_zip) as archive:
         names = {n.split("/", 1)[1]: archive.getinfo(n) for n in archive.namelist()}
         wheel = archive.read(f"{spec.name}/wheels/holepunch-0.1.0-py3-none-any.whl")
     assert f"rootfs/{sha}.tar.zst" in names and f"rootfs/{sha}.tar" not in names
@@ -118,4 +119,4 @@ def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Pat
     assert wheel != b"a stale wheel"
     with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
         assert "controller/results/finish.py" in archive.namelist()
-    assert summary["testPassZipBytes"] == Path(summary["testPassZip"]).stat().st_size
+    assert summary.test_pass_zip_bytes == Path(summary.test_pass_zip).stat().st_size

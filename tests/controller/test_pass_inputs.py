@@ -1,0 +1,41 @@
+"""What a pass reads once: impls.yaml is loaded by planning, and the image builds use that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.cache import Cache
+from cluster.models import ImageInfo, ImplsFile
+from controller.plan import config
+from controller.plan.matrix import plan_matrix
+from controller.run import submit
+
+
+class FakeBuilder:
+    """Stands in for controller.images.build.Builder: every target "built" at once."""
+
+    def __init__(self, cache, log) -> None:
+        self.built: list[str] = []
+
+    def build(self, target):
+        self.built.append(target.name)
+        image = ImageInfo(image_id="e" * 64, image_name=target.name, built_at="t", arch="x86_64")
+        return type("Built", (), {"image": image})()
+
+
+def test_impls_yaml_is_read_once_per_pass(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    loads: list[Path] = []
+    real = config.load_model
+
+    def counting(model, path):
+        if model is ImplsFile:
+            loads.append(path)
+        return real(model, path)
+    monkeypatch.setattr(config, "load_model", counting)
+    monkeypatch.setattr(submit, "Builder", FakeBuilder)
+    cache = Cache(tmp_path / "cache")
+    plan = plan_matrix(repo, "rust", None, None, cache)
+    options = submit.SubmitOptions(root=repo, kind="rust")
+    images = submit.build_images(options, cache, plan.impls, plan.matrix, log=lambda _: None)
+    assert {"base", "router", "rust-relay", "rust-v0.53", "rust-v0.54"} <= set(images)
+    assert loads == [repo / "impls.yaml"]

@@ -1,0 +1,77 @@
+"""The run_test task with a fake host: an infrastructure fault that outlives its retries ends
+as an `error` record, and a pass holding one exits 3, even when the test is a known failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.errors import EXIT_INFRASTRUCTURE, InfrastructureError
+from cluster.matrix import build_matrix
+from cluster.models import ImageInfo, ResultsMetadata, TestCase, Transport
+from cluster.selection import Selection
+from cluster.tasks import RunRequest
+from controller.results.collect import collect, exit_code_of
+import worker.tasks as tasks
+
+IMAGE = ImageInfo(image_id="c" * 64, image_name="x", built_at="2026-11-25T09:00:00Z", arch="x86_64")
+
+
+class FakeHost:
+    """Stands in for worker.host.Host: the task asks only its name and image source."""
+
+    name = "fake-host"
+    image_source = None
+
+
+@pytest.fixture
+def broken_engine(monkeypatch) -> list[str]:
+    """Every image fetch fails, as with the cache server gone."""
+    calls: list[str] = []
+
+    def fetch_fails(image_id: str, source: str | None) -> bool:
+        calls.append(image_id)
+        raise InfrastructureError("image fetch failed (a fake fault)")
+    monkeypatch.setattr(tasks, "this_host", lambda: FakeHost())
+    monkeypatch.setattr(tasks, "ensure_image", fetch_fails)
+    return calls
+
+
+def test_a_known_failure_whose_images_never_arrive_is_an_error_and_the_pass_exits_3(
+        broken_engine) -> None:
+    test = TestCase(name="a x b (tcp)", dialer="a", listener="b", transport=Transport.TCP,
+                    expected_failure=True)
+    request = RunRequest(pass_id="p", test=test, dialer=IMAGE, listener=IMAGE, router=IMAGE,
+                         relay=IMAGE, base=IMAGE)
+    run = tasks.run_test.apply(args=(test.name, request.model_dump(mode="json", by_alias=True)))
+    assert run.successful(), run.result
+    payload = run.result
+    assert payload["record"]["status"] == "error", payload
+    assert payload["record"]["reason"] == "infrastructure: image fetch failed (a fake fault)"
+    assert len(broken_engine) == 4  # the first attempt and three retries
+
+    matrix = build_matrix([test], Selection(known_failures=["a x b"]), "full")
+    assert matrix.tests[0].expected_failure
+    collected = collect(ResultsMetadata(test_pass="p"), matrix, [payload])
+    summary = collected.results.summary
+    assert (summary.known_failures, summary.failed, summary.passed) == (0, 0, 0)
+    assert exit_code_of(collected.results) == EXIT_INFRASTRUCTURE
+
+
+def test_a_result_the_reporter_would_refuse_is_an_error_not_a_lost_test(monkeypatch) -> None:
+    from cluster.models import PeerRecord, Status, TestRecord
+    from cluster.tasks import COMPOSE_LIMIT
+    from worker.runner import RunOutput
+
+    test = TestCase(name="a x b (tcp)", dialer="a", listener="b", transport=Transport.TCP)
+    request = RunRequest(pass_id="p", test=test, dialer=IMAGE, listener=IMAGE, router=IMAGE,
+                         relay=IMAGE, base=IMAGE)
+    passed = TestRecord(name=test.name, status=Status.PASS, rtt_ms=201.0,
+                        dialer=PeerRecord(version="a"), listener=PeerRecord(version="b"))
+    monkeypatch.setattr(tasks, "this_host", lambda: FakeHost())
+    monkeypatch.setattr(tasks, "ensure_image", lambda image_id, source: False)
+    monkeypatch.setattr(tasks, "run_one", lambda request, host: RunOutput(
+        passed, "log", "x" * (COMPOSE_LIMIT + 1)))
+    run = tasks.run_test.apply(args=(test.name, request.model_dump(mode="json", by_alias=True)))
+    record = run.result["record"]
+    assert (record["status"], record["name"]) == ("error", "a x b (tcp)")
+    assert record["reason"].startswith("infrastructure: its result failed validation")
