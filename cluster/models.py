@@ -196,6 +196,8 @@ def relative_path_problem(value: str) -> str | None:
     """What makes `value` unfit as a path inside a folder, or None."""
     if not value:
         return "an empty path"
+    if len(value) > 1024 or any(len(part) > 255 for part in value.split("/")):
+        return "a path too long for a file system"
     if value.startswith("/"):
         return "an absolute path"
     for part in value.split("/"):

@@ -97,6 +97,8 @@ class _AliasExpander:
         return node
 
     def _alias(self, alias: str, source: str, key: str) -> _Node:
+        if not alias:
+            raise ConfigError(source, key, "'~' must be followed by an alias name, e.g. ~rust")
         if alias in self.compiled:
             return self.compiled[alias]
         if alias in self.expanding:

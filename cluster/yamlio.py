@@ -7,6 +7,7 @@ one wins), so that a pasted-over setting cannot hide.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +93,7 @@ def key_path(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            part = part if str(part).isprintable() else repr(part)  # no escapes reach a terminal
             text += f".{part}" if text else str(part)
     return text or "(top level)"
 
@@ -113,15 +115,34 @@ def load_model(model: type[M], path: Path) -> M:
     return validate(model, read_yaml(path), path)
 
 
+# Parts pydantic adds to a location to say which member of a union or which validator failed:
+# not keys of the file, so left out of the key path.
+_VALIDATOR_STEP = re.compile(r"(function-[a-z]+|list|dict|union|nullable|tagged-union)\[.*\]|str|int")
+
+
 def _describe(err: dict[str, Any]) -> tuple[str, str]:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _VALIDATOR_STEP.fullmatch(p)))
+    if loc and loc[-1] == "[key]":  # the key itself is wrong, not its value
+        return key_path(loc[:-1]) + " (the key)", _describe_problem(err)
+    return key_path(loc), _describe_problem(err)
+
+
+def _describe_problem(err: dict[str, Any]) -> str:
     kind = err["type"]
     if kind == "missing":
-        return key_path(loc), "required key is missing"
+        return "required key is missing"
     if kind == "extra_forbidden":
-        return key_path(loc), "unknown key (check its spelling)"
+        return "unknown key (check its spelling)"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping (got {_kind_of(err.get('input'))})"
     message = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     if kind not in ("value_error",) and not isinstance(got, (dict, list)):
         message = f"{message} (got {got!r})"
-    return key_path(loc), message
+    return message
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    return repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"

@@ -38,13 +38,20 @@ def load_impls(root: Path) -> ImplsFile:
         key = f"implementations[{index}].source"
         folder = _inside(root, root / impl.folder, path, f"{key}.path", "the repository")
         if impl.source.type == "local":
-            if not folder.is_dir():
+            if not _is_dir(folder):
                 raise ConfigError(path, f"{key}.path",
                                   f"folder {impl.folder!r} of {impl.id!r} does not exist")
             _inside(folder, folder / impl.source.dockerfile, path, f"{key}.dockerfile",
                     f"its source folder {impl.folder}")
     check_aliases(impls.aliases(), str(path))
     return impls
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a folder we may not read: not a usable source folder
+        return False
 
 
 def _inside(top: Path, candidate: Path, source: Path, key: str, what: str) -> Path:

@@ -32,7 +32,8 @@ def refused(run_cli, repo: Path, tmp_path: Path, *words: str) -> str:
     return stderr
 
 
-@pytest.mark.parametrize("path", ["/etc", "../../..", "impl/../../..", "/", "impl/rust/v0.53/../../../.."])
+@pytest.mark.parametrize("path", ["/etc", "../../..", "impl/../../..", "/", "impl/rust/v0.53/../../../..",
+                                  "x" * 300, "a/" * 600 + "a"])
 def test_a_source_path_outside_the_repository_exits_2(repo: Path, run_cli, tmp_path: Path,
                                                      path: str) -> None:
     set_source(repo, 2, f"{{type: local, path: {path!r}}}")
