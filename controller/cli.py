@@ -108,7 +108,7 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
-        atomic_write(output, text)
+        write_output(output, text, "--output")
         for test in plan.matrix.tests:
             click.echo(test.name)
     meta = plan.matrix.metadata
@@ -354,6 +354,7 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     """
     import os
 
+    from cluster.yamlio import read_text
     from controller.results.collect import load_results
     from controller.results.html import files_beside, link_from, render_results_html
     from controller.results.report import inject_dashboard, render_results_md
@@ -363,14 +364,15 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     page = html_file or target.with_name("results.html")
     logs, present = files_beside(results, results_file.parent)
     root = Path(os.path.relpath(results_file.parent.resolve(), page.parent.resolve())).as_posix()
-    atomic_write(target, markdown)
-    atomic_write(page, render_results_html(results, logs, root="" if root == "." else root,
-                                           linked=present))
+    # The README is read and checked before anything is written: a bad one writes nothing.
+    readme = (inject_dashboard(read_text(update_readme), markdown, str(update_readme),
+                               link_from(update_readme, page)) if update_readme else None)
+    write_output(target, markdown, "--output")
+    write_output(page, render_results_html(results, logs, root="" if root == "." else root,
+                                           linked=present), "--html")
     err.print(f"wrote {target}, {page}")
-    if update_readme:
-        readme = update_readme.read_text(encoding="utf-8")
-        atomic_write(update_readme, inject_dashboard(readme, markdown, str(update_readme),
-                                                     link_from(update_readme, page)))
+    if update_readme and readme is not None:
+        write_output(update_readme, readme, "--update-readme")
         err.print(f"updated the dashboard in {update_readme}")
 
 
@@ -404,6 +406,17 @@ def workflows(root: Path, check: bool) -> None:
     for relative in stale_workflows(root, files):
         (root / relative).unlink()
         err.print(f"removed {relative} (no such language in impls.yaml)")
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    """A file the user asked for; a folder we may not write is their input, not our bug (a
+    full disk is the machine's: main() says so)."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise UsageError(option, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -185,3 +185,19 @@ def test_both_help_texts_list_exit_code_4(run_cli) -> None:
     assert "4 internal error" in " ".join(CliRunner().invoke(worker_cli, ["--help"]).output.split())
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     assert "`4` internal error" in readme
+
+
+def test_unwritable_or_missing_files_the_user_named_exit_2(repo: Path, run_cli,
+                                                           tmp_path: Path) -> None:
+    source = tmp_path / "results.yaml"
+    source.write_text((Path(__file__).parent / "golden" / "results.yaml").read_text())
+    code, _, stderr = run_cli("report", str(source), "--update-readme", str(tmp_path / "nope.md"))
+    assert code == EXIT_BAD_INPUT and "nope.md: file not found" in stderr
+    (tmp_path / "README.md").write_text("no markers here\n")
+    code, _, stderr = run_cli("report", str(source), "--update-readme", str(tmp_path / "README.md"))
+    assert code == EXIT_BAD_INPUT and "marker not found" in stderr
+    assert not (tmp_path / "results.md").exists()  # checked before anything was written
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, stderr = run_cli("matrix", "--root", str(repo), "-o", str(blocker / "m.yaml"))
+    assert code == EXIT_BAD_INPUT and "--output: cannot write" in stderr
