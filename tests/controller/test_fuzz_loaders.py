@@ -171,6 +171,22 @@ def test_results_yaml_through_report(run_cli, tmp_path: Path, data) -> None:
         assert "results.yaml" in stderr and not (tmp_path / "results.md").exists()
 
 
+@FUZZ
+@given(st.data())
+def test_hostile_file_names_in_results_yaml(run_cli, tmp_path: Path, data) -> None:
+    results = yaml.safe_load((GOLDEN / "results.yaml").read_text())
+    for record in data.draw(st.lists(st.sampled_from(results["tests"]), min_size=1, max_size=3)):
+        record[data.draw(st.sampled_from(["logFile", "dockerCompose", "name", "reason", "host"]))] = \
+            data.draw(st.one_of(strings, st.sampled_from(["x" * 300, "a\0b", "../" * 20 + "etc/passwd",
+                                                           "/dev/zero", "/etc", "logs"])))
+    source = tmp_path / "results.yaml"
+    source.write_text(dump_yaml(results))
+    code, _, stderr = run_cli("report", str(source))
+    assert code in (EXIT_OK, EXIT_BAD_INPUT), stderr
+    assert "Traceback" not in stderr and "root:x:0:0" not in (tmp_path / "results.html").read_text() \
+        if code == EXIT_OK else "results.yaml" in stderr
+
+
 def sample_matrix() -> str:
     from cluster.matrix import build_matrix, matrix_to_yaml
     from cluster.models import ImplsFile
