@@ -79,7 +79,7 @@ def selection_path(root: Path, kind: str) -> Path:
     if kind == "full":
         return root / SELECTION_FILE
     folder = root / "impl" / kind
-    if not folder.is_dir() or not (folder / SELECTION_FILE).is_file():
+    if kind not in languages(root):  # a name, never a path: `--kind ../..` reads nothing
         choices = ", ".join(["full", "auto", *languages(root)])
         raise UsageError("--kind", f"no impl/{kind}/{SELECTION_FILE} under {root}; "
                                    f"expected one of: {choices}")

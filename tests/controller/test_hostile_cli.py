@@ -201,3 +201,12 @@ def test_unwritable_or_missing_files_the_user_named_exit_2(repo: Path, run_cli,
     blocker.write_text("")
     code, _, stderr = run_cli("matrix", "--root", str(repo), "-o", str(blocker / "m.yaml"))
     assert code == EXIT_BAD_INPUT and "--output: cannot write" in stderr
+
+
+@pytest.mark.parametrize("kind", ["../..", "../../..", "rust/../go", "/etc", "rust\n", ".."])
+def test_kind_is_a_language_name_not_a_path(repo: Path, run_cli, tmp_path: Path, kind: str) -> None:
+    (tmp_path / "test-selection.yaml").write_text("test-filter: [go]\n")  # what '..' would reach
+    (repo / "impl/test-selection.yaml").write_text("test-filter: [go]\n")
+    code, _, stderr = run_cli("matrix", "--root", str(repo), "--kind", kind, "-o",
+                              str(tmp_path / "m.yaml"))
+    assert code == EXIT_BAD_INPUT and "--kind" in stderr and "expected one of: full, auto" in stderr
