@@ -21,8 +21,24 @@ LOGS_FOLDER = "logs"
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
+_SECRET_OPTION = re.compile(r"--[a-z-]*(auth|password|secret|token)[a-z-]*", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def redacted_command(argv: list[str]) -> str:
+    """The command line, with URL credentials and the values of secret-bearing options masked."""
+    words: list[str] = []
+    for word in argv:
+        option, equals, _ = word.partition("=")
+        if words and _SECRET_OPTION.fullmatch(words[-1]):
+            word = "***"
+        elif equals and _SECRET_OPTION.fullmatch(option):
+            word = f"{option}=***"
+        words.append(word)
+    return redact(" ".join(words)).replace("\0", "")
 
 
 def write_crash_log(prog: str, exc: BaseException, cache_root: Path | None = None) -> Path | None:
@@ -30,7 +46,7 @@ def write_crash_log(prog: str, exc: BaseException, cache_root: Path | None = Non
     neither can be written."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     text = redact("".join(traceback.format_exception(exc)))
-    header = f"{prog} {' '.join(sys.argv[1:])}\n".replace("\0", "")
+    header = f"{prog} {redacted_command(sys.argv[1:])}\n"
     for folder in (Path(cache_root or default_cache_root()) / LOGS_FOLDER,
                    Path(tempfile.gettempdir())):
         path = folder / f"{prog}-crash-{stamp}-{os.getpid()}.log"
@@ -38,7 +54,7 @@ def write_crash_log(prog: str, exc: BaseException, cache_root: Path | None = Non
             folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as handle:
-                handle.write(redact(header) + text)
+                handle.write(header + text)
             return path
         except OSError:
             continue

@@ -210,3 +210,12 @@ def test_kind_is_a_language_name_not_a_path(repo: Path, run_cli, tmp_path: Path,
     code, _, stderr = run_cli("matrix", "--root", str(repo), "--kind", kind, "-o",
                               str(tmp_path / "m.yaml"))
     assert code == EXIT_BAD_INPUT and "--kind" in stderr and "expected one of: full, auto" in stderr
+
+
+def test_a_crash_log_masks_secrets_on_the_command_line(tmp_path: Path, monkeypatch) -> None:
+    from cluster.crash import write_crash_log
+    monkeypatch.setattr("sys.argv", ["holepunch-controller", "cluster", "up", "--flower-auth",
+                                     "admin:hunter2", "--broker=redis://:pw1@host:6379/0"])
+    log = write_crash_log("holepunch-controller", RuntimeError("x"), tmp_path)
+    text = log.read_text()
+    assert "hunter2" not in text and "pw1" not in text and "--flower-auth ***" in text
