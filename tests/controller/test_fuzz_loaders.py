@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 
 from cluster.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from cluster.matrix import matrix_from_yaml
-from cluster.models import ImageInfo, Settings
+from cluster.models import ImageInfo, ImagesFile, Settings
 from cluster.yamlio import dump_yaml, load_model, parse_yaml, validate
-from controller.run.rerun import ImagesFile
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
