@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from cluster.yamlio import read_yaml  # noqa: E402 - the repository is on sys.path now
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 BROKER_PORT = 16391
 BROKER = f"redis://127.0.0.1:{BROKER_PORT}/0"
@@ -49,7 +49,7 @@ def timed_pass(out: Path, test_filter: str, *extra: str) -> tuple[float, dict]:
     seconds = time.monotonic() - started
     if not (out / "results.yaml").is_file():
         sys.exit(f"no results.yaml ({result.returncode}): {result.stderr[-2000:]}")
-    return seconds, yaml.safe_load((out / "results.yaml").read_text())
+    return seconds, read_yaml(out / "results.yaml")
 
 
 def summary(results: dict) -> str:
@@ -82,7 +82,7 @@ def recovery(out: Path) -> tuple[float, float, dict]:
             proc.kill()
     ended = time.monotonic()
     run(["docker", "start", "holepunch-cluster_worker-b_1"], timeout=60)
-    return ended - killed, ended - started, yaml.safe_load((out / "results.yaml").read_text())
+    return ended - killed, ended - started, read_yaml(out / "results.yaml")
 
 
 def main() -> None:

@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import redis
-import yaml
 
 from localcluster import Deadline, LocalCluster, bounded_main
 from testcases import newest_rust, request
+
+from cluster.yamlio import parse_yaml  # noqa: E402 - testcases put the repository on sys.path
 
 HOST = "bench-overhead"
 PORT = 16404
@@ -41,7 +42,7 @@ def by_hand(compose_text: str, runs: int, deadline: Deadline) -> tuple[list[floa
 
     Time counted: the push, `up` until the dialer exits, and `down -v`.
     """
-    env = yaml.safe_load(compose_text)["services"]["dialer"]["environment"]
+    env = parse_yaml(compose_text, "compose file")["services"]["dialer"]["environment"]
     key = env["TEST_KEY"]
     redis_host, redis_port = env["REDIS_ADDR"].rsplit(":", 1)
     store = redis.Redis(host=redis_host, port=int(redis_port), socket_timeout=5,

@@ -1,6 +1,7 @@
 """Every error the shared core raises, each mapped to a process exit code.
 
-Exit codes (DESIGN.md): 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure.
+Exit codes (DESIGN.md): 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure,
+4 internal error (a bug of ours: never a verdict on the tests), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ EXIT_OK = 0
 EXIT_TEST_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
+EXIT_INTERNAL = 4  # an unexpected exception: its traceback goes to a file, not to the user
+EXIT_INTERRUPTED = 130
 
 
 class HolepunchError(Exception):

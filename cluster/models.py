@@ -14,14 +14,21 @@ from typing import Annotated, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel,
                       StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints,
-                      field_validator, model_validator)
+                      ValidationInfo, field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
 from cluster.imageid import bare_image_id, image_ref
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-GIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# Checked with fullmatch: `$` in a pattern would also accept a trailing newline.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+GIT_SHA = re.compile(r"[0-9a-f]{40}")
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
+# GitHub's rules: an owner is 1-39 letters, digits and single inner hyphens; a repository name
+# is up to 100 letters, digits, '.', '_' and '-' (but not '.' or '..').
+GITHUB_REPO = re.compile(r"(?P<owner>[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38})/(?P<name>[A-Za-z0-9._-]{1,100})")
+# A folder or file named in impls.yaml: relative, '/'-separated, no '..', no blank or control
+# characters; that it stays inside the repository (symlinks resolved) is checked on load.
+_PATH_PART = re.compile(r"[A-Za-z0-9._+@=,-]+")
 
 
 class Transport(str, Enum):
@@ -44,7 +51,16 @@ def _none_as_empty(value: object) -> object:
     return [] if value is None else value
 
 
-Patterns = Annotated[list[StrictStr], BeforeValidator(_none_as_empty)]
+def _printable(value: str) -> str:
+    """A pattern or alias name is one line of text: control characters are refused."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"a control character {bad!r} in {value!r}; expected one line of text")
+    return value
+
+
+Pattern = Annotated[StrictStr, AfterValidator(_printable)]
+Patterns = Annotated[list[Pattern], BeforeValidator(_none_as_empty)]
 
 
 def _timestamp_text(value: object) -> object:
@@ -137,14 +153,62 @@ class Source(_Input):
     commit: StrictStr | None = None
     dockerfile: StrictStr = "Dockerfile"
 
+    @field_validator("path", "dockerfile")
+    @classmethod
+    def _relative_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        inside = "its source folder" if info.field_name == "dockerfile" else "the repository"
+        problem = relative_path_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; expected a relative path inside {inside}, "
+                             f"e.g. impl/rust/v0.53 (got {value!r})")
+        return value
+
+    @field_validator("repo")
+    @classmethod
+    def _owner_name(cls, value: str | None) -> str | None:
+        match = GITHUB_REPO.fullmatch(value) if value is not None else None
+        if value is not None and (not match or match["name"] in (".", "..")):
+            raise ValueError(f"expected <owner>/<name> as GitHub spells it, e.g. libp2p/rust-libp2p "
+                             f"(not a URL; got {value!r})")
+        return value
+
+    @field_validator("commit")
+    @classmethod
+    def _full_sha(cls, value: str | None) -> str | None:
+        if value is not None and not GIT_SHA.fullmatch(value):
+            raise ValueError(f"expected the full 40-hex git commit sha in lowercase "
+                             f"(got {value!r})")
+        return value
+
     @model_validator(mode="after")
     def _fields_for_type(self) -> Source:
         if self.type == "github":
-            if not self.repo or "/" not in self.repo:
+            if not self.repo:
                 raise ValueError("a github source needs repo: <owner>/<name>")
-            if not self.commit or not GIT_SHA.match(self.commit):
+            if not self.commit:
                 raise ValueError("a github source needs commit: the full 40-hex git commit sha")
         return self
+
+
+def relative_path_problem(value: str) -> str | None:
+    """What makes `value` unfit as a path inside a folder, or None."""
+    if not value:
+        return "an empty path"
+    if len(value) > 1024 or any(len(part) > 255 for part in value.split("/")):
+        return "a path too long for a file system"
+    if value.startswith("/"):
+        return "an absolute path"
+    for part in value.split("/"):
+        if part in ("", "."):
+            return "an empty or '.' path component"
+        if part == "..":
+            return "a '..' path component climbs out"
+        if not _PATH_PART.fullmatch(part):
+            return ("a path component with characters other than letters, digits and "
+                    "'._+@=,-' (no blanks or control characters)")
+    return None
 
 
 class Implementation(_Input):
@@ -158,7 +222,7 @@ class Implementation(_Input):
     @field_validator("id")
     @classmethod
     def _safe_id(cls, value: str) -> str:
-        if not SAFE_ID.match(value):
+        if not SAFE_ID.fullmatch(value):
             raise ValueError(
                 f"id {value!r} must be letters, digits, '.', '_' or '-' (it becomes part of "
                 "test names, image names and file names)")
@@ -180,7 +244,7 @@ class Implementation(_Input):
 
 class ImplsFile(_Input):
     implementations: list[Implementation] = Field(min_length=1)
-    test_aliases: dict[StrictStr, StrictStr | list[StrictStr]] = Field(
+    test_aliases: dict[Pattern, Pattern | list[Pattern]] = Field(
         default_factory=dict, alias="test-aliases")
 
     @field_validator("implementations")

@@ -44,31 +44,88 @@ def resolve_selection(defaults: SelectionFile, cli_filter: str | None, cli_ignor
     return Selection(filter=filter_, ignore=ignore, known_failures=known)
 
 
+MAX_ALIAS_DEPTH = 64  # `~a` naming `~b` naming ... deeper than this is refused, not recursed into
+
+# A compiled term: (test name, per-name memo of alias verdicts) -> matches?
+_Node = Callable[[str, dict[str, bool]], bool]
+
+
 def compile_patterns(patterns: Sequence[str], aliases: dict[str, list[str]],
-                     source: str = "test selection") -> list[Predicate]:
+                     source: str = "test selection", key: str = "pattern") -> list[Predicate]:
     """Turn patterns into predicates on test names, expanding `~alias` and `!negation`."""
-    return [_compile_term(term, aliases, source, ()) for term in patterns]
+    expander = _AliasExpander(aliases)
+    nodes = [expander.compile(term, source, f"{key}[{index}]")
+             for index, term in enumerate(patterns)]
+    return [_predicate(node) for node in nodes]
 
 
-def _compile_term(term: str, aliases: dict[str, list[str]], source: str,
-                  expanding: tuple[str, ...]) -> Predicate:
-    if term.startswith("!"):
-        inner = _compile_term(term[1:], aliases, source, expanding)
-        return lambda name: not inner(name)
-    if term.startswith("~"):
-        alias = term[1:]
-        if alias not in aliases:
-            known = ", ".join(sorted(aliases)) or "none are defined"
-            raise ConfigError(source, f"~{alias}",
-                              f"unknown test alias (impls.yaml test-aliases: {known})")
-        if alias in expanding:
-            chain = " -> ".join(f"~{a}" for a in (*expanding, alias))
-            raise ConfigError("impls.yaml", f"test-aliases.{alias}", f"alias refers to itself: {chain}")
-        parts = [_compile_term(t, aliases, source, (*expanding, alias)) for t in aliases[alias]]
-        return lambda name: any(part(name) for part in parts)
-    if not term:
-        raise ConfigError(source, "pattern", "an empty pattern after '!' matches nothing useful")
-    return lambda name: term in name
+def check_aliases(aliases: dict[str, list[str]], source: str = "impls.yaml") -> None:
+    """Every alias names only defined aliases and none refers to itself, whether used or not."""
+    expander = _AliasExpander(aliases, source)
+    for alias in aliases:
+        expander.compile(f"~{alias}", source, f"test-aliases.{alias}")
+
+
+def _predicate(node: _Node) -> Predicate:
+    return lambda name: node(name, {})
+
+
+class _AliasExpander:
+    """Compiles each alias once, however many patterns or aliases name it, and evaluates it once
+    per test name: a chain of aliases that each name the next several times costs one visit per
+    alias, not one per path through the chain (which grows exponentially with its depth)."""
+
+    def __init__(self, aliases: dict[str, list[str]], impls_source: str = "impls.yaml"):
+        self.aliases = aliases
+        self.impls_source = impls_source
+        self.compiled: dict[str, _Node] = {}
+        self.expanding: list[str] = []  # the chain being expanded, to name a cycle
+
+    def compile(self, term: str, source: str, key: str) -> _Node:
+        bare = term.lstrip("!")
+        negated = (len(term) - len(bare)) % 2 == 1
+        if bare.startswith("~"):
+            node = self._alias(bare[1:], source, key)
+        elif not bare:
+            raise ConfigError(source, key, f"the pattern {term!r} is empty after '!': expected "
+                                           "a substring of test names")
+        else:
+            node = lambda name, memo: bare in name  # noqa: E731
+        if negated:
+            inner = node
+            return lambda name, memo: not inner(name, memo)
+        return node
+
+    def _alias(self, alias: str, source: str, key: str) -> _Node:
+        if not alias:
+            raise ConfigError(source, key, "'~' must be followed by an alias name, e.g. ~rust")
+        if alias in self.compiled:
+            return self.compiled[alias]
+        if alias in self.expanding:
+            chain = " -> ".join(f"~{a}" for a in (*self.expanding[self.expanding.index(alias):],
+                                                  alias))
+            raise ConfigError(self.impls_source, f"test-aliases.{self.expanding[-1]}",
+                              f"alias refers to itself: {chain}")
+        if alias not in self.aliases:
+            known = ", ".join(sorted(self.aliases)) or "none are defined"
+            raise ConfigError(source, key,
+                              f"unknown test alias ~{alias} (impls.yaml test-aliases: {known})")
+        if len(self.expanding) >= MAX_ALIAS_DEPTH:
+            chain = " -> ".join(f"~{a}" for a in self.expanding[:3])
+            raise ConfigError(self.impls_source, f"test-aliases.{self.expanding[0]}",
+                              f"aliases nest deeper than {MAX_ALIAS_DEPTH} levels ({chain} -> ...)")
+        self.expanding.append(alias)
+        parts = [self.compile(term, self.impls_source, f"test-aliases.{alias}")
+                 for term in self.aliases[alias]]
+        self.expanding.pop()
+
+        def node(name: str, memo: dict[str, bool]) -> bool:
+            verdict = memo.get(alias)
+            if verdict is None:
+                verdict = memo[alias] = any(part(name, memo) for part in parts)
+            return verdict
+        self.compiled[alias] = node
+        return node
 
 
 def any_match(predicates: Sequence[Predicate], name: str) -> bool:
@@ -121,9 +178,9 @@ def select_tests(impls: ImplsFile, selection: Selection,
                  source: str = "test selection") -> Selected:
     """The tests a pass runs, each marked when a known-failures pattern names it."""
     aliases = impls.aliases()
-    filter_ = compile_patterns(selection.filter, aliases, source)
-    ignore = compile_patterns(selection.ignore, aliases, source)
-    known = compile_patterns(selection.known_failures, aliases, source)
+    filter_ = compile_patterns(selection.filter, aliases, source, "test-filter")
+    ignore = compile_patterns(selection.ignore, aliases, source, "test-ignore")
+    known = compile_patterns(selection.known_failures, aliases, source, "known-failures")
     selected, ignored = [], 0
     for case in all_test_cases(impls, snapshots):
         if filter_ and not any_match(filter_, case.name):

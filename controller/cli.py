@@ -17,10 +17,12 @@ from rich.console import Console
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
 from cluster.celeryconfig import CONTROLLER_QUEUE
-from cluster.errors import EXIT_INFRASTRUCTURE, EXIT_OK, HolepunchError, UsageError
+from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
+                            HolepunchError, UsageError)
 from cluster.options import visibility_option
 
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+_cache_root: Path | None = None  # known once the group's options are parsed: crash logs go there
 
 KIND_HELP = ("full (root test-selection.yaml), a language with an impl/<lang>/ folder "
              "(impl/<lang>/test-selection.yaml), or auto (picked from git diff).")
@@ -53,9 +55,12 @@ def cli(ctx: click.Context, cache_dir: Path | None) -> None:
     """Distributed libp2p hole-punch interoperability tests.
 
     Exit codes: 0 all passed, 1 a test failed, 2 bad input, 3 infrastructure (a test that could
-    not be run included).
+    not be run included), 4 internal error (a bug: the traceback is written under
+    <cache>/logs/), 130 interrupted.
     """
-    ctx.obj = Cache(default_cache_root(cache_dir))
+    global _cache_root
+    _cache_root = default_cache_root(cache_dir)
+    ctx.obj = Cache(_cache_root)
 
 
 @cli.command("check-deps")
@@ -103,7 +108,7 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
-        atomic_write(output, text)
+        write_output(output, text, "--output")
         for test in plan.matrix.tests:
             click.echo(test.name)
     meta = plan.matrix.metadata
@@ -177,7 +182,8 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
     Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
     as a Celery chord, shows progress, and exits 0 if every test passed, 1 if one failed or the
     pass is partial, 2 on bad input, 3 on an infrastructure fault (also when a test ended as
-    `error`: it could not be run even after its retries), 130 when interrupted.
+    `error`: it could not be run even after its retries), 4 on an internal error, 130 when
+    interrupted.
     """
     if detach and not broker:
         raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
@@ -348,6 +354,7 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     """
     import os
 
+    from cluster.yamlio import read_text
     from controller.results.collect import load_results
     from controller.results.html import files_beside, link_from, render_results_html
     from controller.results.report import inject_dashboard, render_results_md
@@ -357,14 +364,15 @@ def report(results_file: Path, output: Path | None, html_file: Path | None,
     page = html_file or target.with_name("results.html")
     logs, present = files_beside(results, results_file.parent)
     root = Path(os.path.relpath(results_file.parent.resolve(), page.parent.resolve())).as_posix()
-    atomic_write(target, markdown)
-    atomic_write(page, render_results_html(results, logs, root="" if root == "." else root,
-                                           linked=present))
+    # The README is read and checked before anything is written: a bad one writes nothing.
+    readme = (inject_dashboard(read_text(update_readme), markdown, str(update_readme),
+                               link_from(update_readme, page)) if update_readme else None)
+    write_output(target, markdown, "--output")
+    write_output(page, render_results_html(results, logs, root="" if root == "." else root,
+                                           linked=present), "--html")
     err.print(f"wrote {target}, {page}")
-    if update_readme:
-        readme = update_readme.read_text(encoding="utf-8")
-        atomic_write(update_readme, inject_dashboard(readme, markdown, str(update_readme),
-                                                     link_from(update_readme, page)))
+    if update_readme and readme is not None:
+        write_output(update_readme, readme, "--update-readme")
         err.print(f"updated the dashboard in {update_readme}")
 
 
@@ -400,29 +408,50 @@ def workflows(root: Path, check: bool) -> None:
         err.print(f"removed {relative} (no such language in impls.yaml)")
 
 
+def write_output(path: Path, text: str, option: str) -> None:
+    """A file the user asked for; a folder we may not write is their input, not our bug (a
+    full disk is the machine's: main() says so)."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise UsageError(option, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; our errors become a message and their exit code, never a traceback."""
+    """Run the CLI; our errors become a message and their exit code, never a traceback, and
+    neither does anything unexpected: it is one line, a log file and EXIT_INTERNAL."""
     try:
         result = cli.main(args=argv, prog_name="holepunch-controller", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("aborted")
-        return 130
+        return EXIT_INTERRUPTED
     except HolepunchError as exc:
         err.print(f"error: {exc}", style="red")
         return exc.exit_code
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise
+            return _internal_error(exc)
         # A full disk is the machine's fault, not the input's: say where, never a traceback.
         where = f" writing {exc.filename}" if exc.filename else ""
         err.print(f"error: no space left on device{where}: free some where the cache is "
                   "(--cache-dir, else $HOLEPUNCH_CACHE, else ~/.cache/holepunch) and where the "
                   "engine keeps its images (docker system df)", style="red")
         return EXIT_INFRASTRUCTURE
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        return _internal_error(exc)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _internal_error(exc: BaseException) -> int:
+    from cluster.crash import crash_line, write_crash_log
+    err.print(crash_line("holepunch-controller", exc,
+                         write_crash_log("holepunch-controller", exc, _cache_root)), style="red")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import click
 
 from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
-from cluster.errors import HolepunchError
+from cluster.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, HolepunchError
 from cluster.imageid import bare_image_id
 from cluster.options import visibility_option
 from worker.host import Host
@@ -22,6 +22,7 @@ from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
 
 log = logging.getLogger("holepunch.worker")
+_cache_root: Path | None = None  # known once the options are parsed: crash logs go there
 
 
 def default_concurrency() -> int:
@@ -65,7 +66,7 @@ def default_concurrency() -> int:
 @click.option("--cleanup", is_flag=True,
               help="Do not start: remove this host's test leftovers and its global services "
                    "(Redis, relay, network, host guard), then exit.")
-def main(broker: str | None, concurrency: int | None, host_name: str | None,
+def cli(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
          max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
          loglevel: str, start_services: str | None, cleanup: bool) -> None:
@@ -74,7 +75,12 @@ def main(broker: str | None, concurrency: int | None, host_name: str | None,
 
     On start it removes test containers and networks a crashed run of this host left behind;
     on shutdown it stops its Redis, relay and network.
+
+    Exit codes: 0 stopped, 2 bad input, 3 infrastructure (no engine, no broker), 4 internal
+    error (a bug: the traceback is written under <cache>/logs/), 130 interrupted.
     """
+    global _cache_root
+    _cache_root = default_cache_root(cache_dir)
     try:
         fixed_addresses(public_subnet)  # Redis and the relay need room below the engine's range
     except ValueError as exc:
@@ -142,6 +148,27 @@ def _start_services(host: Host, images: str) -> None:
         sys.exit(exc.exit_code)
     click.echo(f"holepunch-worker: global services up: Redis {services.redis_addr}, relay "
                f"{services.relay_ip}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entry point: anything unexpected is one line, a log file and EXIT_INTERNAL."""
+    try:
+        code = cli.main(args=argv, prog_name="holepunch-worker", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("holepunch-worker: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except HolepunchError as exc:
+        click.echo(f"holepunch-worker: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        from cluster.crash import crash_line, write_crash_log
+        log = write_crash_log("holepunch-worker", exc, _cache_root)
+        click.echo(crash_line("holepunch-worker", exc, log), err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -16,26 +16,32 @@ GENERATED_FILES = frozenset({"image.yaml"})
 
 
 def source_files(folder: Path) -> list[Path]:
-    """The files that make up a source folder, sorted, generated output left out."""
+    """The files (and symlinks, to files or folders) that make up a source folder, sorted,
+    generated output left out."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         top = Path(dirpath) == folder
-        dirnames[:] = sorted(d for d in dirnames
-                             if d not in CACHE_DIRS and not (top and d in GENERATED_DIRS))
-        for name in sorted(filenames):
+        kept = sorted(d for d in dirnames if d not in CACHE_DIRS and not (top and d in GENERATED_DIRS))
+        links = [d for d in kept if (Path(dirpath) / d).is_symlink()]
+        dirnames[:] = [d for d in kept if d not in links]
+        for name in sorted([*filenames, *links]):
             if not (top and name in GENERATED_FILES):
                 found.append(Path(dirpath) / name)
     return found
 
 
 def source_digest(folder: Path) -> str:
-    """sha256 over each file's relative path, executable bit and content."""
+    """sha256 over each file's relative path, executable bit and content; a symlink counts by
+    where it points (as snapshots store it), so none is followed out of the folder."""
     digest = hashlib.sha256(b"holepunch-source-v1\n")
     for path in source_files(folder):
         relative = path.relative_to(folder).as_posix()
-        executable = b"x" if os.access(path, os.X_OK) else b"-"
-        content = hashlib.sha256(path.read_bytes()).digest()
-        digest.update(relative.encode("utf-8") + b"\0" + executable + content)
+        if path.is_symlink():
+            kind, content = b"l", hashlib.sha256(os.readlink(path).encode("utf-8")).digest()
+        else:
+            kind = b"x" if os.access(path, os.X_OK) else b"-"
+            content = hashlib.sha256(path.read_bytes()).digest()
+        digest.update(relative.encode("utf-8") + b"\0" + kind + content)
     return digest.hexdigest()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cluster.errors import ConfigError, UsageError
 from cluster.models import ImplsFile, SelectionFile
+from cluster.selection import check_aliases
 from cluster.yamlio import load_model
 
 IMPLS_FILE = "impls.yaml"
@@ -30,13 +31,40 @@ class KindChoice:
 
 
 def load_impls(root: Path) -> ImplsFile:
+    """impls.yaml, with every folder it names inside `root` and its aliases well formed."""
     path = root / IMPLS_FILE
     impls = load_model(ImplsFile, path)
     for index, impl in enumerate(impls.implementations):
-        if impl.source.type == "local" and not (root / impl.folder).is_dir():
-            key = f"implementations[{index}].source.path"
-            raise ConfigError(path, key, f"folder {impl.folder!r} of {impl.id!r} does not exist")
+        key = f"implementations[{index}].source"
+        folder = _inside(root, root / impl.folder, path, f"{key}.path", "the repository")
+        if impl.source.type == "local":
+            if not _is_dir(folder):
+                raise ConfigError(path, f"{key}.path",
+                                  f"folder {impl.folder!r} of {impl.id!r} does not exist")
+            _inside(folder, folder / impl.source.dockerfile, path, f"{key}.dockerfile",
+                    f"its source folder {impl.folder}")
+    check_aliases(impls.aliases(), str(path))
     return impls
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a folder we may not read: not a usable source folder
+        return False
+
+
+def _inside(top: Path, candidate: Path, source: Path, key: str, what: str) -> Path:
+    """`candidate` with symlinks resolved, refused unless it stays under `top` (also resolved):
+    a link in the checkout must not let a build read or hash files elsewhere on the machine."""
+    try:
+        resolved, top_resolved = candidate.resolve(), top.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable folder
+        raise ConfigError(source, key, f"cannot resolve {candidate}: {exc}") from None
+    if not resolved.is_relative_to(top_resolved):
+        raise ConfigError(source, key, f"{candidate} resolves to {resolved}, outside {what} "
+                                       f"({top_resolved}); expected a path inside it")
+    return resolved
 
 
 def languages(root: Path) -> list[str]:
@@ -51,7 +79,7 @@ def selection_path(root: Path, kind: str) -> Path:
     if kind == "full":
         return root / SELECTION_FILE
     folder = root / "impl" / kind
-    if not folder.is_dir() or not (folder / SELECTION_FILE).is_file():
+    if kind not in languages(root):  # a name, never a path: `--kind ../..` reads nothing
         choices = ", ".join(["full", "auto", *languages(root)])
         raise UsageError("--kind", f"no impl/{kind}/{SELECTION_FILE} under {root}; "
                                    f"expected one of: {choices}")

@@ -546,8 +546,11 @@ def files_beside(results: Results, folder: Path) -> tuple[dict[str, str], set[st
         for relative in (record.log_file, record.docker_compose):
             if not relative:
                 continue
-            path = (folder / relative).resolve()
-            if not path.is_relative_to(top) or not path.is_file():
+            try:
+                path = (folder / relative).resolve()
+                if not path.is_relative_to(top) or not path.is_file():
+                    continue
+            except (OSError, ValueError):  # a name too long, a NUL byte: no file of ours
                 continue
             present.add(relative)
             if relative == record.log_file:

@@ -19,7 +19,7 @@ from cluster.cache import Cache, short
 from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_from_yaml
 from cluster.models import ImageInfo, ImagesFile, Settings
-from cluster.yamlio import load_model
+from cluster.yamlio import load_model, read_text
 from controller.images import rootfs
 from controller.images.build import Builder
 from controller.images.solid import restore_solid
@@ -60,8 +60,8 @@ def recorded_options(options: SubmitOptions, settings: Settings | None) -> Submi
 
 def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) -> int:
     """Re-run the pass unzipped in `folder` (also its cache: snapshots/, makefiles/, rootfs/)."""
-    matrix = matrix_from_yaml((folder / "test-matrix.yaml").read_text(encoding="utf-8"),
-                              str(folder / "test-matrix.yaml"))
+    matrix_path = folder / "test-matrix.yaml"
+    matrix = matrix_from_yaml(read_text(matrix_path), str(matrix_path))
     # The zip's manifests are input like any config: a wrong key exits 2 naming it, and a file
     # name in them is a plain one under its cache folder (cluster.models).
     recorded = load_model(ImagesFile, folder / "images.yaml").root

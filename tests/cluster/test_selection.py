@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from cluster.errors import ConfigError
 from cluster.models import ImplsFile, SelectionFile
-from cluster.selection import Selection, resolve_selection, select_tests, split_patterns
+from cluster.selection import (MAX_ALIAS_DEPTH, Selection, check_aliases, compile_patterns,
+                               resolve_selection, select_tests, split_patterns)
 
 
 def impls(*entries, aliases=None) -> ImplsFile:
@@ -137,3 +138,66 @@ def test_ignore_always_wins(filter_, ignore) -> None:
 def test_empty_filter_selects_all_but_ignored(ignore) -> None:
     chosen = names(Selection(ignore=tuple(ignore)))
     assert chosen == [n for n in ALL_NAMES if not any(hit(p, n) for p in ignore)]
+
+
+class CountingAliases(dict):
+    """A fake test-aliases table that counts how often an alias is expanded, and stops the
+    test once that passes `limit` (unmemoised expansion of a deep chain would run for minutes)."""
+
+    def __init__(self, data: dict, limit: int):
+        super().__init__(data)
+        self.expansions, self.limit = 0, limit
+
+    def __getitem__(self, key):
+        self.expansions += 1
+        assert self.expansions <= self.limit, f"alias expanded more than {self.limit} times"
+        return super().__getitem__(key)
+
+
+def test_a_deep_alias_chain_expands_each_alias_once() -> None:
+    depth = 30
+    # level i names level i+1 three times (3**30 paths through the chain) beside its own pattern
+    table = {f"l{i}": [f"~l{i + 1}", f"no-such-{i}", f"~l{i + 1}", f"!!~l{i + 1}"]
+             for i in range(depth)}
+    table[f"l{depth}"] = ["rust-v0.53 x"]
+    aliases = CountingAliases(table, limit=2 * (depth + 1))
+    predicates = compile_patterns(["~l0", "!~l0", "~l0"], aliases)
+    assert aliases.expansions == depth + 1  # one per alias, however often the chain names it
+
+    class CountingName(str):
+        """A test name that counts the substring checks made on it."""
+        checks = 0
+
+        def __contains__(self, part):
+            CountingName.checks += 1
+            assert CountingName.checks <= 10 * (depth + 1), "an alias was evaluated twice"
+            return super().__contains__(part)
+    assert predicates[0](CountingName("go-v0.43 x go-v0.43 (tcp)")) is False
+    assert CountingName.checks == depth + 1  # each level's own pattern, and the leaf's
+    config = impls(("rust-v0.53", ["tcp"]), ("go-v0.43", ["tcp"]), aliases=table)
+    chosen = names(Selection(filter=("~l0",)), config)
+    assert chosen == ["rust-v0.53 x rust-v0.53 (tcp)", "rust-v0.53 x go-v0.43 (tcp)"]
+
+
+def test_an_alias_cycle_names_its_chain() -> None:
+    config = impls(("a", ["tcp"]), aliases={"a": ["x", "~b"], "b": "~c|y", "c": ["~a"]})
+    with pytest.raises(ConfigError) as caught:
+        names(Selection(filter=("~a",)), config)
+    assert caught.value.key == "test-aliases.c"
+    assert caught.value.problem == "alias refers to itself: ~a -> ~b -> ~c -> ~a"
+    with pytest.raises(ConfigError, match="refers to itself: ~a -> ~b -> ~c -> ~a"):
+        check_aliases(config.aliases())
+
+
+def test_aliases_nest_no_deeper_than_the_limit() -> None:
+    table = {f"l{i}": [f"~l{i + 1}"] for i in range(MAX_ALIAS_DEPTH + 5)}
+    table[f"l{MAX_ALIAS_DEPTH + 5}"] = ["x"]
+    with pytest.raises(ConfigError, match=f"nest deeper than {MAX_ALIAS_DEPTH}"):
+        compile_patterns(["~l0"], table)
+
+
+def test_an_unknown_alias_names_the_list_and_index() -> None:
+    with pytest.raises(ConfigError) as caught:
+        select_tests(SEED, Selection(ignore=("go", "~nope")), source="s.yaml")
+    assert (caught.value.source, caught.value.key) == ("s.yaml", "test-ignore[1]")
+    assert "unknown test alias ~nope" in caught.value.problem
