@@ -130,6 +130,9 @@ class FilteringObservation(_Strict):
 class TransportObservation(_Strict):
     mapping: MappingObservation
     filtering: FilteringObservation
+    # UDP only: the shortest of five round trips to the server (no delay of its own), so half
+    # the direct RTT between two peers: PEER_DELAY_MS x 2 whatever the preset
+    rtt_ms: float | None = Field(default=None, alias="rttMs")
 
 
 class ProbeObservation(_Strict):

@@ -22,7 +22,7 @@ import yaml
 
 from cluster.errors import InfrastructureError
 from cluster.labels import PROBE, probe_labels
-from cluster.nat import (Behaviour, Preset, ProbeFailed, ProbeObservation, behaviour_report,
+from cluster.nat import (PEER_DELAY_MS, Behaviour, Preset, ProbeFailed, ProbeObservation, behaviour_report,
                          classify)
 from controller.nat.topology import (CARRIER_POOL, INET_POOL, LAN_POOL, ContainerPlan, Topology,
                                      free_subnet, plan)
@@ -88,6 +88,8 @@ def run_probe(preset: Preset, root: Path, log: Log = lambda line: None, image: s
         output = _run(client, image, run_id, topology, log)
     try:
         observation = ProbeObservation.model_validate(json.loads(output))
+        log(f"nat-probe {run_id}: UDP round trip to the server {observation.udp.rtt_ms} ms "
+            f"(one peer's half of the {4 * PEER_DELAY_MS} ms direct RTT: {2 * PEER_DELAY_MS} ms)")
         return ProbeResult(preset, classify(observation.udp), classify(observation.tcp), observation)
     except (ValueError, ProbeFailed) as err:
         raise InfrastructureError(f"nat-probe {preset.name}: cannot classify the client's output "

@@ -53,6 +53,11 @@ def udp(eps):
         msg = udp_ask(s, eps[name], {"op": "map", "id": n})
         observed[name] = msg["observed"] if msg else None
     mapping = {"localPort": s.getsockname()[1], "observed": observed}
+    rtts = []
+    for n in range(5):  # the latency model: through this NAT to a host without delay
+        t0 = time.monotonic()
+        if udp_ask(s, eps["primary"], {"op": "map", "id": 10 + n}):
+            rtts.append((time.monotonic() - t0) * 1000)
     s.close()
 
     f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -75,7 +80,7 @@ def udp(eps):
     filtering = {"localPort": f.getsockname()[1], "observed": first["observed"] if first else None,
                  "received": sorted(received)}
     f.close()
-    return {"mapping": mapping, "filtering": filtering}
+    return {"mapping": mapping, "filtering": filtering, "rttMs": round(min(rtts), 1) if rtts else None}
 
 
 def tcp_ask(local_port, target, request):
