@@ -31,6 +31,7 @@ def router_image(docker_client):
 def test_probe_observes_the_preset_definition(docker_client, router_image, name):
     preset = PRESETS[name]
     result = run_probe(preset, REPO, image=router_image)
+    print(f"\n[nat-probe] {name}: {result.report()} udp rtt {result.observation.udp.rtt_ms} ms")
     expected = behaviour_report(preset.behaviour)
     assert result.report() == {"preset": name, "udp": expected, "tcp": expected}, (
         f"{name}: observed {result.observation.model_dump(by_alias=True)}")
