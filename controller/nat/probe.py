@@ -1,7 +1,8 @@
 """Run the NAT probe for one preset on the local engine and classify what it saw.
 
 Everything it starts (internal probe internet, LAN, carrier network, server, routers, client) is
-labelled with its run id (cluster/labels.py) and removed at the end, also on Ctrl-C or SIGTERM.
+labelled with its run id, host and pid (cluster/labels.py) and removed at the end, also on Ctrl-C
+or SIGTERM; what a killed run left, the next run on this host removes.
 The client only sends to the probe server's two addresses on the internal probe internet, so no
 packet can leave the machine even before its default route points at its router.
 """
@@ -9,8 +10,10 @@ packet can leave the machine even before its default route points at its router.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +24,7 @@ from typing import Any
 import yaml
 
 from cluster.errors import InfrastructureError
-from cluster.labels import PROBE, probe_labels
+from cluster.labels import HOST, OWNER, PROBE, PROBE_OWNER_VALUE, PROBE_PID, probe_labels
 from cluster.nat import (PEER_DELAY_MS, Behaviour, Preset, ProbeFailed, ProbeObservation, behaviour_report,
                          classify)
 from controller.nat.topology import (CARRIER_POOL, INET_POOL, LAN_POOL, ContainerPlan, Topology,
@@ -80,6 +83,9 @@ def run_probe(preset: Preset, root: Path, log: Log = lambda line: None, image: s
     except DockerException as err:
         raise InfrastructureError(f"no Docker engine: {err}") from err
     image = image or router_image(client, root)
+    for stale in stale_runs(_probe_resource_labels(client), socket.gethostname(), _pid_alive):
+        log(f"nat-probe: removing the leftovers of run {stale} (its process is gone)")
+        remove_run(client, stale)
     run_id = secrets.token_hex(4)
     with _terminate_as_interrupt(), _cleanup(client, run_id, log):
         topology = _layout(client, preset)
@@ -112,7 +118,7 @@ def _layout(client, preset: Preset) -> Topology:
 def _run(client, image: str, run_id: str, topology: Topology, log: Log) -> str:
     from docker.types import IPAMConfig, IPAMPool
 
-    labels = probe_labels(run_id)
+    labels = probe_labels(run_id, socket.gethostname(), os.getpid())
     net_ids = {}
     for net in topology.networks:
         options = {} if net.internal else {"com.docker.network.bridge.enable_ip_masquerade": "false"}
@@ -178,6 +184,33 @@ def _cleanup(client, run_id: str, log: Log) -> Iterator[None]:
     finally:
         remove_run(client, run_id)
         log(f"nat-probe {run_id}: removed its containers and networks")
+
+
+def stale_runs(labels: list[dict[str, str]], host: str, alive: Callable[[int], bool]) -> set[str]:
+    """Runs of this host whose probe process is gone (a SIGKILL, a crash): safe to remove.
+    Another host's runs, or ones without a pid, are left alone."""
+    stale = set()
+    for item in labels:
+        run_id, pid = item.get(PROBE), item.get(PROBE_PID, "")
+        if run_id and item.get(HOST) == host and pid.isdigit() and not alive(int(pid)):
+            stale.add(run_id)
+    return stale
+
+
+def _probe_resource_labels(client) -> list[dict[str, str]]:
+    selector = {"label": [f"{OWNER}={PROBE_OWNER_VALUE}"]}
+    return ([c.labels for c in client.containers.list(all=True, filters=selector)]
+            + [n.attrs.get("Labels") or {} for n in client.networks.list(filters=selector)])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_run(client, run_id: str) -> None:
