@@ -18,3 +18,12 @@ def global_labels(host: str) -> dict[str, str]:
 def test_labels(host: str) -> dict[str, str]:
     return {OWNER: OWNER_VALUE, ROLE: "test", HOST: host}
 
+
+
+PROBE = "holepunch.probe"      # the run id of a `nat-probe` (its own networks and containers)
+PROBE_PID = "holepunch.probe.pid"  # the probe's process, on HOST: a dead one's run is removed
+PROBE_OWNER_VALUE = "nat-probe"
+
+
+def probe_labels(run_id: str, host: str, pid: int) -> dict[str, str]:
+    return {OWNER: PROBE_OWNER_VALUE, ROLE: "probe", PROBE: run_id, HOST: host, PROBE_PID: str(pid)}

@@ -332,6 +332,21 @@ def cluster_compose(cache: Cache, compose_args: tuple[str, ...]) -> None:
     raise click.exceptions.Exit(result.returncode)
 
 
+@cli.command("nat-probe")
+@click.argument("preset")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Repository root (its router/image.yaml names the router image).")
+def nat_probe(preset: str, root: Path) -> None:
+    """Prove a NAT preset without libp2p: probe a router of that preset on the local engine
+    (RFC 5780-style, UDP and TCP) and print the observed mapping, filtering and port
+    preservation as YAML. Presets: full-cone, restricted-cone, port-restricted-cone, symmetric,
+    cgnat. Starts its own labelled networks and containers and removes them afterwards."""
+    from cluster.nat import preset as nat_preset
+    from controller.nat.probe import run_probe
+    chosen = nat_preset(preset)
+    click.echo(run_probe(chosen, root, log=err.print).yaml(), nl=False)
+
+
 @cli.command("report")
 @click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,

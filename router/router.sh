@@ -7,6 +7,12 @@
 #       PUBLIC_ALLOW   optional comma-separated public IPs: forward only to/from these on the public side
 #       NFQ_QUEUE      NFQUEUE number used for the delay (default 0; each container has its own netns)
 #       DELAY_MODE     auto (default: netem if the kernel has it, else nfqueue) | netem | nfqueue
+#       NAT            behaviour preset: port-restricted-cone (default) | full-cone | restricted-cone | symmetric
+#       NAT_MAPPING    eim (endpoint-independent) | apdm (a new external port per destination)
+#       NAT_FILTERING  apdf (address-and-port-dependent) | adf (address-dependent) | eif (endpoint-independent)
+#       NAT_PORTS      preserve (keep the source port when free) | random
+#       NAT_TIMEOUT    seconds an idle mapping stays open to new peers (eif/adf, eim+random; default 120)
+#       DEFAULT_VIA    optional gateway on the public side (a home router behind a carrier NAT)
 # Needs: cap NET_ADMIN, sysctl net.ipv4.ip_forward=1. Creates /tmp/setup-done when ready.
 set -euo pipefail
 
@@ -22,6 +28,27 @@ NFQ_QUEUE=${NFQ_QUEUE:-0}
 DELAY_MODE=${DELAY_MODE:-auto}
 PUBLIC_ALLOW=${PUBLIC_ALLOW:-}
 [[ $DELAY_MS =~ ^[0-9]+$ ]] || fail "DELAY_MS must be a whole number of ms, got '$DELAY_MS'"
+
+# NAT behaviour (RFC 4787 terms): a preset gives the three knobs; a knob given on its own wins
+NAT=${NAT:-port-restricted-cone}
+case $NAT in
+  port-restricted-cone) m=eim  f=apdf p=preserve ;;
+  full-cone)            m=eim  f=eif  p=preserve ;;
+  restricted-cone)      m=eim  f=adf  p=preserve ;;
+  symmetric)            m=apdm f=apdf p=random ;;
+  cgnat) fail "NAT=cgnat is two routers: a home router (NAT=port-restricted-cone, DEFAULT_VIA=<carrier's address>) behind a carrier router (NAT_PORTS=random); see router/README.md" ;;
+  *) fail "NAT must be one of port-restricted-cone, full-cone, restricted-cone, symmetric, got '$NAT'" ;;
+esac
+NAT_MAPPING=${NAT_MAPPING:-$m} NAT_FILTERING=${NAT_FILTERING:-$f} NAT_PORTS=${NAT_PORTS:-$p}
+NAT_TIMEOUT=${NAT_TIMEOUT:-120}
+DEFAULT_VIA=${DEFAULT_VIA:-}
+[[ $NAT_MAPPING =~ ^(eim|apdm)$ ]] || fail "NAT_MAPPING must be eim or apdm, got '$NAT_MAPPING'"
+[[ $NAT_FILTERING =~ ^(eif|adf|apdf)$ ]] || fail "NAT_FILTERING must be eif, adf or apdf, got '$NAT_FILTERING'"
+[[ $NAT_PORTS =~ ^(preserve|random)$ ]] || fail "NAT_PORTS must be preserve or random, got '$NAT_PORTS'"
+[[ $NAT_MAPPING/$NAT_PORTS != apdm/preserve ]] || fail "NAT_MAPPING=apdm gives a new port per destination: it cannot preserve ports (use NAT_PORTS=random)"
+[[ $NAT_TIMEOUT =~ ^[0-9]+$ ]] && ((NAT_TIMEOUT > 0)) || fail "NAT_TIMEOUT must be a whole number of seconds > 0, got '$NAT_TIMEOUT'"
+# today's router, unchanged: iptables MASQUERADE and conntrack filtering, no nftables table
+[[ $NAT_MAPPING/$NAT_FILTERING/$NAT_PORTS == eim/apdf/preserve ]] && NAT_DEFAULT=1 || NAT_DEFAULT=
 
 ip2int() {
     local a b c d
@@ -41,6 +68,7 @@ in_cidr() {
 }
 in_cidr "${PUBLIC_SUBNET%/*}" "$PUBLIC_SUBNET" || fail "bad PUBLIC_SUBNET '$PUBLIC_SUBNET'"
 in_cidr "${LAN_SUBNET%/*}" "$LAN_SUBNET" || fail "bad LAN_SUBNET '$LAN_SUBNET'"
+[[ -z $DEFAULT_VIA ]] || in_cidr "$DEFAULT_VIA" "$PUBLIC_SUBNET" || fail "DEFAULT_VIA '$DEFAULT_VIA' is not in PUBLIC_SUBNET $PUBLIC_SUBNET"
 
 # find_if CIDR -> "ifname address" of the interface with an IPv4 address inside CIDR
 find_if() {
@@ -64,7 +92,7 @@ for _ in $(seq 1 50); do
 done
 [[ -n $PUB_IF && -n $LAN_IF ]] || fail "no interface in PUBLIC_SUBNET=$PUBLIC_SUBNET and/or LAN_SUBNET=$LAN_SUBNET: $(ip -o -4 addr show | awk '{print $2, $4}' | tr '\n' ' ')"
 [[ $PUB_IF != "$LAN_IF" ]] || fail "public and LAN subnets resolve to the same interface $PUB_IF"
-log "public $PUB_IF $PUB_IP ($PUBLIC_SUBNET), lan $LAN_IF $LAN_IP ($LAN_SUBNET), delay ${DELAY_MS} ms"
+log "public $PUB_IF $PUB_IP ($PUBLIC_SUBNET), lan $LAN_IF $LAN_IP ($LAN_SUBNET), delay ${DELAY_MS} ms, nat $NAT_MAPPING+$NAT_FILTERING+$NAT_PORTS"
 
 # forwarding: given by compose `sysctls: net.ipv4.ip_forward: 1` (/proc/sys is read-only in a container)
 # (with NET_ADMIN, Docker leaves /proc/sys/net writable, so the write below also works)
@@ -75,10 +103,73 @@ fi
 
 # default route: Docker gave us one via whichever network came first; everything non-local is
 # on the public side (an internal network: nothing leaves the machine)
-ip route replace default dev "$PUB_IF" || fail "cannot set the default route (NET_ADMIN missing?)"
+# (behind a carrier NAT, DEFAULT_VIA names the carrier router instead)
+if [[ -n $DEFAULT_VIA ]]; then
+    ip route replace default via "$DEFAULT_VIA" dev "$PUB_IF" || fail "cannot set the default route via $DEFAULT_VIA"
+else
+    ip route replace default dev "$PUB_IF" || fail "cannot set the default route (NET_ADMIN missing?)"
+fi
 
 IPT=iptables
 $IPT -w -L -n >/dev/null 2>&1 || fail "iptables does not work here (NET_ADMIN missing?)"
+
+# nat_table: every behaviour but the default, as one nftables table `ip holepunch_nat`.
+# Mapping: eim+preserve = masquerade (ports kept when free); apdm = masquerade random (a fresh
+# port per flow, i.e. per destination address and port); eim+random = the first flow of a LAN
+# endpoint gets a random port, which @eim_<proto> then gives to every later flow of that endpoint.
+# Filtering: apdf = conntrack alone (HP_FWD lets only replies in); eif/adf = @ext_<proto> maps each
+# external port to its LAN endpoint and the prerouting chain DNATs a new inbound flow to it (adf:
+# only from an address that endpoint has sent to, kept in @seen_<proto>). The track chain runs after
+# srcnat, so the conntrack entry already holds the external port; an entry lives NAT_TIMEOUT s
+# after the last packet that went out through its mapping.
+nat_table() {
+    command -v nft >/dev/null || fail "NAT_MAPPING=$NAT_MAPPING NAT_FILTERING=$NAT_FILTERING NAT_PORTS=$NAT_PORTS needs nft (nftables), which this image lacks"
+    local t=$NAT_TIMEOUT pr sets="" post="" track="" pre=""
+    for pr in udp tcp; do
+        sets+="  map ext_$pr { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout ${t}s; }
+  set seen_$pr { type inet_service . ipv4_addr; flags dynamic,timeout; timeout ${t}s; }
+  map eim_$pr { type ipv4_addr . inet_service : inet_service; flags dynamic,timeout; timeout ${t}s; }
+"
+        if [[ $NAT_MAPPING/$NAT_PORTS == eim/random ]]; then
+            post+="    oifname \"$PUB_IF\" ip saddr $LAN_SUBNET ip saddr . $pr sport @eim_$pr snat ip to $PUB_IP : ip saddr . $pr sport map @eim_$pr
+"
+            track+="    oifname \"$PUB_IF\" ct direction original meta l4proto $pr update @eim_$pr { ct original ip saddr . ct original proto-src : ct reply proto-dst }
+    oifname \"$PUB_IF\" ct direction reply ct status dnat meta l4proto $pr update @eim_$pr { ct reply ip saddr . ct reply proto-src : ct original proto-dst }
+"
+        fi
+        if [[ $NAT_FILTERING != apdf ]]; then
+            track+="    oifname \"$PUB_IF\" ct direction original meta l4proto $pr update @ext_$pr { ct reply proto-dst : ct original ip saddr . ct original proto-src }
+    oifname \"$PUB_IF\" ct direction reply ct status dnat meta l4proto $pr update @ext_$pr { ct original proto-dst : ct reply ip saddr . ct reply proto-src }
+"
+            if [[ $NAT_FILTERING == adf ]]; then
+                track+="    oifname \"$PUB_IF\" ct direction original meta l4proto $pr update @seen_$pr { ct reply proto-dst . ip daddr }
+    oifname \"$PUB_IF\" ct direction reply ct status dnat meta l4proto $pr update @seen_$pr { ct original proto-dst . ip daddr }
+"
+                pre+="    iifname \"$PUB_IF\" ip daddr $PUB_IP $pr dport . ip saddr @seen_$pr $pr dport @ext_$pr dnat ip to $pr dport map @ext_$pr
+"
+            else
+                pre+="    iifname \"$PUB_IF\" ip daddr $PUB_IP $pr dport @ext_$pr dnat ip to $pr dport map @ext_$pr
+"
+            fi
+        fi
+    done
+    local random=""
+    [[ $NAT_PORTS == random ]] && random=" random"
+    post+="    oifname \"$PUB_IF\" ip saddr $LAN_SUBNET masquerade$random
+"
+    nft delete table ip holepunch_nat 2>/dev/null || true
+    nft -f - <<EOT || fail "cannot load the nftables rules for $NAT_MAPPING+$NAT_FILTERING+$NAT_PORTS"
+table ip holepunch_nat {
+$sets
+  chain pre { type nat hook prerouting priority dstnat; policy accept;
+$pre  }
+  chain post { type nat hook postrouting priority srcnat; policy accept;
+$post  }
+  chain track { type filter hook postrouting priority srcnat + 10; policy accept;
+$track  }
+}
+EOT
+}
 
 # our own chains (idempotent: flushed and re-hooked on every start; Docker's DNS rules in the nat
 # table are left alone)
@@ -102,6 +193,8 @@ for a in "${ALLOW[@]}"; do ip2int "$a" >/dev/null || fail "bad address '$a' in P
 $IPT -w -A HP_IN -i "$PUB_IF" -m conntrack --ctstate NEW,INVALID -j DROP
 # FORWARD: LAN -> public allowed (to PUBLIC_ALLOW only, when set); public -> LAN only replies
 $IPT -w -A HP_FWD -i "$PUB_IF" -o "$LAN_IF" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+# eif/adf: new flows that the nftables table below let in (it DNATs them to a mapped LAN endpoint)
+[[ $NAT_FILTERING == apdf ]] || $IPT -w -A HP_FWD -i "$PUB_IF" -o "$LAN_IF" -m conntrack --ctstate DNAT -j ACCEPT
 if ((${#ALLOW[@]})); then
     for a in "${ALLOW[@]}"; do $IPT -w -A HP_FWD -i "$LAN_IF" -o "$PUB_IF" -d "$a" -j ACCEPT; done
 else
@@ -110,7 +203,11 @@ fi
 $IPT -w -A HP_FWD -j DROP
 # NAT: masquerade LAN traffic behind our public address; MASQUERADE keeps source ports when it
 # can (no --random), the endpoint-independent mapping hole punching needs
-$IPT -w -t nat -A HP_POST -o "$PUB_IF" -s "$LAN_SUBNET" -j MASQUERADE
+if [[ -n $NAT_DEFAULT ]]; then
+    $IPT -w -t nat -A HP_POST -o "$PUB_IF" -s "$LAN_SUBNET" -j MASQUERADE
+else
+    nat_table
+fi
 
 # --- raw PREROUTING: which packets get the delay (forwarded traffic, both directions) ---
 # Everything here runs before conntrack. DROP rules come first: an NFQUEUE verdict ends this
