@@ -241,13 +241,19 @@ def status(pass_name: str, broker: str) -> None:
 @click.option("--without-mingle", is_flag=True,
               help="Skip Celery's start-up sync with other workers (a second): for a reporter "
                    "alone on its broker, as the embedded default's is.")
-def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | None,
-             name: str | None, without_mingle: bool) -> None:
-    """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
-    writes their outputs on this host."""
+@click.pass_obj
+def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
+             visibility: int | None, name: str | None, without_mingle: bool) -> None:
+    """Run the controller-side reporter: a Celery worker that finishes passes (aggregate).
+
+    An attached `submit` gets the outputs back and writes them itself; a detached pass's are
+    written here, into the folder its registry names. Test-pass zips go into this reporter's
+    own cache (--cache-dir), whatever a message says.
+    """
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
-    import controller.results.tasks  # noqa: F401 - registers aggregate
+    from controller.results.tasks import use_cache  # registers aggregate
+    use_cache(cache)
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))
