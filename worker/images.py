@@ -199,6 +199,7 @@ def _load(tarball: Path) -> tuple[list[str], list[str]]:
             load.stdin.close()
         except OSError:
             pass
+        load.stdin = None  # closed: communicate() must not flush it
     out, err = load.communicate()
     if decompress:
         zstd_err = decompress.stderr.read().decode(errors="replace")
@@ -217,7 +218,9 @@ def _load(tarball: Path) -> tuple[list[str], list[str]]:
 
 def _put_back(tags: list[str], before: dict[str, str]) -> list[str]:
     """Tags a load set: each back to the image it named before, or removed; the image IDs the
-    load had pointed them at."""
+    load had pointed them at. A backstop only (strip_tags keeps tags out of every load): a new
+    tag on the wanted image is its only name, so removing it removes the image too, and the
+    load ends as a mismatch: refused, never run."""
     pointed: list[str] = []
     for tag in tags:
         api = _engine()
