@@ -35,7 +35,8 @@ def show_status(name: str, broker: str, console: Console) -> int:
     console.print(f"{name}: {done}/{info['total']} tests done, {passed} passed, {failed} failed")
     if final.ready() and final.successful():
         summary = PassSummary.model_validate(final.result)
-        console.print(f"finished: results in {summary.results_yaml}, zip {summary.test_pass_zip}")
+        where = summary.results_yaml or "the folder its submit wrote them to"
+        console.print(f"finished: results in {where}, zip {summary.test_pass_zip}")
         for note in summary.error_tests:
             console.print(f"ERROR {note.name}: {note.reason} [{note.host}]", markup=False)
         return summary.exit_code
