@@ -139,11 +139,11 @@ def _fetch(image_id: str, source: str, into: Path) -> Path:
 def _untagged(member: tarfile.TarInfo, data: bytes) -> bytes:
     """manifest.json without RepoTags, index.json without the annotations that name a tag."""
     doc = json.loads(data)
-    if member.name == "manifest.json" and isinstance(doc, list):
+    if member.name.removeprefix("./") == "manifest.json" and isinstance(doc, list):
         for entry in doc:
             if isinstance(entry, dict):
                 entry["RepoTags"] = None
-    elif member.name == "index.json" and isinstance(doc, dict):
+    elif isinstance(doc, dict):  # index.json
         for manifest in doc.get("manifests") or []:
             if isinstance(manifest, dict) and isinstance(manifest.get("annotations"), dict):
                 for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
@@ -159,9 +159,10 @@ def strip_tags(src: IO[bytes], dst: IO[bytes]) -> None:
     with tarfile.open(fileobj=src, mode="r|") as tar_in, \
             tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as tar_out:
         for member in tar_in:
-            if member.name == "repositories":  # the oldest format's tags
+            name = member.name.removeprefix("./")
+            if name == "repositories":  # the oldest format's tags
                 continue
-            if member.isfile() and member.name in TAG_FILES:
+            if member.isfile() and name in TAG_FILES:
                 data = _untagged(member, tar_in.extractfile(member).read())
                 member.size = len(data)
                 tar_out.addfile(member, io.BytesIO(data))
