@@ -208,7 +208,7 @@ def test_no_secret_is_served_or_shown(cluster) -> None:
     password = broker_url().split(":", 2)[2].split("@", 1)[0]
     flower_password = flower_auth().split(":", 1)[1]
     commands = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
-    assert "redis-server /etc/holepunch/redis.conf" in commands, "ps sees the containers' processes"
+    assert "cluster.app flower" in commands, "ps here sees the containers' processes"
     assert password not in commands and flower_password not in commands
     for path in SECRETS.iterdir():
         assert path.stat().st_mode & 0o077 == 0, path
