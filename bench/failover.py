@@ -25,9 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from cluster.yamlio import read_yaml  # noqa: E402 - the repository is on sys.path now
+from controller.cluster_up import secrets_dir  # noqa: E402
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 BROKER_PORT = 16391
-BROKER = f"redis://127.0.0.1:{BROKER_PORT}/0"
+# The URL with the broker's password, as `cluster up` writes it into its secrets folder.
+BROKER = str(secrets_dir() / "broker-url")
 TWELVE = ("rust-v0.57 x rust-v0.57|rust-v0.57 x go-v0.51|go-v0.51 x rust-v0.57|go-v0.51 x go-v0.51"
           "|python-v0.8 x python-v0.8|python-v0.8 x rust-v0.57|python-v0.8 x go-v0.51"
           "|rust-v0.57 x python-v0.8")

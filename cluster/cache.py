@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes",
-           "cluster")  # cluster: settings and Flower credentials of `cluster up`
+           "cluster")  # cluster: settings of `cluster up` (its secrets live elsewhere)
 ENV_VAR = "HOLEPUNCH_CACHE"
 
 

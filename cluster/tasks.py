@@ -119,11 +119,15 @@ class PassSummary(YamlModel):
     test_pass_zip_bytes: int | None = None
     test_pass_zip_seconds: float | None = None
     wheelhouse: int | None = None   # wheels bundled for an offline re-run
-    results_yaml: str
-    results_md: str
+    results_yaml: str | None = None  # None: the reporter wrote no file; see `outputs`
+    results_md: str | None = None
     results_html: str | None = None
     flaky_names: list[str] = Field(default_factory=list)
     error_tests: list[ErrorNote] = Field(default_factory=list)
+    # An attached pass's results.yaml, results.md, results.html, output.log and logs/ by their
+    # names, for submit to write where its user asked (controller.results.deliver checks each
+    # name): the reporter may not see that folder.
+    outputs: dict[str, str] | None = None
 
     @classmethod
     def of(cls, records: list[TestRecord], **fields: Any) -> PassSummary:

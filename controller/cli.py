@@ -19,7 +19,7 @@ from cluster.cache import Cache, atomic_write, default_cache_root, short
 from cluster.celeryconfig import CONTROLLER_QUEUE
 from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
                             HolepunchError, UsageError)
-from cluster.options import visibility_option
+from cluster.options import broker_value, visibility_option
 
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 _cache_root: Path | None = None  # known once the group's options are parsed: crash logs go there
@@ -64,7 +64,7 @@ def cli(ctx: click.Context, cache_dir: Path | None) -> None:
 
 
 @cli.command("check-deps")
-@click.option("--broker", envvar="HOLEPUNCH_BROKER", default=None,
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", callback=broker_value, default=None,
               help="Broker URL to check instead of a local redis-server ($HOLEPUNCH_BROKER).")
 def check_deps(broker: str | None) -> None:
     """Check the tools a pass needs and say how to install what is missing (exit 3 if any)."""
@@ -150,8 +150,9 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
 
 @cli.command("submit")
 @selection_options
-@click.option("--broker", envvar="HOLEPUNCH_BROKER", default=None,
-              help="Submit to a running cluster (redis://host:port/0, $HOLEPUNCH_BROKER). Without "
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", callback=broker_value, default=None,
+              help="Submit to a running cluster: its broker URL (redis://:PASSWORD@host:port/0) or a "
+                   "file holding it, as `cluster up` writes it ($HOLEPUNCH_BROKER). Without "
                    "it: the embedded default (local Redis, local worker, local Docker engine).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True,
@@ -222,8 +223,8 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
 
 @cli.command("status")
 @click.argument("pass_name")
-@click.option("--broker", envvar="HOLEPUNCH_BROKER", required=True,
-              help="The cluster's broker ($HOLEPUNCH_BROKER).")
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", callback=broker_value, required=True,
+              help="The cluster's broker: a URL or a file holding it ($HOLEPUNCH_BROKER).")
 def status(pass_name: str, broker: str) -> None:
     """Show the progress of a pass submitted with --detach."""
     from controller.run.status import show_status
@@ -231,8 +232,8 @@ def status(pass_name: str, broker: str) -> None:
 
 
 @cli.command("reporter")
-@click.option("--broker", envvar="HOLEPUNCH_BROKER", required=True,
-              help="The cluster's broker ($HOLEPUNCH_BROKER).")
+@click.option("--broker", envvar="HOLEPUNCH_BROKER", callback=broker_value, required=True,
+              help="The cluster's broker: a URL or a file holding it ($HOLEPUNCH_BROKER).")
 @click.option("--queue", default=CONTROLLER_QUEUE, show_default=True,
               help="The controller queue the chords' aggregate tasks are routed to.")
 @click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True)
@@ -241,13 +242,19 @@ def status(pass_name: str, broker: str) -> None:
 @click.option("--without-mingle", is_flag=True,
               help="Skip Celery's start-up sync with other workers (a second): for a reporter "
                    "alone on its broker, as the embedded default's is.")
-def reporter(broker: str, queue: str, max_test_timeout: int, visibility: int | None,
-             name: str | None, without_mingle: bool) -> None:
-    """Run the controller-side reporter: a Celery worker that finishes passes (aggregate) and
-    writes their outputs on this host."""
+@click.pass_obj
+def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
+             visibility: int | None, name: str | None, without_mingle: bool) -> None:
+    """Run the controller-side reporter: a Celery worker that finishes passes (aggregate).
+
+    An attached `submit` gets the outputs back and writes them itself; a detached pass's are
+    written here, into the folder its registry names. Test-pass zips go into this reporter's
+    own cache (--cache-dir), whatever a message says.
+    """
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
-    import controller.results.tasks  # noqa: F401 - registers aggregate
+    from controller.results.tasks import use_cache  # registers aggregate
+    use_cache(cache)
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))
@@ -272,8 +279,9 @@ WORKER_HOSTS = ("worker-a", "worker-b")
 @click.option("--cache-port", type=click.IntRange(1, 65535), default=18080, show_default=True,
               help="Cache server port on 127.0.0.1.")
 @click.option("--flower-auth", default=None, metavar="USER:PASSWORD",
-              help="Flower's basic auth. Default: holepunch and a password generated once, kept "
-                   "in <cache>/cluster/flower-auth.")
+              help="Flower's basic auth (shown by `ps` while this runs; prefer the default). "
+                   "Default: holepunch and a password generated once, kept in the secrets "
+                   "folder's flower-auth.")
 @click.option("-c", "--concurrency", type=click.IntRange(1), default=2, show_default=True,
               help="Tests at once on each worker host.")
 @click.option("--max-test-timeout", type=click.IntRange(1), default=120, show_default=True,
@@ -285,19 +293,28 @@ WORKER_HOSTS = ("worker-a", "worker-b")
 def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cache_port: int,
                flower_auth: str | None, concurrency: int, max_test_timeout: int,
                visibility: int | None, wait_seconds: int) -> None:
-    """Build the cluster image and start every service; return once all workers answer."""
+    """Build the cluster image and start every service; return once all workers answer.
+
+    The broker's password and Flower's credentials are generated once into the secrets folder
+    ($HOLEPUNCH_CLUSTER_SECRETS, default ~/.config/holepunch/cluster; never inside the cache):
+    submit with `--broker <secrets>/broker-url`.
+    """
     from cluster.app import configure
     from controller.images.build import Builder
-    from controller.cluster_up import (ClusterSettings, build_image, compose, flower_auth as auth,
-                                       save_settings, wait_ready)
+    from controller.cluster_up import (BROKER_URL_FILE, FLOWER_AUTH_FILE, ClusterSettings,
+                                       build_image, compose, make_secrets, save_settings,
+                                       secrets_dir, wait_ready)
     root = root.resolve()
     if not (root / "compose.cluster.yml").is_file():
         raise UsageError("--root", f"{root} has no compose.cluster.yml (give the checkout)")
+    secrets = secrets_dir()
+    make_secrets(secrets, cache, broker_port, flower_auth)
+    cache.folder("images")  # the cache server publishes this folder only
     base = Builder(cache, log=lambda line: err.print(line)).build_base(root / "impl" / "base")
     image = build_image(root, cache, base.image_id, log=err.print)
     settings = ClusterSettings(root=root, cache=cache.root.resolve(), image=image,
-                               broker_port=broker_port, flower_port=flower_port,
-                               cache_port=cache_port, flower_auth=auth(cache, flower_auth),
+                               secrets=secrets.resolve(), broker_port=broker_port,
+                               flower_port=flower_port, cache_port=cache_port,
                                worker_concurrency=concurrency, max_test_timeout=max_test_timeout,
                                visibility_timeout=visibility)
     save_settings(cache, settings)
@@ -305,11 +322,12 @@ def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cac
     app = configure(settings.broker_url, max_test_timeout, visibility)
     wait_ready(app, {f"holepunch@{host}" for host in WORKER_HOSTS} | {"reporter@cluster"},
                wait_seconds, log=err.print)
-    user = settings.flower_auth.split(":", 1)[0]
-    err.print(f"cluster up: broker {settings.broker_url}, Flower {settings.flower_url} (user "
-              f"{user}, password in {cache.root / 'cluster' / 'flower-auth'}), cache "
-              f"http://127.0.0.1:{cache_port}, workers {', '.join(WORKER_HOSTS)}\n"
-              f"submit with: holepunch-controller submit --kind full --broker {settings.broker_url}")
+    err.print(f"cluster up: broker redis://127.0.0.1:{broker_port}/0 (URL with its password in "
+              f"{secrets / BROKER_URL_FILE}), Flower {settings.flower_url} (user:password in "
+              f"{secrets / FLOWER_AUTH_FILE}), cache http://127.0.0.1:{cache_port} (images/ "
+              f"only), workers {', '.join(WORKER_HOSTS)}\n"
+              f"submit with: holepunch-controller submit --kind full --broker "
+              f"{secrets / BROKER_URL_FILE}")
 
 
 @cluster_group.command("down")

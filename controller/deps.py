@@ -48,14 +48,15 @@ def check_docker_engine() -> Check:
 
 
 def check_broker(url: str) -> Check:
+    from cluster.options import redacted
     fix = "check the URL, or start Redis: apt-get install redis-server"
     try:
         import redis
 
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-        return Check("broker", True, url, fix)
+        return Check("broker", True, redacted(url), fix)
     except Exception as exc:
-        return Check("broker", False, f"{url}: {exc}", fix)
+        return Check("broker", False, f"{redacted(url)}: {exc}", fix)
 
 
 def check_nfqueue_headers() -> Check:

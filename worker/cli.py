@@ -14,7 +14,7 @@ from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, HolepunchError
 from cluster.imageid import bare_image_id
-from cluster.options import visibility_option
+from cluster.options import broker_value, visibility_option
 from worker.host import Host
 from worker.reaper import reap_tests
 from cluster.network import DEFAULT_PUBLIC_SUBNET
@@ -32,8 +32,9 @@ def default_concurrency() -> int:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--broker", envvar=BROKER_ENV, default=None,
-              help="Broker URL, e.g. redis://10.0.0.5:6379/0 ($HOLEPUNCH_BROKER).")
+@click.option("--broker", envvar=BROKER_ENV, callback=broker_value, default=None,
+              help="Broker URL, e.g. redis://:PASSWORD@10.0.0.5:6379/0, or a file holding it "
+                   "(keeps the password out of `ps`) ($HOLEPUNCH_BROKER).")
 @click.option("-c", "--concurrency", type=click.IntRange(1), default=None,
               help="Tests run at once on this host. Default: two per core.")
 @click.option("-n", "--hostname", "host_name", default=None,

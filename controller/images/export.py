@@ -11,12 +11,16 @@ from pathlib import Path
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
 from cluster.imageid import image_ref
+from cluster.imagefile import digest_path, write_digest
 
 
 def export_image(cache: Cache, image_id: str) -> tuple[Path, bool]:
-    """(path, written): each image is saved once; later passes find it there."""
+    """(path, written): each image is saved once; later passes find it there. Its digest
+    file (cluster.imagefile) is written after it, and for a tarball saved before there was one."""
     target = cache.folder("images") / f"{image_id}.tar.zst"
     if target.is_file():
+        if not digest_path(target).is_file():
+            write_digest(target)
         return target, False
     if shutil.which("zstd") is None:
         raise InfrastructureError("zstd is not installed (apt-get install zstd)")
@@ -28,5 +32,6 @@ def export_image(cache: Cache, image_id: str) -> tuple[Path, bool]:
     if result.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         raise InfrastructureError(f"saving image {image_id[:12]} failed: {result.stderr.strip()}")
+    write_digest(target, Path(tmp))
     os.replace(tmp, target)
     return target, True

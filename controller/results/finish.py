@@ -31,13 +31,19 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class PassSpec(YamlModel):
-    """What the aggregate needs to finish a pass, on the controller's host."""
+    """What the aggregate needs to finish a pass, on the controller's host.
+
+    The four paths are filled in by whoever finishes the pass from what it trusts: `submit`
+    from its own options, the reporter from the pass registry and its own cache
+    (controller.results.registered); the aggregate message never carries them. An empty
+    `output_dir` means: write nothing there, return the outputs in the summary instead.
+    """
 
     name: str
     kind: str
-    base_dir: str                  # impl/base: the base image's Makefile, bundled for re-runs
-    output_dir: str
-    cache_dir: str
+    base_dir: str = ""             # impl/base: the base image's Makefile, bundled for re-runs
+    output_dir: str = ""
+    cache_dir: str = ""
     started_at: str
     matrix_yaml: str
     settings: Settings
@@ -73,7 +79,7 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for image in spec.images.values():
         for relative in (image.snapshot, image.makefile):
-            if not relative:
+            if not relative or not _plain(relative):
                 continue
             path = cache.path(relative)
             if path.is_file() and relative.startswith("rootfs/"):
@@ -99,10 +105,20 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     return files
 
 
+def _plain(relative: str) -> bool:
+    """A plain relative name that stays under its folder (no absolute path, no `..`)."""
+    return not Path(relative).is_absolute() and ".." not in Path(relative).parts
+
+
 def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
-    """Write every output of a pass; return its summary and exit code."""
+    """Write every output of a pass; return its summary and exit code.
+
+    Without an output folder the outputs (results.yaml, results.md, results.html, output.log,
+    logs/) come back in the summary's `outputs`, for `submit` to write where its user asked
+    (controller.results.deliver): the reporter may run on a host that cannot see that folder.
+    """
     cache = Cache(Path(spec.cache_dir))
-    out = Path(spec.output_dir)
+    out = Path(spec.output_dir) if spec.output_dir else None
     completed = _now()
     started = datetime.strptime(spec.started_at, TIME_FORMAT).replace(tzinfo=timezone.utc)
     matrix = matrix_from_yaml(spec.matrix_yaml)
@@ -118,13 +134,14 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     results_md = render_results_md(results)
     log_text = output_log(collected, spec.extra_log)
 
-    atomic_write(out / "results.yaml", results_yaml)
-    atomic_write(out / "results.md", results_md)
-    atomic_write(out / "results.html", render_results_html(  # beside logs/, not docker-compose/
-        results, collected.logs, linked=collected.logs.keys()))
-    atomic_write(out / "output.log", log_text)
-    for relative, text in collected.logs.items():
-        atomic_write(out / relative, text)
+    logs = {name: text for name, text in collected.logs.items() if _plain(name)}
+    outputs = {"results.yaml": results_yaml, "results.md": results_md,
+               "results.html": render_results_html(  # beside logs/, not docker-compose/
+                   results, logs, linked=logs.keys()),
+               "output.log": log_text, **logs}
+    if out is not None:
+        for relative, text in outputs.items():
+            atomic_write(out / relative, text)
 
     images_yaml = dump_yaml({key: to_yaml_data(image) for key, image in spec.images.items()})
     zip_started = time.monotonic()
@@ -145,7 +162,7 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     zip_path = write_test_pass(cache, spec.name, {**texts, **pack.thin}, files)
     zip_seconds = time.monotonic() - zip_started
 
-    if spec.update_readme:
+    if spec.update_readme and out is not None:  # else submit updates it (deliver)
         readme = Path(spec.update_readme)
         atomic_write(readme, inject_dashboard(readme.read_text(encoding="utf-8"), results_md,
                                               str(readme), link_from(readme, out / "results.html")))
@@ -158,5 +175,7 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
         test_pass_zip=str(zip_path), test_pass_zip_bytes=zip_path.stat().st_size,
         test_pass_zip_seconds=round(zip_seconds, 2),
         wheelhouse=sum(name.startswith("wheels/") for name in files),
-        results_yaml=str(out / "results.yaml"), results_md=str(out / "results.md"),
-        results_html=str(out / "results.html"))
+        results_yaml=str(out / "results.yaml") if out else None,
+        results_md=str(out / "results.md") if out else None,
+        results_html=str(out / "results.html") if out else None,
+        outputs=None if out else outputs)

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from cluster.app import configure
 from cluster.errors import UsageError
+from cluster.options import redacted
 from cluster.tasks import PassSummary, Rejected, read_result
 
 PASS_KEY = "holepunch:pass:{}"
@@ -19,7 +20,7 @@ def show_status(name: str, broker: str, console: Console) -> int:
     with app.connection_for_write() as conn:
         raw = conn.default_channel.client.get(PASS_KEY.format(name))
     if raw is None:
-        raise UsageError("PASS_NAME", f"no pass named {name!r} on {broker}")
+        raise UsageError("PASS_NAME", f"no pass named {name!r} on {redacted(broker)}")
     info = json.loads(raw)
     group = GroupResult.restore(info["group"], app=app)
     done = passed = failed = 0
@@ -34,7 +35,8 @@ def show_status(name: str, broker: str, console: Console) -> int:
     console.print(f"{name}: {done}/{info['total']} tests done, {passed} passed, {failed} failed")
     if final.ready() and final.successful():
         summary = PassSummary.model_validate(final.result)
-        console.print(f"finished: results in {summary.results_yaml}, zip {summary.test_pass_zip}")
+        where = summary.results_yaml or "the folder its submit wrote them to"
+        console.print(f"finished: results in {where}, zip {summary.test_pass_zip}")
         for note in summary.error_tests:
             console.print(f"ERROR {note.name}: {note.reason} [{note.host}]", markup=False)
         return summary.exit_code

@@ -36,7 +36,9 @@ from controller.images.build import Builder, implementation_targets, infrastruct
 from controller.plan.config import detect_kind
 from controller.run.embedded import EmbeddedCluster
 from controller.images.export import export_image
+from controller.results.deliver import deliver
 from controller.results.finish import TIME_FORMAT, PassSpec, finish_pass
+from controller.run.outputs import check_local, check_reporter_sees
 from controller.plan.matrix import plan_matrix
 from controller.archive.testpass import pass_name
 
@@ -152,6 +154,7 @@ def submit(options: SubmitOptions, cache: Cache, console: Console,
     plan = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache)
     matrix = plan.matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
+    check_outputs(options)
     engine = engine_version()
     base_dir = options.root.resolve() / "impl" / "base"
     own = None if options.broker or embedded else EmbeddedCluster(cache.root, options.workers,
@@ -166,6 +169,28 @@ def submit(options: SubmitOptions, cache: Cache, console: Console,
 
 
 PASS_KEY_TTL = 7 * 24 * 3600
+PATHS = {"output_dir", "update_readme", "cache_dir", "base_dir"}  # never in the aggregate message
+
+
+def check_outputs(options: SubmitOptions) -> None:
+    """Refuse now what could not be written after the last test (controller.run.outputs)."""
+    output_dir = options.output_dir.resolve()
+    readme = options.update_readme.resolve() if options.update_readme else None
+    check_local(output_dir, readme)
+    if options.detach:
+        app = configure(options.broker, options.timeout)
+        check_reporter_sees(app, output_dir, "--output-dir", options.controller_queue)
+        if readme is not None:
+            check_reporter_sees(app, readme.parent, "--update-readme", options.controller_queue)
+
+
+def registry_outputs(options: SubmitOptions, output_dir: Path, base_dir: Path) -> dict:
+    """What the reporter may write, from the pass registry: a detached pass's outputs (the
+    reporter was asked whether it sees them); an attached pass's come back to submit."""
+    readme = options.update_readme.resolve() if options.update_readme else None
+    return {"outputDir": str(output_dir) if options.detach else None,
+            "updateReadme": str(readme) if options.detach and readme else None,
+            "baseDir": str(base_dir)}
 
 
 def claim_pass_name(redis_client, cache: Cache, name: str) -> str:
@@ -211,6 +236,9 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         with app.connection_for_write() as conn:
             name = claim_pass_name(conn.default_channel.client, cache,
                                    pass_name(kind, started.astimezone()))
+            outputs = registry_outputs(options, output_dir, base_dir)
+            conn.default_channel.client.set(PASS_KEY.format(name), json.dumps(
+                {"claimed": True, "outputs": outputs}), ex=PASS_KEY_TTL, xx=True)
         settings = settings_for(options, name, kind, reason, matrix, cache, engine, concurrency)
         spec = PassSpec(name=name, kind=kind, base_dir=str(base_dir),
                         output_dir=str(output_dir), cache_dir=str(cache.root),
@@ -218,14 +246,15 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
                         settings=settings, images=images,
                         update_readme=str(options.update_readme.resolve()) if options.update_readme else None)
         header = [run_test_signature(r) for r in _requests(spec, matrix, options)]
-        body = aggregate_signature(spec.model_dump(mode="json", by_alias=True), options.controller_queue)
+        body = aggregate_signature(spec.model_dump(mode="json", by_alias=True, exclude=PATHS),
+                                   options.controller_queue)
         result = chord(header)(body)
         group = result.parent
         group.save()
         with app.connection_for_write() as conn:
             conn.default_channel.client.set(PASS_KEY.format(name), json.dumps({
                 "group": group.id, "aggregate": result.id, "total": len(header),
-                "outputDir": str(output_dir)}), ex=PASS_KEY_TTL)
+                "outputDir": str(output_dir), "outputs": outputs}), ex=PASS_KEY_TTL)
         console.print(f"pass {name}: {len(header)} tests submitted")
         if options.detach:
             console.print(f"detached; follow it with: holepunch-controller status {name}")
@@ -249,6 +278,8 @@ def run_pass(options: SubmitOptions, cache: Cache, console: Console, kind: str, 
         if summary is None:
             _revoke(group, console)
             summary = _finish_locally(spec, group, why)
+        summary = deliver(summary, output_dir, options.update_readme.resolve()
+                          if options.update_readme else None)
         del result, group
         _close_results(app)  # else the result listener's finaliser fails once Redis is gone
     _report(summary, console)
@@ -362,7 +393,8 @@ def _report(summary: PassSummary, console: Console) -> None:
     console.print(f"{state}: {', '.join(counts)} of {summary.total}")
     html = f", {summary.results_html}" if summary.results_html else ""
     console.print(f"results: {summary.results_yaml}, {summary.results_md}{html}")
-    console.print(f"test pass: {summary.test_pass_zip}")
+    zip_note = "" if Path(summary.test_pass_zip).is_file() else " (on the reporter's host)"
+    console.print(f"test pass: {summary.test_pass_zip}{zip_note}")
     if summary.test_pass_zip_bytes is not None:
         console.print(f"test-pass zip: {summary.test_pass_zip_bytes / 1e6:.1f} MB, written in "
                       f"{summary.test_pass_zip_seconds or 0:.1f} s")

@@ -1,5 +1,6 @@
 """The cluster of compose.cluster.yml, end to end: a pass spread over two Docker-in-Docker hosts,
-a host killed mid-pass, a host rejoining, a broker restart, two passes at once, and Flower.
+a host killed mid-pass, a host rejoining, a broker restart, two passes at once, Flower, no
+secret served or shown, and outputs written where the user asked.
 
 Run: `.venv/bin/python -m pytest tests/cluster_e2e -v` (root, Docker engine, images built).
 """
@@ -8,12 +9,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
-from .conftest import (CONTROLLER, FAST, FAST_NAMES, FLOWER_AUTH, FLOWER_PORT, HOSTS, REPO, container, ping, results, submit,
+from .conftest import (BROKER_PORT, CACHE_PORT, CONTROLLER, FAST, FAST_NAMES, FLOWER_PORT, HOSTS,
+                       REPO, SECRETS, broker_url, container, flower_auth, ping, results, submit,
                        submit_args)
 
 pytestmark = pytest.mark.e2e
@@ -149,8 +155,10 @@ def _flower(flower_url: str, out: Path, *mode: str) -> str:
 def test_flower_shows_test_names_during_a_pass(cluster, out_dir) -> None:
     if shutil.which("chromium") is None:
         pytest.skip("no chromium (apt-get install chromium)")
-    user_pass = FLOWER_AUTH
+    user_pass = flower_auth()
     flower_url = f"http://{user_pass}@127.0.0.1:{FLOWER_PORT}"
+    assert _http_status(f"http://127.0.0.1:{FLOWER_PORT}/tasks") == 401, "Flower without credentials"
+    assert "tasks" not in _flower(f"http://127.0.0.1:{FLOWER_PORT}", out_dir, "--dump-dom").lower()
     proc = subprocess.Popen(submit_args(out_dir / "pass", FAST), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:
@@ -168,3 +176,70 @@ def test_flower_shows_test_names_during_a_pass(cluster, out_dir) -> None:
     shown = [name for name in FAST_NAMES if name in dom]
     assert shown, "Flower's tasks page names no test:\n" + dom[-3000:]
     assert (out_dir / "flower-tasks.png").stat().st_size > 10_000
+
+
+def _http_status(url: str, auth: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        import base64
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_no_secret_is_served_or_shown(cluster) -> None:
+    """The cache server publishes images/ only; Redis and Flower refuse without their secrets;
+    no process on this machine (the cluster's containers included) has one on its command line."""
+    cache = f"http://127.0.0.1:{CACHE_PORT}"
+    for path in ("/cluster/flower-auth", "/cluster/settings.json", "/cluster/", "/wheels/",
+                 "/test-passes/", "/flower-auth", "/broker-url", "/redis.conf", "/broker.env",
+                 "/flower.env", "/../cluster/flower-auth", "/images/../cluster/flower-auth",
+                 "/%2e%2e/cluster/flower-auth"):
+        assert _http_status(cache + path) == 404, path
+    assert _http_status(cache + "/images/") == 200
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=BROKER_PORT, socket_timeout=5).ping()
+    assert redis.Redis.from_url(broker_url(), socket_timeout=5).ping()
+    assert _http_status(f"http://127.0.0.1:{FLOWER_PORT}/") == 401
+    assert _http_status(f"http://127.0.0.1:{FLOWER_PORT}/", flower_auth()) == 200
+    password = broker_url().split(":", 2)[2].split("@", 1)[0]
+    flower_password = flower_auth().split(":", 1)[1]
+    commands = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
+    assert "cluster.app flower" in commands, "ps here sees the containers' processes"
+    assert password not in commands and flower_password not in commands
+    for path in SECRETS.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_outputs_reach_a_folder_the_reporter_cannot_see(cluster) -> None:
+    """The reporter mounts only the checkout and the cache; an attached submit writes the
+    outputs itself, wherever its user asked. A detached pass cannot (the reporter would write
+    them): refused before the first test, exit 2."""
+    outside = Path(tempfile.mkdtemp(prefix="holepunch-e2e-outside-"))
+    try:
+        run = submit(outside / "x", "rust-v0.57 x go-v0.51 (tcp")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "Traceback" not in run.stderr
+        records = results(outside / "x")["tests"]
+        assert [r["name"] for r in records] == ["rust-v0.57 x go-v0.51 (tcp, noise, yamux)"]
+        assert (outside / "x" / "results.md").is_file() and (outside / "x" / "output.log").is_file()
+        assert (outside / "x" / records[0]["logFile"]).is_file()
+        started = time.monotonic()
+        detached = submit(outside / "y", "rust-v0.57 x go-v0.51 (tcp", "--detach")
+        assert detached.returncode == 2, detached.stdout[-3000:] + detached.stderr[-3000:]
+        assert "reporter cannot see" in detached.stderr and "submitted" not in detached.stderr
+        print(f"detached refusal took {time.monotonic() - started:.1f} s")
+        inside = REPO / ".test-output" / "detached-inside"
+        shutil.rmtree(inside, ignore_errors=True)
+        accepted = submit(inside, "rust-v0.57 x go-v0.51 (tcp", "--detach")
+        assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
+        deadline = time.monotonic() + 600
+        while not (inside / "results.yaml").is_file():
+            assert time.monotonic() < deadline, "the reporter never wrote the detached pass"
+            time.sleep(2)
+        assert results(inside)["tests"][0]["status"] == "pass"
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
