@@ -18,6 +18,7 @@ import yaml
 
 from cluster.errors import ConfigError
 from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
+from cluster.models import Muxer, SecureChannel
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
 
 
@@ -28,6 +29,10 @@ ROUTER_READY_FILE = "/tmp/setup-done"
 # Compose 1.29 normalises project names to these characters; we produce them already.
 _PROJECT_UNSAFE = re.compile(r"[^a-z0-9]+")
 _PROJECT_SLUG_MAX = 40
+
+
+SECURE_CHANNELS = tuple(s.value for s in SecureChannel)
+MUXERS = tuple(m.value for m in Muxer)
 
 
 def project_name(test_name: str, pass_id: str) -> str:
@@ -63,6 +68,10 @@ class TestSpec:
     # When set, routers forward public traffic only to these addresses (the negative test).
     public_allow: tuple[str, ...] | None = None
     extra_labels: tuple[tuple[str, str], ...] = ()
+    # A tcp test's secure channel and muxer (the test name's `(tcp, noise, yamux)`); None: the
+    # client's default (a quic test, or a tcp test named by transport alone).
+    secure_channel: str | None = None
+    muxer: str | None = None
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +100,11 @@ class TestSpec:
                      ("listener_lan", "public_subnet")):
             if nets[a].overlaps(nets[b]):
                 self._bad(b, f"{nets[b]} overlaps {a} {nets[a]}")
+        for key, allowed in (("secure_channel", SECURE_CHANNELS), ("muxer", MUXERS)):
+            value = getattr(self, key)
+            if value is not None and (self.transport != "tcp" or value not in allowed):
+                self._bad(key, f"expected one of {', '.join(allowed)} on a tcp test, got {value!r}"
+                               f" on {self.transport}")
         if not 0 <= self.delay_ms <= 10_000:
             self._bad("delay_ms", f"expected 0..10000, got {self.delay_ms}")
         if self.public_allow is not None:
@@ -142,18 +156,23 @@ def compose_for(spec: TestSpec) -> dict[str, Any]:
 
 def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router_addr: str,
             labels: dict[str, str]) -> dict[str, Any]:
+    environment = {
+        "MODE": mode,
+        "TRANSPORT": spec.transport,
+        "REDIS_ADDR": spec.redis_addr,
+        "TEST_KEY": spec.test_key,
+        "ROUTER_ADDR": router_addr,
+    }
+    if spec.secure_channel is not None:
+        environment["SECURE_CHANNEL"] = spec.secure_channel
+    if spec.muxer is not None:
+        environment["MUXER"] = spec.muxer
     return {
         "image": image,
         "init": True,
         # The client's entrypoint swaps Docker's default route for the router.
         "cap_add": ["NET_ADMIN"],
-        "environment": {
-            "MODE": mode,
-            "TRANSPORT": spec.transport,
-            "REDIS_ADDR": spec.redis_addr,
-            "TEST_KEY": spec.test_key,
-            "ROUTER_ADDR": router_addr,
-        },
+        "environment": environment,
         "networks": [lan],
         # A packet sent before the router's NAT exists leaves a stuck conntrack entry.
         "depends_on": {router: {"condition": "service_healthy"}},

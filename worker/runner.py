@@ -204,7 +204,8 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
 
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
              router_image: str, run_id: str, services: Services, host: Host, lans,
-             delay_ms: int, public_allow: tuple[str, ...] | None = None) -> TestSpec:
+             delay_ms: int, public_allow: tuple[str, ...] | None = None,
+             secure_channel: str | None = None, muxer: str | None = None) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace."""
     project = project_name(test_name, run_id)
@@ -214,7 +215,8 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         transport=transport, redis_addr=services.redis_addr, test_key=project,
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
-        extra_labels=tuple(test_labels(host.name).items()))
+        extra_labels=tuple(test_labels(host.name).items()),
+        secure_channel=secure_channel, muxer=muxer)
 
 
 def utc_stamp() -> str:
@@ -234,7 +236,9 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
                         request.listener.image_id, request.router.image_id, run_id, services,
-                        host, lans, request.delay_ms)
+                        host, lans, request.delay_ms,
+                        secure_channel=test.secure_channel.value if test.secure_channel else None,
+                        muxer=test.muxer.value if test.muxer else None)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
                             host, request.timeout_seconds)

@@ -3,7 +3,8 @@
 A snapshot is named by the sha256 of the folder's own source (controller.images.sources), the way a
 github snapshot is named by its commit: the lock files in that source pin the vendored
 dependencies it carries. Zips are deterministic (sorted entries, fixed timestamps) and keep
-symlinks (node_modules/.bin) and executable bits. Vendored crates no build for this platform uses
+symlinks (node_modules/.bin) and executable bits; a link out of the folder (a version's link to
+its language's shared source) is stored as the files it leads to (controller.images.sources). Vendored crates no build for this platform uses
 are stored as stubs (controller.images.cargoprune): the name stays, the zip shrinks.
 """
 
@@ -22,6 +23,7 @@ from typing import BinaryIO, Iterable, Iterator
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
 from controller.images.cargoprune import unused_crates
+from controller.images.sources import links_out
 
 # Left out of a snapshot: build output only. Vendored dependencies stay in (offline rebuilds).
 # Top level only: a vendored crate's own build/ folder is source.
@@ -35,7 +37,7 @@ def snapshot_entries(folder: Path, skip: frozenset[str] = frozenset()) -> list[P
     """The files (and symlinks) a snapshot of `folder` holds; `skip`: folders (relative
     paths) left out entirely."""
     entries: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         keep = []
         for name in sorted(dirnames):
             path = Path(dirpath) / name
@@ -43,7 +45,7 @@ def snapshot_entries(folder: Path, skip: frozenset[str] = frozenset()) -> list[P
                 continue
             if path.relative_to(folder).as_posix() in skip:
                 continue
-            if path.is_symlink():
+            if path.is_symlink() and not links_out(path, folder):
                 entries.append(path)  # a symlinked folder is stored as a link, not walked
             else:
                 keep.append(name)
@@ -94,7 +96,7 @@ def _folder_entries(folder: Path, stubs: dict[str, dict[str, bytes]]) -> Iterato
         if isinstance(source, bytes):
             yield name, stat.S_IFREG | 0o644, source
             continue
-        mode = source.lstat().st_mode
+        mode = source.stat().st_mode if links_out(source, folder) else source.lstat().st_mode
         if stat.S_ISLNK(mode):
             yield name, mode, os.readlink(source).encode("utf-8")
             continue

@@ -126,14 +126,16 @@ class PairResult:
 def run_pair(session: Session, dialer_image: str, listener_image: str, transport: str, *,
              test_name: str | None = None, delay_ms: int = 50,
              public_allow: tuple[str, ...] | None = None,
-             timeout: float = DEFAULT_TIMEOUT_S) -> PairResult:
+             timeout: float = DEFAULT_TIMEOUT_S, secure_channel: str | None = None,
+             muxer: str | None = None) -> PairResult:
     """Run one hole-punch test the way a worker does, and always tear it down."""
     host = session.host
     test_name = test_name or f"{dialer_image[:12]} x {listener_image[:12]} ({transport})"
     lans = host.leases.acquire(f"e2e {test_name}")
     try:
         spec = spec_for(test_name, transport, dialer_image, listener_image, session.router_image,
-                        session.next_run_id(), session.services, host, lans, delay_ms, public_allow)
+                        session.next_run_id(), session.services, host, lans, delay_ms, public_allow,
+                        secure_channel=secure_channel, muxer=muxer)
         run = execute(spec, lambda: session.services, host, timeout)
     finally:
         host.leases.release(lans)

@@ -50,6 +50,9 @@ CASES = {
         test_name="go-v0.45 x rust-v0.56 (quic)", transport="quic", delay_ms=25,
         dialer_lan="10.201.8.0/24", listener_lan="10.201.9.0/24",
     ),
+    "rust-x-go-tcp-tls-yamux": spec(
+        test_name="rust-v0.56 x go-v0.45 (tcp, tls, yamux)", secure_channel="tls", muxer="yamux",
+    ),
     "negative-public-allow": spec(
         test_name="rust-v0.56 x rust-v0.56 (tcp) blocked", public_allow=("11.11.0.10", "11.11.0.11"),
     ),
@@ -154,11 +157,23 @@ def test_project_names_keep_lossy_slugs_apart():
     (dict(router_image=""), "router_image"),
     (dict(public_allow=("relay",)), "public_allow"),
     (dict(public_allow=("11.11.0.0/24",)), "public_allow"),
+    (dict(secure_channel="plaintext"), "secure_channel"),
+    (dict(muxer="spdy"), "muxer"),
+    (dict(transport="quic", secure_channel="noise"), "secure_channel"),
 ])
 def test_bad_specs_name_the_key(change, key):
     with pytest.raises(ConfigError) as err:
         spec(**change)
     assert err.value.key == key
+
+
+def test_a_tcp_tests_secure_channel_and_muxer_reach_both_clients_and_only_when_set():
+    tls = compose_for(spec(secure_channel="tls", muxer="mplex"))["services"]
+    for side in ("dialer", "listener"):
+        assert tls[side]["environment"]["SECURE_CHANNEL"] == "tls"
+        assert tls[side]["environment"]["MUXER"] == "mplex"
+    plain = compose_for(spec())["services"]["dialer"]["environment"]
+    assert "SECURE_CHANNEL" not in plain and "MUXER" not in plain
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")

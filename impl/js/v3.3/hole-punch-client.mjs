@@ -37,6 +37,11 @@ function settingsFromEnv (env) {
   if (mode !== 'dial' && mode !== 'listen') throw new ClientError(`MODE=${mode}: expected dial or listen`)
   const transport = need('TRANSPORT')
   if (transport !== 'tcp' && transport !== 'quic') throw new ClientError(`TRANSPORT=${transport}: expected tcp or quic`)
+  // Unset means the default; this client has noise + yamux only (impls.yaml says so).
+  const secureChannel = (env.SECURE_CHANNEL ?? '').trim() || 'noise'
+  if (secureChannel !== 'noise') throw new ClientError(`SECURE_CHANNEL=${secureChannel} is not supported (this client supports noise)`)
+  const muxer = (env.MUXER ?? '').trim() || 'yamux'
+  if (muxer !== 'yamux') throw new ClientError(`MUXER=${muxer} is not supported (this client supports yamux)`)
   const redisAddr = need('REDIS_ADDR')
   if (!/^[^:]+:\d+$/.test(redisAddr)) throw new ClientError(`REDIS_ADDR=${redisAddr}: expected host:port`)
   const testKey = (env.TEST_KEY ?? '').trim()

@@ -63,6 +63,8 @@ class ClientError(Exception):
 class Settings:
     mode: str  # "dial" | "listen"
     transport: str  # "tcp" | "quic"
+    secure_channel: str  # "noise" (tls is refused: settings_from_env)
+    muxer: str  # "yamux" | "mplex"
     redis_host: str
     redis_port: int
     test_key: str
@@ -96,12 +98,25 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     transport = need("TRANSPORT")
     if transport not in ("tcp", "quic"):
         raise ClientError(f"TRANSPORT={transport!r}: expected 'tcp' or 'quic'")
+    # Unset means the default (noise, yamux); QUIC brings its own TLS and streams.
+    # py-libp2p 0.8 ships tls, but over it a relayed connection reports /ip4/0.0.0.0/... as its
+    # address, not /p2p-circuit, so this client could not tell it from a direct one (seen: a
+    # "direct" ping at the relayed 255 ms). Refused until the client tells them apart.
+    secure_channel = env.get("SECURE_CHANNEL", "").strip() or "noise"
+    if secure_channel != "noise":
+        raise ClientError(f"SECURE_CHANNEL={secure_channel!r} is not supported "
+                          "(this client supports noise)")
+    muxer = env.get("MUXER", "").strip() or "yamux"
+    if muxer not in ("yamux", "mplex"):
+        raise ClientError(f"MUXER={muxer!r} is not supported (this client supports yamux, mplex)")
     host, sep, port = need("REDIS_ADDR").rpartition(":")
     if not sep or not port.isdigit():
         raise ClientError(f"REDIS_ADDR={env['REDIS_ADDR']!r}: expected host:port")
     return Settings(
         mode=mode,
         transport=transport,
+        secure_channel=secure_channel,
+        muxer=muxer,
         redis_host=host,
         redis_port=int(port),
         test_key=env.get("TEST_KEY", "").strip(),
@@ -169,16 +184,24 @@ def describe_connections(host: IHost, peer: ID) -> str:
     return " ".join(parts) or "none"
 
 
+def upgrades(conn: INetConn) -> str:
+    """What a connection negotiated, for the log: its muxer's and secure stream's classes
+    (py-libp2p keeps no protocol ids there): Yamux or Mplex, NoiseTransportReadWriter."""
+    muxed = getattr(conn, "muxed_conn", None)
+    secured = getattr(getattr(muxed, "secured_conn", None), "conn", None)
+    return f"muxer {type(muxed).__name__}, secure io {type(secured).__name__}"
+
+
 def make_host(settings: Settings) -> IHost:
     key_pair = create_new_key_pair()
-    # noise only (the contract: TCP = noise + yamux; QUIC brings its own TLS); yamux is the
-    # library's default muxer.
+    # noise only (see settings_from_env); the muxer asked for comes first and yamux stays as the
+    # fallback, since the relay speaks only yamux (two peers that both ask for mplex get it).
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     sec_opt = {NOISE_PROTOCOL_ID: noise}
     return new_host(
         key_pair=key_pair,
         sec_opt=sec_opt,
-        muxer_preference="YAMUX",
+        muxer_preference="MPLEX" if settings.muxer == "mplex" else "YAMUX",
         listen_addrs=[settings.listen_addr],
         enable_quic=settings.transport == "quic",
         enable_tcp=settings.transport == "tcp",
@@ -304,7 +327,8 @@ async def run_dialer(settings: Settings, client: redis.Redis) -> None:
                 f"DCUtR did not upgrade (connections: {describe_connections(host, listener)})"
             )
         addrs = [str(a) for a in direct.get_transport_addresses()]
-        LOG.info("direct connection after %.1f s: %s", time.monotonic() - started, addrs)
+        LOG.info("direct connection after %.1f s: %s (%s)", time.monotonic() - started, addrs,
+                 upgrades(direct))
         if any(CIRCUIT in a for a in addrs):  # belt and braces: never report a relayed RTT
             raise ClientError(f"refusing to ping over a relayed connection {addrs}")
         with step(f"pinging over the direct connection {addrs}", 30):

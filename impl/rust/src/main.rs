@@ -3,6 +3,19 @@
 //! MODE=listen: reserve a slot on the relay, publish our peer id, stay up.
 //! MODE=dial:   dial the listener through the relay, wait for the DCUtR upgrade to a direct
 //!              connection, ping over that direct connection and print the RTT as JSON (last line).
+//!
+//! One source for every libp2p version: each version folder's Cargo.toml pins the crate and
+//! selects the API generation it has with one cargo feature (`api-0-52`, `api-0-53`, `api-0-54`
+//! for 0.54 and later); `#[cfg(feature = ...)]` marks the few lines where the API differs.
+
+#[cfg(not(any(feature = "api-0-52", feature = "api-0-53", feature = "api-0-54")))]
+compile_error!("Cargo.toml must select the API generation of its libp2p: feature api-0-52, api-0-53 or api-0-54");
+#[cfg(any(
+    all(feature = "api-0-52", feature = "api-0-53"),
+    all(feature = "api-0-52", feature = "api-0-54"),
+    all(feature = "api-0-53", feature = "api-0-54")
+))]
+compile_error!("Cargo.toml selects more than one API generation (api-0-52, api-0-53, api-0-54): keep one");
 
 mod redis;
 
@@ -15,7 +28,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{dcutr, identify, identity, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{dcutr, identify, identity, noise, ping, relay, tcp, tls, yamux, Multiaddr, PeerId, Swarm};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -34,9 +47,17 @@ enum Transport {
     Quic,
 }
 
+/// The secure channel a TCP connection to the peer uses (SECURE_CHANNEL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SecureChannel {
+    Noise,
+    Tls,
+}
+
 struct Config {
     mode: Mode,
     transport: Transport,
+    secure_channel: SecureChannel,
     redis_addr: String,
     test_key: String,
     timeout: Duration,
@@ -55,13 +76,24 @@ impl Config {
             "quic" | "quic-v1" => Transport::Quic,
             other => bail!("TRANSPORT must be tcp or quic, got {other:?}"),
         };
+        // Unset means the default (noise, yamux); QUIC brings its own TLS and streams.
+        let secure_channel = match std::env::var("SECURE_CHANNEL").unwrap_or_default().as_str() {
+            "" | "noise" => SecureChannel::Noise,
+            "tls" => SecureChannel::Tls,
+            other => bail!("SECURE_CHANNEL {other:?} is not supported (this client supports noise, tls)"),
+        };
+        match std::env::var("MUXER").unwrap_or_default().as_str() {
+            "" | "yamux" => {}
+            // rust-libp2p's facade dropped mplex before 0.52 (libp2p-mplex is out of tree).
+            other => bail!("MUXER {other:?} is not supported (this client supports yamux)"),
+        }
         let redis_addr = var("REDIS_ADDR")?;
         let test_key = std::env::var("TEST_KEY").unwrap_or_default();
         let timeout = match std::env::var("CLIENT_TIMEOUT_SECS") {
             Ok(s) => Duration::from_secs(s.trim().parse().context("CLIENT_TIMEOUT_SECS must be an integer")?),
             Err(_) => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
         };
-        Ok(Self { mode, transport, redis_addr, test_key, timeout })
+        Ok(Self { mode, transport, secure_channel, redis_addr, test_key, timeout })
     }
 
     /// `<TEST_KEY>:<NAME>` (just `<NAME>` when TEST_KEY is empty, as upstream's runner did).
@@ -74,10 +106,6 @@ impl Config {
     }
 }
 
-/// v0.52's SwarmEvent still carries the handler error type (dropped in v0.53).
-#[allow(deprecated)]
-type Event = SwarmEvent<BehaviourEvent, libp2p::swarm::THandlerErr<Behaviour>>;
-
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     relay_client: relay::client::Behaviour,
@@ -85,6 +113,13 @@ struct Behaviour {
     dcutr: dcutr::Behaviour,
     ping: ping::Behaviour,
 }
+
+/// v0.52's SwarmEvent still carries the handler error type (dropped in v0.53).
+#[cfg(feature = "api-0-52")]
+#[allow(deprecated)]
+type Event = SwarmEvent<BehaviourEvent, libp2p::swarm::THandlerErr<Behaviour>>;
+#[cfg(not(feature = "api-0-52"))]
+type Event = SwarmEvent<BehaviourEvent>;
 
 fn main() {
     tracing_subscriber::fmt()
@@ -114,7 +149,7 @@ fn fail(e: anyhow::Error) -> ! {
 async fn run() -> Result<()> {
     let cfg = Config::from_env()?;
     let deadline = Instant::now() + cfg.timeout;
-    info!(mode = ?cfg.mode, transport = ?cfg.transport, redis = %cfg.redis_addr, test_key = %cfg.test_key, "starting");
+    info!(mode = ?cfg.mode, transport = ?cfg.transport, secure_channel = ?cfg.secure_channel, redis = %cfg.redis_addr, test_key = %cfg.test_key, "starting");
 
     // SIGTERM/SIGINT end the process quickly (we may run as PID 1 without an init).
     tokio::spawn(async {
@@ -148,7 +183,7 @@ async fn run() -> Result<()> {
     };
     info!(%relay_addr, "relay address");
 
-    let mut swarm = build_swarm()?;
+    let mut swarm = build_swarm(cfg.secure_channel)?;
     let local_peer_id = *swarm.local_peer_id();
     info!(%local_peer_id, "local peer id");
 
@@ -197,6 +232,7 @@ async fn run() -> Result<()> {
                 info!(observed = %info.observed_addr, "the relay observed us at");
                 // v0.52: DCUtR offers only confirmed external addresses (from v0.53 on it takes
                 // identify's candidates), so confirm the relay's observation of our NAT mapping.
+                #[cfg(feature = "api-0-52")]
                 swarm.add_external_address(info.observed_addr.clone());
                 learned_observed = true;
             }
@@ -237,6 +273,7 @@ async fn listen(
                 info!(%circuit, "reservation accepted");
                 break;
             }
+            #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqFailed {
                 error, ..
             })) => {
@@ -268,7 +305,13 @@ async fn listen(
         let event = swarm.select_next_some().await;
         log_event(&event);
         match event {
+            #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => info!("DCUtR: {e:?}"),
+            #[cfg(not(feature = "api-0-52"))]
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+                Ok(id) => info!(%remote_peer_id, connection = ?id, "DCUtR: hole punch succeeded"),
+                Err(e) => warn!(%remote_peer_id, "DCUtR: {e}"),
+            },
             SwarmEvent::ListenerClosed { listener_id, reason, .. } if listener_id == circuit_listener => {
                 warn!("relay reservation listener closed: {reason:?}");
             }
@@ -303,8 +346,11 @@ async fn dial(
     // Connections to the listener that do not go through a relay, with the last RTT seen on each.
     let mut direct: HashSet<ConnectionId> = HashSet::new();
     let mut rtts: HashMap<ConnectionId, Duration> = HashMap::new();
-    // v0.52's DCUtR success event names no connection: any direct one to the listener counts.
+    // Whether DCUtR reported success, and on which connection (v0.52's event names none: then
+    // any direct connection to the listener counts).
     let mut punched = false;
+    #[cfg_attr(feature = "api-0-52", allow(unused_mut))] // 0.52 never learns the connection
+    let mut punched_connection: Option<ConnectionId> = None;
     // What went wrong so far, for the failure reason.
     let mut relayed_up = false;
     let mut last_problem: Option<String> = None;
@@ -341,12 +387,14 @@ async fn dial(
             SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == remote => {
                 last_problem = Some(format!("direct dial failed: {error}"));
             }
+            #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event::DirectConnectionUpgradeSucceeded {
                 remote_peer_id,
             })) if remote_peer_id == remote => {
                 info!("DCUtR: hole punch succeeded");
                 punched = true;
             }
+            #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event::DirectConnectionUpgradeFailed {
                 remote_peer_id,
                 error,
@@ -355,7 +403,23 @@ async fn dial(
                 warn!("DCUtR attempt failed: {error}");
                 last_problem = Some(format!("DCUtR: {error}"));
             }
+            #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => info!("DCUtR: {e:?}"),
+            #[cfg(not(feature = "api-0-52"))]
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) if remote_peer_id == remote => {
+                match result {
+                    Ok(id) => {
+                        info!(connection = ?id, "DCUtR: hole punch succeeded");
+                        punched = true;
+                        punched_connection = Some(id);
+                    }
+                    // The listener's side drives the retries; keep waiting until the deadline.
+                    Err(e) => {
+                        warn!("DCUtR attempt failed: {e}");
+                        last_problem = Some(format!("DCUtR: {e}"));
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result })) if peer == remote => {
                 match result {
                     Ok(rtt) if direct.contains(&connection) => {
@@ -372,9 +436,13 @@ async fn dial(
             _ => {}
         }
 
-        // Report once DCUtR succeeded and a ping went over a direct connection to the listener.
+        // Report once DCUtR succeeded and a ping went over a direct connection: the punched one
+        // if it has an RTT, else any other direct connection to the listener.
         if punched {
-            let rtt = direct.iter().find_map(|c| rtts.get(c)).copied();
+            let rtt = punched_connection
+                .and_then(|c| rtts.get(&c))
+                .or_else(|| direct.iter().find_map(|c| rtts.get(c)))
+                .copied();
             if let Some(rtt) = rtt {
                 let millis = rtt.as_secs_f64() * 1000.0;
                 println!("{{\"rtt_to_holepunched_peer_millis\": {}}}", millis.round() as u64);
@@ -384,26 +452,53 @@ async fn dial(
     }
 }
 
-fn build_swarm() -> Result<Swarm<Behaviour>> {
+/// The TCP transport's options. v0.52 and v0.53: port reuse must be asked for, so that dials
+/// leave from the listening port.
+#[cfg(any(feature = "api-0-52", feature = "api-0-53"))]
+fn tcp_config() -> tcp::Config {
+    tcp::Config::default().port_reuse(true).nodelay(true)
+}
+
+/// Since v0.54 the dial decides port reuse (PortUse::Reuse by default): no flag here.
+#[cfg(not(any(feature = "api-0-52", feature = "api-0-53")))]
+fn tcp_config() -> tcp::Config {
+    tcp::Config::new().nodelay(true)
+}
+
+/// The rest of the swarm once its TCP transport is chosen (the builder's types differ by
+/// secure channel, so each choice finishes the chain itself).
+macro_rules! finish_swarm {
+    ($builder:expr, $security:expr) => {
+        $builder
+            .with_quic()
+            .with_relay_client($security, yamux::Config::default)?
+            .with_behaviour(|key, relay_client| Behaviour {
+                relay_client,
+                identify: identify::Behaviour::new(identify::Config::new("/hole-punch-interop/1.0.0".into(), key.public())),
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+            .build()
+    };
+}
+
+/// TCP with the chosen secure channel first and noise after it: the relay speaks noise only, so
+/// a peer that asks for tls still reaches it, and two tls peers negotiate tls with each other.
+/// Relayed connections to the peer offer the same. The muxer is yamux.
+fn build_swarm(secure_channel: SecureChannel) -> Result<Swarm<Behaviour>> {
     let key = identity::Keypair::generate_ed25519();
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            // v0.53: port reuse must be asked for, so that dials leave from the listening port.
-            tcp::Config::default().port_reuse(true).nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)?
-        .with_behaviour(|key, relay_client| Behaviour {
-            relay_client,
-            identify: identify::Behaviour::new(identify::Config::new("/hole-punch-interop/1.0.0".into(), key.public())),
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let swarm = match secure_channel {
+        SecureChannel::Noise => finish_swarm!(
+            builder.with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)?,
+            noise::Config::new
+        ),
+        SecureChannel::Tls => finish_swarm!(
+            builder.with_tcp(tcp_config(), (tls::Config::new, noise::Config::new), yamux::Config::default)?,
+            (tls::Config::new, noise::Config::new)
+        ),
+    };
     Ok(swarm)
 }
 

@@ -1,0 +1,404 @@
+// hole-punch-client: the go-libp2p side of the holepunch interop test.
+//
+// The run-time contract is impl/README.md: MODE (dial|listen), TRANSPORT
+// (tcp|quic), SECURE_CHANNEL (noise|tls) and MUXER (yamux) for tcp,
+// REDIS_ADDR, TEST_KEY. Logs go to stderr; the dialer's last stdout line is
+// {"rtt_to_holepunched_peer_millis": N}. One source for every go-libp2p
+// version: each version folder links it and pins the modules (go.mod).
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+const defaultTimeout = 90 * time.Second
+
+type config struct {
+	mode          string // "dial" or "listen"
+	transport     string // "tcp" or "quic"
+	secureChannel string // "noise" or "tls": what TCP connections to the peer use
+	muxer         string // "yamux"
+	redisAddr     string
+	testKey       string
+	timeout       time.Duration
+}
+
+func main() {
+	cfg, err := configFromEnv()
+	if err != nil {
+		fail("bad configuration: %v", err)
+	}
+	logf("go-libp2p hole-punch client: mode=%s transport=%s secure_channel=%s muxer=%s redis=%s key=%s timeout=%s",
+		cfg.mode, cfg.transport, cfg.secureChannel, cfg.muxer, cfg.redisAddr, cfg.testKey, cfg.timeout)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	if err := run(ctx, cfg); err != nil {
+		fail("%s failed: %v", cfg.mode, err)
+	}
+}
+
+func configFromEnv() (config, error) {
+	cfg := config{
+		mode:          os.Getenv("MODE"),
+		transport:     os.Getenv("TRANSPORT"),
+		secureChannel: cmp.Or(os.Getenv("SECURE_CHANNEL"), "noise"),
+		muxer:         cmp.Or(os.Getenv("MUXER"), "yamux"),
+		redisAddr:     os.Getenv("REDIS_ADDR"),
+		testKey:       os.Getenv("TEST_KEY"),
+		timeout:       defaultTimeout,
+	}
+	if cfg.mode != "dial" && cfg.mode != "listen" {
+		return cfg, fmt.Errorf("MODE=%q, expected dial or listen", cfg.mode)
+	}
+	if cfg.transport != "tcp" && cfg.transport != "quic" {
+		return cfg, fmt.Errorf("TRANSPORT=%q, expected tcp or quic", cfg.transport)
+	}
+	if cfg.secureChannel != "noise" && cfg.secureChannel != "tls" {
+		return cfg, fmt.Errorf("SECURE_CHANNEL=%q is not supported (this client supports noise, tls)", cfg.secureChannel)
+	}
+	// go-libp2p no longer ships mplex: p2p/muxer has yamux only in v0.48 and v0.51.
+	if cfg.muxer != "yamux" {
+		return cfg, fmt.Errorf("MUXER=%q is not supported (this client supports yamux)", cfg.muxer)
+	}
+	if cfg.redisAddr == "" {
+		return cfg, errors.New("REDIS_ADDR is empty, expected host:port")
+	}
+	if cfg.testKey == "" {
+		return cfg, errors.New("TEST_KEY is empty, expected the test's Redis namespace")
+	}
+	if s := os.Getenv("CLIENT_TIMEOUT_SECONDS"); s != "" {
+		secs, err := strconv.ParseFloat(s, 64)
+		if err != nil || secs <= 0 {
+			return cfg, fmt.Errorf("CLIENT_TIMEOUT_SECONDS=%q, expected a positive number", s)
+		}
+		cfg.timeout = time.Duration(secs * float64(time.Second))
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, cfg config) error {
+	rdb, err := dialRedis(ctx, cfg.redisAddr)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	relayKey := cfg.testKey + ":RELAY_TCP_ADDRESS"
+	if cfg.transport == "quic" {
+		relayKey = cfg.testKey + ":RELAY_QUIC_ADDRESS"
+	}
+	logf("waiting for the relay address at %s", relayKey)
+	relayAddr, err := rdb.BLPop(ctx, relayKey)
+	if err != nil {
+		return err
+	}
+	relay, err := peer.AddrInfoFromString(relayAddr)
+	if err != nil {
+		return fmt.Errorf("relay address %q from %s: %w", relayAddr, relayKey, err)
+	}
+	logf("relay: %s", relayAddr)
+
+	h, err := newHost(cfg.transport, cfg.secureChannel)
+	if err != nil {
+		return fmt.Errorf("create libp2p host: %w", err)
+	}
+	defer closeHost(h)
+	logf("peer id %s, listening on %v", h.ID(), h.Network().ListenAddresses())
+
+	// Watch before connecting, so the moment DCUtR becomes ready is not missed.
+	dcutrReady, err := holePunchReady(h)
+	if err != nil {
+		return err
+	}
+
+	if err := h.Connect(ctx, *relay); err != nil {
+		return fmt.Errorf("connect to relay %s: %w", relayAddr, err)
+	}
+	logf("connected to the relay")
+
+	if cfg.mode == "listen" {
+		rsvp, err := client.Reserve(ctx, h, *relay)
+		if err != nil {
+			return fmt.Errorf("reservation on relay %s: %w", relay.ID, err)
+		}
+		logf("reservation on the relay until %s", rsvp.Expiration.Format(time.RFC3339))
+	}
+
+	// DCUtR only answers (and only starts) hole punches once it knows a
+	// public address of ours: the one the relay observed through the NAT.
+	logf("waiting for DCUtR to learn our public (observed) address")
+	select {
+	case <-dcutrReady:
+		logf("DCUtR ready")
+	case <-ctx.Done():
+		return fmt.Errorf("DCUtR never became ready: the relay reported no public observed "+
+			"address (is the simulated internet in a range go-libp2p treats as public?): %w", ctx.Err())
+	}
+
+	if cfg.mode == "listen" {
+		return listen(ctx, h, rdb, cfg)
+	}
+	return dial(ctx, h, rdb, cfg, relayAddr)
+}
+
+// newHost builds a host behind a NAT: hole punching and the relay client on,
+// reachability forced private, yamux for TCP and relayed connections. The
+// secure channel asked for comes first; noise stays as the fallback, since the
+// relay speaks noise only (two tls peers still negotiate tls with each other).
+func newHost(transport, secureChannel string) (host.Host, error) {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	var security []libp2p.Option
+	if secureChannel == "tls" {
+		security = append(security, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+	}
+	security = append(security, libp2p.Security(noise.ID, noise.New))
+	opts := append(security,
+		libp2p.Identity(key),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.EnableRelay(),
+		libp2p.EnableHolePunching(holepunch.WithTracer(stderrTracer{})),
+		libp2p.ForceReachabilityPrivate(),
+		// Behind the NAT none of our interface addresses is dialable from
+		// outside, so advertise none: a LAN subnet that happens to look
+		// public would otherwise cost a futile direct dial before the punch.
+		// DCUtR still sends the addresses the relay observed (see README).
+		libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return nil }),
+	)
+	switch transport {
+	case "tcp":
+		opts = append(opts,
+			libp2p.Transport(tcp.NewTCPTransport),
+			libp2p.ListenAddrStrings("/ip4/0.0.0.0/tcp/0"))
+	case "quic":
+		opts = append(opts,
+			libp2p.Transport(libp2pquic.NewTransport),
+			libp2p.ListenAddrStrings("/ip4/0.0.0.0/udp/0/quic-v1"))
+	}
+	return libp2p.New(opts...)
+}
+
+func closeHost(h host.Host) {
+	done := make(chan struct{})
+	go func() { h.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		logf("host did not close within 2 s; leaving anyway")
+	}
+}
+
+// holePunchReady returns a channel closed once go-libp2p registered the DCUtR
+// stream handler, which it does when identify reported a public observed address.
+func holePunchReady(h host.Host) (<-chan struct{}, error) {
+	sub, err := h.EventBus().Subscribe(new(event.EvtLocalProtocolsUpdated))
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		// Draining until ready, then closing: an unread subscription blocks the bus.
+		defer sub.Close()
+		for !slices.Contains(h.Mux().Protocols(), holepunch.Protocol) {
+			if _, ok := <-sub.Out(); !ok {
+				return
+			}
+		}
+		close(ready)
+	}()
+	return ready, nil
+}
+
+func listen(ctx context.Context, h host.Host, rdb *redisClient, cfg config) error {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			logf("connection from %s via %s (%s, %s)", c.RemotePeer(), c.RemoteMultiaddr(), c.Stat().Direction, upgrades(c))
+		},
+	})
+
+	key := cfg.testKey + ":LISTEN_CLIENT_PEER_ID"
+	if err := rdb.RPush(ctx, key, h.ID().String()); err != nil {
+		return err
+	}
+	logf("published peer id to %s; staying up until stopped", key)
+
+	sig := <-stop
+	logf("stopping on %s", sig)
+	return nil
+}
+
+func dial(ctx context.Context, h host.Host, rdb *redisClient, cfg config, relayAddr string) error {
+	key := cfg.testKey + ":LISTEN_CLIENT_PEER_ID"
+	logf("waiting for the listener's peer id at %s", key)
+	idStr, err := rdb.BLPop(ctx, key)
+	if err != nil {
+		return err
+	}
+	listener, err := peer.Decode(idStr)
+	if err != nil {
+		return fmt.Errorf("listener peer id %q from %s: %w", idStr, key, err)
+	}
+
+	direct := make(chan network.Conn, 4)
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			logf("connection to %s via %s (%s, %s)", c.RemotePeer(), c.RemoteMultiaddr(), c.Stat().Direction, upgrades(c))
+			if c.RemotePeer() == listener && !isRelayed(c.RemoteMultiaddr()) {
+				select {
+				case direct <- c:
+				default:
+				}
+			}
+		},
+	})
+
+	circuit, err := ma.NewMultiaddr(relayAddr + "/p2p-circuit")
+	if err != nil {
+		return err
+	}
+	logf("dialing %s/p2p/%s", circuit, listener)
+	relayedCtx := network.WithAllowLimitedConn(ctx, "hole-punch dial through the relay")
+	if err := h.Connect(relayedCtx, peer.AddrInfo{ID: listener, Addrs: []ma.Multiaddr{circuit}}); err != nil {
+		return fmt.Errorf("dial the listener through the relay: %w", err)
+	}
+	logf("relayed connection up; waiting for the DCUtR upgrade")
+
+	conn := directConnTo(h, listener)
+	if conn == nil {
+		select {
+		case conn = <-direct:
+		case <-ctx.Done():
+			return fmt.Errorf("no direct connection to %s (hole punch did not succeed): %w", listener, ctx.Err())
+		}
+	}
+	logf("direct connection: %s -> %s (%s)", conn.LocalMultiaddr(), conn.RemoteMultiaddr(), upgrades(conn))
+
+	rtt, err := pingDirect(ctx, h, listener)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("{\"rtt_to_holepunched_peer_millis\": %d}\n", rtt.Round(time.Millisecond).Milliseconds())
+	return nil
+}
+
+func directConnTo(h host.Host, p peer.ID) network.Conn {
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if !isRelayed(c.RemoteMultiaddr()) {
+			return c
+		}
+	}
+	return nil
+}
+
+// pingDirect runs the ping protocol on a stream that the swarm may only put
+// on a non-limited (hence non-relayed) connection, checks that it did, and
+// returns the smallest of three round trips.
+func pingDirect(ctx context.Context, h host.Host, p peer.ID) (time.Duration, error) {
+	s, err := h.NewStream(network.WithNoDial(ctx, "ping the hole-punched connection"), p, ping.ID)
+	if err != nil {
+		return 0, fmt.Errorf("open ping stream on the direct connection: %w", err)
+	}
+	defer s.Close()
+	if addr := s.Conn().RemoteMultiaddr(); isRelayed(addr) || s.Conn().Stat().Limited {
+		s.Reset()
+		return 0, fmt.Errorf("ping stream landed on a relayed connection %s", addr)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		s.SetDeadline(deadline)
+	}
+
+	const rounds = 3
+	best := time.Duration(0)
+	out, in := make([]byte, ping.PingSize), make([]byte, ping.PingSize)
+	for i := range rounds {
+		if _, err := rand.Read(out); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if _, err := s.Write(out); err != nil {
+			return 0, fmt.Errorf("ping %d over %s: write: %w", i+1, s.Conn().RemoteMultiaddr(), err)
+		}
+		if _, err := io.ReadFull(s, in); err != nil {
+			return 0, fmt.Errorf("ping %d over %s: read: %w", i+1, s.Conn().RemoteMultiaddr(), err)
+		}
+		rtt := time.Since(start)
+		if !bytes.Equal(in, out) {
+			return 0, fmt.Errorf("ping %d over %s: echo does not match", i+1, s.Conn().RemoteMultiaddr())
+		}
+		logf("ping %d over %s: %s", i+1, s.Conn().RemoteMultiaddr(), rtt)
+		if best == 0 || rtt < best {
+			best = rtt
+		}
+	}
+	return best, nil
+}
+
+// upgrades names what a connection negotiated, e.g. "security /tls/1.0.0,
+// muxer /yamux/1.0.0" (the e2e tests read it); QUIC names neither.
+func upgrades(c network.Conn) string {
+	state := c.ConnState()
+	return fmt.Sprintf("security %s, muxer %s", cmp.Or(string(state.Security), "-"),
+		cmp.Or(string(state.StreamMultiplexer), "-"))
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// stderrTracer logs DCUtR's events, which tell why a punch failed.
+type stderrTracer struct{}
+
+func (stderrTracer) Trace(evt *holepunch.Event) {
+	b, err := json.Marshal(evt.Evt)
+	if err != nil {
+		b = []byte(err.Error())
+	}
+	logf("dcutr %s with %s: %s", evt.Type, evt.Remote, b)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().UTC().Format("15:04:05.000")+" "+format+"\n", args...)
+}
+
+func fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	logf("error: %s", strings.TrimSpace(msg))
+	os.Exit(1)
+}
