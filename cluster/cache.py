@@ -5,13 +5,14 @@ Files are named by the full sha256 of what identifies them; short hashes are for
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes",
            "cluster")  # cluster: settings of `cluster up` (its secrets live elsewhere)
@@ -107,3 +108,21 @@ class Cache:
     def keyed(self, folder: str, key: str, suffix: str) -> Path:
         """The path of an entry named by a key computed from its inputs (not its content)."""
         return self.folder(folder) / f"{key}{suffix}"
+
+    @contextmanager
+    def locked(self, name: str, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """An exclusive flock on `build/locks/<name>.lock`, for work in the cache's shared build
+        area that two checkouts (two CI jobs on one runner) must not do at once; released when
+        the holder exits, even by kill. `waiting` is called once if another holder has it."""
+        folder = self.root / "build" / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{name}.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waiting()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

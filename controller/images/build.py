@@ -14,7 +14,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
@@ -94,9 +95,30 @@ class Builder:
         self.first_layer = first_layer
         self.base_layer: str | None = None  # known once the base is built: images must sit on it
         self._told_stale: set[str] = set()
+        self._held: set[str] = set()
         self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
 
     def build(self, target: BuildTarget) -> Built:
+        """Build one target, alone: another checkout building the same image on this cache waits,
+        since both would unpack into, and make in, the same folder of the build area."""
+        with self._alone("base" if target.kind == "base" else target.name):
+            return self._build(target)
+
+    @contextmanager
+    def _alone(self, name: str) -> Iterator[None]:
+        """Hold the cache's lock for `name` (once per process: build() calls build_snapshot())."""
+        if name in self._held:
+            yield
+            return
+        with self.cache.locked(f"image-{name}",
+                               lambda: self.log(f"{name}: waiting for another build of it")):
+            self._held.add(name)
+            try:
+                yield
+            finally:
+                self._held.discard(name)
+
+    def _build(self, target: BuildTarget) -> Built:
         started = time.monotonic()
         if target.kind == "base":
             image = self.build_base(target.folder)
@@ -165,17 +187,19 @@ class Builder:
         archive = self.cache.path(snapshot)
         if not archive.is_file():
             raise InfrastructureError(f"{name}: snapshot {archive} is missing")
-        workdir = self._workdir(name, folder_name)
-        extract_zip(archive, workdir)
-        self.log(f"{name}: building from {snapshot}")
-        self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
-        return self._image_of(workdir)
+        with self._alone(name):
+            workdir = self._workdir(name, folder_name)
+            extract_zip(archive, workdir)
+            self.log(f"{name}: building from {snapshot}")
+            self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
+            return self._image_of(workdir)
 
     def build_base(self, folder: Path) -> ImageInfo:
         """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip);
         what test-pass zips store of it is made here once (controller.images.rootfs)."""
-        self._make(folder, [])
-        image = self._image_of(folder)
+        with self._alone("base"):
+            self._make(folder, [])
+            image = self._image_of(folder)
         tarball = self.cache.path(image.snapshot) if image.snapshot else None
         if tarball is not None and tarball.is_file():
             rootfs.compressed(tarball)
