@@ -19,7 +19,7 @@ from tests.controller.test_workflow_steps import (
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-ONE_TEST = "rust-v0.57 x go-v0.51 (tcp"
+ONE_TEST = "rust-v0.57 x go-v0.51 (tcp, noise, yamux"
 WORKFLOW = "hole-punch-cluster.yml"
 
 

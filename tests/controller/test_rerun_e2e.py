@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 LANG = "python"
 IMPL = "python-v0.8"
-ONLY = f"{IMPL} x {IMPL} (tcp"  # the cheapest client to rebuild: no compiler, wheels only
+ONLY = f"{IMPL} x {IMPL} (tcp, noise, yamux"  # the cheapest client to rebuild: no compiler, wheels only
 # py-libp2p's TCP punch sometimes loses its simultaneous-connect race: a failure then a pass is
 # recorded as flaky (not as pass), and the re-run inherits the pass's retries
 RETRIES = "2"

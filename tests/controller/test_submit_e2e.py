@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 EMBEDDED_HOST = socket.gethostname() + "-embedded"
-SMALL = "rust-v0.57 x rust-v0.57 (tcp|go-v0.51 x go-v0.51 (tcp|rust-v0.57 x go-v0.51 (tcp"
+SMALL = ("rust-v0.57 x rust-v0.57 (tcp, noise, yamux|go-v0.51 x go-v0.51 (tcp, noise, yamux"
+         "|rust-v0.57 x go-v0.51 (tcp, noise, yamux")
 
 
 def engine_or_skip() -> None:
@@ -107,7 +108,7 @@ def test_snapshots_travel_solid_or_thin_and_restore_exactly(small_pass, tmp_path
 
 
 def test_second_submit_rebuilds_nothing(small_pass, tmp_path: Path) -> None:
-    again = submit(tmp_path, "--test-filter", "rust-v0.57 x rust-v0.57 (tcp", "--test-ignore", "")
+    again = submit(tmp_path, "--test-filter", "rust-v0.57 x rust-v0.57 (tcp, noise, yamux", "--test-ignore", "")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "building from" not in again.stderr and "vendoring" not in again.stderr
     assert again.stderr.count(": up to date") == 3  # router, relay, the one implementation
