@@ -124,8 +124,8 @@ def test_broker_restart_mid_pass_completes_or_fails_loudly(cluster, out_dir) -> 
 
 
 def test_two_passes_at_once_do_not_collide(cluster, out_dir) -> None:
-    first_filter = "rust-v0.57 x rust-v0.57 (tcp|go-v0.51 x go-v0.51 (tcp"
-    second_filter = "rust-v0.57 x go-v0.51 (tcp|go-v0.51 x rust-v0.57 (tcp"
+    first_filter = "rust-v0.57 x rust-v0.57 (tcp, noise, yamux|go-v0.51 x go-v0.51 (tcp, noise, yamux"
+    second_filter = "rust-v0.57 x go-v0.51 (tcp, noise, yamux|go-v0.51 x rust-v0.57 (tcp, noise, yamux"
     procs = [subprocess.Popen(submit_args(out_dir / name, flt), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, cwd=REPO)
              for name, flt in (("first", first_filter), ("second", second_filter))]
@@ -220,7 +220,7 @@ def test_outputs_reach_a_folder_the_reporter_cannot_see(cluster) -> None:
     them): refused before the first test, exit 2."""
     outside = Path(tempfile.mkdtemp(prefix="holepunch-e2e-outside-"))
     try:
-        run = submit(outside / "x", "rust-v0.57 x go-v0.51 (tcp")
+        run = submit(outside / "x", "rust-v0.57 x go-v0.51 (tcp, noise, yamux")
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "Traceback" not in run.stderr
         records = results(outside / "x")["tests"]
@@ -228,13 +228,13 @@ def test_outputs_reach_a_folder_the_reporter_cannot_see(cluster) -> None:
         assert (outside / "x" / "results.md").is_file() and (outside / "x" / "output.log").is_file()
         assert (outside / "x" / records[0]["logFile"]).is_file()
         started = time.monotonic()
-        detached = submit(outside / "y", "rust-v0.57 x go-v0.51 (tcp", "--detach")
+        detached = submit(outside / "y", "rust-v0.57 x go-v0.51 (tcp, noise, yamux", "--detach")
         assert detached.returncode == 2, detached.stdout[-3000:] + detached.stderr[-3000:]
         assert "reporter cannot see" in detached.stderr and "submitted" not in detached.stderr
         print(f"detached refusal took {time.monotonic() - started:.1f} s")
         inside = REPO / ".test-output" / "detached-inside"
         shutil.rmtree(inside, ignore_errors=True)
-        accepted = submit(inside, "rust-v0.57 x go-v0.51 (tcp", "--detach")
+        accepted = submit(inside, "rust-v0.57 x go-v0.51 (tcp, noise, yamux", "--detach")
         assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
         deadline = time.monotonic() + 600
         while not (inside / "results.yaml").is_file():
