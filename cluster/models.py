@@ -18,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic.alias_generators import to_camel
 
 from cluster.imageid import bare_image_id, image_ref
+from cluster.progress import FAILED_STEPS
 
 # Checked with fullmatch: `$` in a pattern would also accept a trailing newline.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -108,6 +109,16 @@ Text = Annotated[StrictStr, StringConstraints(max_length=REASON_LIMIT), AfterVal
 _FILE = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,250}"   # a plain file name: no '/', never '.' or '..'
 FileName = Annotated[StrictStr, StringConstraints(pattern=rf"^{_FILE}$")]
 LogFile = Annotated[StrictStr, StringConstraints(pattern=rf"^logs/{_FILE}\.log$")]
+
+
+def _known_step(value: str) -> str:
+    if value not in FAILED_STEPS:
+        raise ValueError(f"expected one of {', '.join(FAILED_STEPS)}, got {value!r}")
+    return value
+
+
+FailedStep = Annotated[StrictStr, AfterValidator(_known_step)]
+CaptureFile = Annotated[StrictStr, StringConstraints(pattern=rf"^captures/{_FILE}\.(pcap|keys)$")]
 ComposeFile = Annotated[StrictStr, StringConstraints(pattern=r"^docker-compose/[0-9a-f]{64}\.yaml$")]
 CacheFile = Annotated[StrictStr, StringConstraints(pattern=rf"^(snapshots|makefiles|rootfs)/{_FILE}$")]
 Id = Annotated[StrictStr, StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -122,14 +133,35 @@ def as_reason(text: str) -> str:
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
+def file_stem(test_name: str) -> str:
+    """`rust-v0.53 x go-v0.51 (tcp)` -> `rust-v0.53_x_go-v0.51_tcp`: a test's files are named by it."""
+    stem = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_.") or "test"
+    if len(stem) > 200:  # a file name holds 255 bytes at most: keep it unique with a hash
+        stem = stem[:183] + "_" + hashlib.sha256(test_name.encode()).hexdigest()[:16]
+    return stem
+
+
 def log_file_name(test_name: str) -> str:
     """`rust-v0.53 x go-v0.51 (tcp)` -> `logs/rust-v0.53_x_go-v0.51_tcp.log` (the seed's form).
 
     The one place this name is made: the reporter writes a record's log only under it."""
-    stem = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", test_name)).strip("_.") or "test"
-    if len(stem) > 200:  # a file name holds 255 bytes at most: keep it unique with a hash
-        stem = stem[:183] + "_" + hashlib.sha256(test_name.encode()).hexdigest()[:16]
-    return f"logs/{stem}.log"
+    return f"logs/{file_stem(test_name)}.log"
+
+
+# What a test's evidence is taken from: each router's public side (a pcap) and each client's
+# TLS/QUIC key log (SSLKEYLOGFILE), so the captures can be decrypted.
+CAPTURE_SOURCES: dict[str, str] = {"dialer_router": "pcap", "listener_router": "pcap",
+                                   "dialer": "keys", "listener": "keys"}
+
+
+def capture_file_name(test_name: str, source: str) -> str:
+    """`captures/<stem>.<source>.<pcap|keys>`: the one place a capture's name is made (the
+    reporter accepts a record's captures only under these names)."""
+    return f"captures/{file_stem(test_name)}.{source}.{CAPTURE_SOURCES[source]}"
+
+
+def capture_file_names(test_name: str) -> set[str]:
+    return {capture_file_name(test_name, source) for source in CAPTURE_SOURCES}
 
 
 class _Input(BaseModel):
@@ -402,6 +434,18 @@ class TestRecord(YamlModel):
     # results.html. Absent in records from older workers.
     started_at: ShortLine | None = None
     finished_at: ShortLine | None = None
+    # Timings the dialer reported (absent from images that print only the RTT): from the dial
+    # of the relayed address to the direct connection, and every ping over it (rttMs is their
+    # median).
+    time_to_direct_ms: StrictFloat | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rtt_samples_ms: list[Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]] | None = \
+        Field(default=None, max_length=100)
+    # Set by the reporter (cluster.timings): a passing RTT more than 10 % off the model's.
+    rtt_anomaly: Line | None = None
+    # A failed test: the step it stopped at (cluster.progress), from the clients' progress lines.
+    failed_step: FailedStep | None = None
+    # Evidence kept for the test (captures/<stem>.<source>.pcap|keys), bundled in the zip.
+    captures: list[CaptureFile] | None = Field(default=None, max_length=len(CAPTURE_SOURCES))
 
     @property
     def ok(self) -> bool:

@@ -12,4 +12,9 @@ DEFAULT_PUBLIC_SUBNET = "11.11.0.0/16"
 REDIS_PORT = 6379
 # Each router delays every forwarded packet this long in each direction: a 200 ms direct RTT.
 DEFAULT_DELAY_MS = 50
+# The direct path's round trip in that model: two routers, each crossed once each way.
+DIRECT_RTT_MS = 4 * DEFAULT_DELAY_MS
+# A passing test whose RTT strays further than this share from DIRECT_RTT_MS is an RTT anomaly
+# (one of 56 read 252 ms, the relayed path's figure, on a "direct" connection).
+RTT_ANOMALY_SHARE = 0.10
 TRANSPORTS: tuple[str, ...] = tuple(transport.value for transport in Transport)

@@ -9,6 +9,7 @@ it came (`read_result`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Annotated, Any
 
 from celery import Signature
@@ -16,12 +17,24 @@ from pydantic import Field, StrictStr, StringConstraints, ValidationError
 
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
-from cluster.models import (NAME_LIMIT, ImageInfo, Status, TestCase, TestRecord, YamlModel,
-                            to_yaml_data)
+from cluster.models import (CAPTURE_SOURCES, NAME_LIMIT, CaptureFile, ImageInfo, Status,
+                            TestCase, TestRecord, YamlModel, to_yaml_data)
 from cluster.network import DEFAULT_DELAY_MS
 
 LOG_LIMIT = 512 * 1024       # a result travels through the broker: a worker keeps a log's tail
 COMPOSE_LIMIT = 256 * 1024   # a test's compose file is a few kB
+# Each router keeps at most this much of its public side's traffic (whole packets), and a key
+# log is cut at it too: a failed test's evidence travels through the broker like its log.
+CAPTURE_LIMIT = 1024 * 1024
+_CAPTURE_TEXT = 4 * ((CAPTURE_LIMIT + 2) // 3)  # base64 of CAPTURE_LIMIT bytes
+
+
+class CaptureMode(str, Enum):
+    """Which tests keep their captures (`submit --capture`)."""
+
+    FAILURES = "failures"  # failed, flaky and unexpected (known failure that passed) tests
+    ALL = "all"
+    NONE = "none"          # nothing captured at all
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
@@ -41,6 +54,7 @@ class RunRequest(YamlModel):
     delay_ms: int = DEFAULT_DELAY_MS
     image_source: str | None = None  # cache directory or http(s) URL holding images/<id>.tar.zst
     retries: int = Field(default=0, ge=0)  # re-runs of a failing test (on any host) before it fails
+    capture: CaptureMode = CaptureMode.FAILURES
 
 
 # Signatures are bound to our app, never to Celery's "current app" (the last one created in the
@@ -64,6 +78,10 @@ class RunResult(YamlModel):
     record: TestRecord
     log: Annotated[StrictStr, StringConstraints(max_length=LOG_LIMIT)] = ""       # logs/<test>.log
     compose: Annotated[StrictStr, StringConstraints(max_length=COMPOSE_LIMIT)] = ""  # its compose file
+    # The files record.captures names, base64: captures/<stem>.<source>.pcap|keys
+    captures: dict[CaptureFile, Annotated[StrictStr, StringConstraints(
+        max_length=_CAPTURE_TEXT, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]] = Field(
+        default_factory=dict, max_length=len(CAPTURE_SOURCES))
 
     @property
     def ok(self) -> bool:
@@ -128,6 +146,8 @@ class PassSummary(YamlModel):
     # names, for submit to write where its user asked (controller.results.deliver checks each
     # name): the reporter may not see that folder.
     outputs: dict[str, str] | None = None
+    # And its captures/ (binary: base64 here), checked and written the same way.
+    captures: dict[str, str] | None = None
 
     @classmethod
     def of(cls, records: list[TestRecord], **fields: Any) -> PassSummary:

@@ -13,6 +13,8 @@
 #       NAT_PORTS      preserve (keep the source port when free) | random
 #       NAT_TIMEOUT    seconds an idle mapping stays open to new peers (eif/adf, eim+random; default 120)
 #       DEFAULT_VIA    optional gateway on the public side (a home router behind a carrier NAT)
+#       CAPTURE_BYTES  capture the public side's traffic, at most this many bytes (default 0: none)
+#       CAPTURE_FILE   where the capture goes (default /tmp/holepunch-public.pcap)
 # Needs: cap NET_ADMIN, sysctl net.ipv4.ip_forward=1. Creates /tmp/setup-done when ready.
 set -euo pipefail
 
@@ -230,6 +232,28 @@ else
 fi
 # (packets from the public side to us that are then dropped by HP_IN are delayed first: harmless)
 
+# --- the capture of the public side: the evidence of a failed test (worker.captures) ---
+# Every packet, whole (snaplen 0), written as it comes (-U), from before the router is ready
+# until it stops; `head` ends it at CAPTURE_BYTES (tcpdump then stops on the closed pipe), so a
+# test never fills the disk. The last packet may be cut: the worker drops it.
+CAPTURE_BYTES=${CAPTURE_BYTES:-0}
+CAPTURE_FILE=${CAPTURE_FILE:-/tmp/holepunch-public.pcap}
+[[ $CAPTURE_BYTES =~ ^[0-9]+$ ]] || fail "CAPTURE_BYTES must be a whole number of bytes, got '$CAPTURE_BYTES'"
+start_capture() {
+    ((CAPTURE_BYTES > 0)) || return 0
+    command -v tcpdump >/dev/null || fail "CAPTURE_BYTES=$CAPTURE_BYTES needs tcpdump, which this image lacks (holepunch-controller build router)"
+    rm -f "$CAPTURE_FILE" /tmp/holepunch-capture.log
+    ( tcpdump -i "$PUB_IF" -n -U -s 0 -Z root -w - 2>/tmp/holepunch-capture.log \
+        | head -c "$CAPTURE_BYTES" > "$CAPTURE_FILE" ) &
+    for _ in $(seq 1 100); do
+        grep -q "listening on" /tmp/holepunch-capture.log 2>/dev/null && break
+        sleep 0.05
+    done
+    grep -q "listening on" /tmp/holepunch-capture.log 2>/dev/null \
+        || fail "tcpdump did not start on $PUB_IF: $(cat /tmp/holepunch-capture.log 2>/dev/null)"
+    log "capture: $PUB_IF -> $CAPTURE_FILE (at most $CAPTURE_BYTES bytes)"
+}
+
 # --- the delay itself ---
 child=
 on_term() {
@@ -278,6 +302,7 @@ case $mode in
   *) fail "DELAY_MODE must be auto, netem or nfqueue, got '$mode'" ;;
 esac
 
+start_capture
 touch /tmp/setup-done
 log "ready (PUBLIC_ALLOW=${PUBLIC_ALLOW:-any})"
 

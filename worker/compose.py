@@ -20,6 +20,8 @@ from cluster.errors import ConfigError
 from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
 from cluster.models import Muxer, SecureChannel
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
+from cluster.tasks import CAPTURE_LIMIT
+from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
 
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
@@ -72,6 +74,8 @@ class TestSpec:
     # client's default (a quic test, or a tcp test named by transport alone).
     secure_channel: str | None = None
     muxer: str | None = None
+    # Routers capture their public side and clients write key logs (worker.captures).
+    evidence: bool = False
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +171,7 @@ def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router
         environment["SECURE_CHANNEL"] = spec.secure_channel
     if spec.muxer is not None:
         environment["MUXER"] = spec.muxer
+    environment.update(keylog_environment(spec))
     return {
         "image": image,
         "init": True,
@@ -189,6 +194,7 @@ def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -
     }
     if spec.public_allow is not None:
         environment["PUBLIC_ALLOW"] = ",".join(spec.public_allow)
+    environment.update(capture_environment(spec))
     return {
         "image": spec.router_image,
         "init": True,
@@ -209,6 +215,18 @@ def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -
         "stop_grace_period": "2s",
         "labels": dict(labels),
     }
+
+
+def capture_environment(spec: TestSpec) -> dict[str, str]:
+    """A router's capture of its public side, bounded (router.sh; read by worker.captures)."""
+    if not spec.evidence:
+        return {}
+    return {"CAPTURE_BYTES": str(CAPTURE_LIMIT), "CAPTURE_FILE": ROUTER_CAPTURE_FILE}
+
+
+def keylog_environment(spec: TestSpec) -> dict[str, str]:
+    """Where a client whose library supports it writes its TLS/QUIC keys."""
+    return {"SSLKEYLOGFILE": CLIENT_KEYLOG_FILE} if spec.evidence else {}
 
 
 def _lan(subnet: str, labels: dict[str, str]) -> dict[str, Any]:

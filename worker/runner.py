@@ -22,11 +22,13 @@ from docker.errors import DockerException
 from cluster.labels import test_labels
 from cluster.imageid import image_ref
 from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
-from cluster.tasks import LOG_LIMIT, RunRequest
+from cluster.tasks import LOG_LIMIT, CaptureMode, RunRequest
+from worker.captures import read_evidence
 from worker.compose import TestSpec, compose_for, project_name, render
 from worker.project import Project, plan_project
 from worker.host import Host
-from worker.outcome import outcome_of
+from worker.outcome import Outcome, outcome_of
+from worker.steps import stopped_at
 from worker.reaper import reap_tests
 from worker.services import Services
 from worker.subnets import engine_subnets
@@ -54,14 +56,19 @@ class Execution:
     leftovers: list[str] = field(default_factory=list)  # what only a second pass removed
     failure: str | None = None   # why the dialer never finished (a router died, ...)
     timed_out: bool = False
+    evidence: dict[str, bytes] = field(default_factory=dict)  # captures/... -> bytes
 
     def outcome(self):
-        if self.timed_out:
-            return None, "timeout"
-        if self.exit_code is None:
-            return None, self.failure or "the dialer never finished"
-        verdict = outcome_of(self.exit_code, self.dialer_stdout)
+        verdict = self.verdict()
         return verdict.rtt_ms, verdict.reason
+
+    def verdict(self) -> Outcome:
+        """The dialer's outcome, with the timings its result line carried."""
+        if self.timed_out:
+            return Outcome(reason="timeout")
+        if self.exit_code is None:
+            return Outcome(reason=self.failure or "the dialer never finished")
+        return outcome_of(self.exit_code, self.dialer_stdout)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class RunOutput:
     record: TestRecord
     log: str       # every service's output, for logs/<test>.log in the pass snapshot
     compose: str   # the compose file's text, for docker-compose/<sha256>.yaml in the snapshot
+    evidence: dict[str, bytes] = field(default_factory=dict)  # captures and key logs, by name
 
 
 def _docker_time(text: str) -> float | None:
@@ -140,6 +148,8 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
         dialer = read_dialer(client, spec.project, up_started)
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
+        if spec.evidence:
+            execution.evidence = read_evidence(client, spec.project, spec.test_name)
     finally:
         with termination_deferred():
             _tear_down(spec, host, execution)
@@ -205,7 +215,8 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
-             secure_channel: str | None = None, muxer: str | None = None) -> TestSpec:
+             secure_channel: str | None = None, muxer: str | None = None,
+             evidence: bool = False) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace."""
     project = project_name(test_name, run_id)
@@ -216,7 +227,7 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
         extra_labels=tuple(test_labels(host.name).items()),
-        secure_channel=secure_channel, muxer=muxer)
+        secure_channel=secure_channel, muxer=muxer, evidence=evidence)
 
 
 def utc_stamp() -> str:
@@ -238,19 +249,27 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
                         request.listener.image_id, request.router.image_id, run_id, services,
                         host, lans, request.delay_ms,
                         secure_channel=test.secure_channel.value if test.secure_channel else None,
-                        muxer=test.muxer.value if test.muxer else None)
+                        muxer=test.muxer.value if test.muxer else None,
+                        evidence=request.capture is not CaptureMode.NONE)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
                             host, request.timeout_seconds)
     finally:
         host.leases.release(lans)
-    rtt, reason = execution.outcome()
+    verdict = execution.verdict()
+    rtt, reason = verdict.rtt_ms, verdict.reason
+    if verdict.notes:
+        execution.log += "".join(f"\n[holepunch] result line: {note}" for note in verdict.notes) + "\n"
     record = TestRecord(
         name=test.name, status=Status.PASS if rtt is not None else Status.FAIL,
         exit_code=execution.exit_code, rtt_ms=rtt, duration=f"{execution.seconds:.1f}s",
+        time_to_direct_ms=verdict.time_to_direct_ms,
+        rtt_samples_ms=list(verdict.rtt_samples_ms) if verdict.rtt_samples_ms else None,
+        failed_step=None if rtt is not None else stopped_at(execution.log),
         docker_compose=execution.compose_file,
         dialer=PeerRecord.of(test.dialer, request.dialer),
         listener=PeerRecord.of(test.listener, request.listener), log_file=log_file_name(test.name),
         transport=test.variant, host=host.name, reason=as_reason(reason) if reason else None,
         expected_failure=test.expected_failure, started_at=started_at, finished_at=utc_stamp())
-    return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text)
+    return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text,
+                     execution.evidence)

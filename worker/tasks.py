@@ -9,7 +9,9 @@ from pydantic import ValidationError
 
 from cluster.app import app
 from cluster.errors import InfrastructureError
-from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
+from cluster.models import TestRecord
+from cluster.tasks import LOG_LIMIT, RUN_TEST, CaptureMode, RunRequest, RunResult
+from worker.captures import as_message, keeps_captures
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
@@ -43,6 +45,17 @@ def attempt(request: RunRequest, host: Host, test_name: str) -> RunOutput | Faul
         return Fault(str(exc))
 
 
+def with_evidence(record: TestRecord, evidence: dict[str, bytes],
+                  mode: CaptureMode) -> tuple[TestRecord, dict[str, str]]:
+    """The final record naming the captures it keeps, and those files for the message.
+
+    A flaky test keeps the evidence of its last (passing) attempt: the failed attempts ran as
+    other tasks, maybe on other hosts."""
+    if not evidence or not keeps_captures(record, mode):
+        return record, {}
+    return record.model_copy(update={"captures": sorted(evidence)}), as_message(evidence)
+
+
 @app.task(name=RUN_TEST, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_INFRA_RETRIES)
 def run_test(self, test_name: str, request_data: dict, failures: list[str] | None = None) -> dict:
@@ -68,8 +81,10 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
                          exc=InfrastructureError(output.reason) if isinstance(output, Fault) else None)
     if isinstance(output, Fault):
         return RunResult(record=step, log=output.reason[-LOG_LIMIT:]).to_message()
+    record, captures = with_evidence(step, output.evidence, request.capture)
     try:
-        return RunResult(record=step, log=output.log, compose=output.compose).to_message()
+        return RunResult(record=record, log=output.log, compose=output.compose,
+                         captures=captures).to_message()
     except ValidationError as exc:  # never a lost test: the reporter would only refuse it
         reason = f"its result failed validation: {exc.errors()[0]['msg']}"
         return RunResult(record=error_record(request, host.name, reason)).to_message()

@@ -7,14 +7,18 @@ becomes an `error` record for its test, never a verdict and never a file outside
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import binascii
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from cluster.errors import EXIT_INFRASTRUCTURE
 from cluster.models import (NAME_LIMIT, PeerRecord, Results, ResultsMetadata, Status, TestCase,
-                            TestMatrix, TestRecord, as_reason, log_file_name)
+                            TestMatrix, TestRecord, as_reason, capture_file_names,
+                            log_file_name)
+from cluster.timings import rtt_anomaly
 from cluster.tasks import Rejected, RunResult, read_result
 from cluster.yamlio import read_yaml, validate
 from controller.results.report import summarize
@@ -27,6 +31,7 @@ class Collected:
     composes: dict[str, str]   # dockerCompose -> text
     duplicates: int            # task results beyond the first for a test (redeliveries)
     rejected: int = 0          # results that named no test of the pass (or no readable name)
+    captures: dict[str, bytes] = field(default_factory=dict)  # captures/... -> bytes
 
 
 def mismatch(result: RunResult, test: TestCase) -> str | None:
@@ -39,7 +44,30 @@ def mismatch(result: RunResult, test: TestCase) -> str | None:
                 f"{test.listener!r}")
     if record.log_file not in (None, log_file_name(test.name)):
         return f"invalid result from the worker: logFile {record.log_file!r} is not this test's"
+    for name in record.captures or ():
+        if name not in capture_file_names(test.name):
+            return f"invalid result from the worker: capture {name!r} is not this test's"
+        if name not in result.captures:
+            return f"invalid result from the worker: capture {name!r} came without its file"
     return None
+
+
+def decoded_captures(result: RunResult) -> dict[str, bytes]:
+    """The files a valid record names, decoded (mismatch checked each is there)."""
+    files = {}
+    for name in result.record.captures or ():
+        try:
+            files[name] = base64.b64decode(result.captures[name], validate=True)
+        except (binascii.Error, ValueError):
+            continue  # not base64 after all: the record still names it, the file is absent
+    return files
+
+
+def with_timings(record: TestRecord) -> TestRecord:
+    """The record marked with an RTT anomaly when its passing RTT strays from the model."""
+    passed = record.status in (Status.PASS, Status.FLAKY)
+    anomaly = rtt_anomaly(record.rtt_ms) if passed else None
+    return record.model_copy(update={"rtt_anomaly": anomaly})
 
 
 def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object]) -> Collected:
@@ -75,16 +103,19 @@ def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object
         if problem is not None:
             invalid.setdefault(test.name, TestRecord.error(test, problem, host=result.record.host))
             continue
-        first[test.name] = result.model_copy(update={"record": result.record.model_copy(update={
-            "expected_failure": test.expected_failure, "transport": test.variant})})
+        first[test.name] = result.model_copy(update={"record": with_timings(
+            result.record.model_copy(update={"expected_failure": test.expected_failure,
+                                             "transport": test.variant}))})
         invalid.pop(test.name, None)
     records: list[TestRecord] = []
     logs: dict[str, str] = {}
     composes: dict[str, str] = {}
+    captures: dict[str, bytes] = {}
     for test in matrix.tests:
         if test.name in first:
             result = first[test.name]
             records.append(result.record)
+            captures.update(decoded_captures(result))
             if result.record.log_file:
                 logs[result.record.log_file] = result.log
             if result.record.docker_compose and result.compose:
@@ -97,7 +128,7 @@ def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object
                                        "missing_tests": missing})
     summary = summarize(records, total=len(matrix.tests), ignored=matrix.metadata.ignored_tests)
     return Collected(Results(metadata=meta, summary=summary, tests=records), logs, composes,
-                     duplicates, rejected)
+                     duplicates, rejected, captures)
 
 
 def exit_code_of(results: Results) -> int:

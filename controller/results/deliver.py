@@ -8,6 +8,8 @@ stays where the reporter wrote it (the cache), named by its path.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path, PurePosixPath
 
 from cluster.cache import atomic_write
@@ -38,8 +40,15 @@ def deliver(summary: PassSummary, output_dir: Path, update_readme: Path | None) 
     files = {safe_relative(name): text for name, text in outputs.items()}  # all checked first
     if PurePosixPath("results.md") not in files:
         raise InfrastructureError("the aggregate returned outputs without results.md")
+    captures = {safe_relative(name): data for name, data in (summary.captures or {}).items()}
     for name, text in files.items():
         atomic_write(output_dir.joinpath(*name.parts), text)
+    for name, data in captures.items():
+        try:
+            atomic_write(output_dir.joinpath(*name.parts), base64.b64decode(data, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise InfrastructureError(f"the aggregate returned capture {name} that is not "
+                                      f"base64: {exc}") from None
     if update_readme is not None:
         readme = update_readme.read_text(encoding="utf-8")
         atomic_write(update_readme, inject_dashboard(readme, outputs["results.md"],
@@ -47,6 +56,6 @@ def deliver(summary: PassSummary, output_dir: Path, update_readme: Path | None) 
                                                      link_from(update_readme,
                                                                output_dir / "results.html")))
     return summary.model_copy(update={
-        "outputs": None, "results_yaml": str(output_dir / "results.yaml"),
+        "outputs": None, "captures": None, "results_yaml": str(output_dir / "results.yaml"),
         "results_md": str(output_dir / "results.md"),
         "results_html": str(output_dir / "results.html")})

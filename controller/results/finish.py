@@ -7,6 +7,7 @@ pass is interrupted (then with the records it has, and labelled partial).
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,25 +136,28 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     log_text = output_log(collected, spec.extra_log)
 
     logs = {name: text for name, text in collected.logs.items() if _plain(name)}
+    captures = {name: data for name, data in collected.captures.items() if _plain(name)}
     outputs = {"results.yaml": results_yaml, "results.md": results_md,
-               "results.html": render_results_html(  # beside logs/, not docker-compose/
-                   results, logs, linked=logs.keys()),
+               "results.html": render_results_html(  # beside logs/ and captures/, not docker-compose/
+                   results, logs, linked={*logs, *captures}),
                "output.log": log_text, **logs}
     if out is not None:
         for relative, text in outputs.items():
             atomic_write(out / relative, text)
+        for relative, data in captures.items():
+            atomic_write(out / relative, data)
 
     images_yaml = dump_yaml({key: to_yaml_data(image) for key, image in spec.images.items()})
     zip_started = time.monotonic()
     wheel_name, wheel = running_wheel()
     texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
-             "results.html": render_results_html(results, collected.logs,
-                                                 linked={*collected.logs, *collected.composes}),
+             "results.html": render_results_html(results, collected.logs, linked={
+                 *collected.logs, *collected.composes, *captures}),
              "test-matrix.yaml": spec.matrix_yaml,
              # nulls kept: the seed's shape (system.dockerCompose is null)
              "settings.yaml": dump_yaml(spec.settings.model_dump(mode="json", by_alias=True)),
              "re-run.sh": rerun_script(spec.name), "images.yaml": images_yaml,
-             f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes}
+             f"wheels/{wheel_name}": wheel, **collected.logs, **collected.composes, **captures}
     files = _bundle(cache, spec)
     snapshots = {name: files.pop(name) for name in list(files)
                  if name.startswith("snapshots/") and name.endswith(".zip")}
@@ -178,4 +182,6 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
         results_yaml=str(out / "results.yaml") if out else None,
         results_md=str(out / "results.md") if out else None,
         results_html=str(out / "results.html") if out else None,
-        outputs=None if out else outputs)
+        outputs=None if out else outputs,
+        captures=None if out or not captures else {
+            name: base64.b64encode(data).decode("ascii") for name, data in captures.items()})

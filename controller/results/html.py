@@ -24,6 +24,8 @@ from typing import Collection, Mapping
 from urllib.parse import quote
 
 from cluster.models import Results, Status, TestRecord
+from cluster.progress import STEP_WORDS
+from cluster.timings import rtt_anomaly
 from controller.results import report
 
 LOG_TAIL_LINES = 40
@@ -208,7 +210,8 @@ def _data_of(index: int, record: TestRecord) -> str:
 def _hover(record: TestRecord) -> str:
     look = look_of(outcome_of(record))
     parts = [record.name, look.label, _rtt(record), record.host and f"on {record.host}",
-             record.duration and f"in {record.duration}", record.reason]
+             record.duration and f"in {record.duration}", record.reason, _anomaly(record),
+             record.failed_step and f"stopped at {record.failed_step}"]
     return " · ".join(part for part in parts if part)
 
 
@@ -373,6 +376,35 @@ def _test_list(results: Results) -> str:
 _OPTIONAL = (("time_to_direct_ms", "Time to direct connection", "{:.0f} ms"),)
 
 
+def _timing_facts(record: TestRecord) -> list[tuple[str, object]]:
+    """What the details add from a record's timings, failed step and anomaly."""
+    facts: list[tuple[str, object]] = []
+    if record.rtt_samples_ms:
+        facts.append(("RTT samples", ", ".join(f"{v:.1f}" for v in record.rtt_samples_ms) + " ms"
+                      + " (the RTT is their median)"))
+    anomaly = _anomaly(record)
+    if anomaly:
+        facts.append(("⚠️ RTT anomaly", anomaly))
+    if record.failed_step:
+        facts.append(("Stopped at", f"{record.failed_step}: "
+                                    f"{STEP_WORDS.get(record.failed_step, record.failed_step)}"))
+    return facts
+
+
+def _anomaly(record: TestRecord) -> str | None:
+    """The record's RTT anomaly, computed again (a results.yaml from an older reporter has none)."""
+    if record.status not in (Status.PASS, Status.FLAKY):
+        return None
+    return rtt_anomaly(record.rtt_ms)
+
+
+def _capture_label(path: str) -> str:
+    """`captures/<stem>.dialer_router.pcap` -> `capture dialer_router` (`keys dialer`)."""
+    rest, _, kind = path.rsplit("/", 1)[-1].rpartition(".")
+    source = rest.rpartition(".")[2]
+    return f"{'capture' if kind == 'pcap' else 'key log'} {source}"
+
+
 def _details(results: Results, logs: Mapping[str, str], root: str,
              linked: Collection[str] | None) -> str:
     articles = []
@@ -388,11 +420,13 @@ def _details(results: Results, logs: Mapping[str, str], root: str,
             value = getattr(record, attribute, None)
             if isinstance(value, (int, float)):
                 facts.append((name, form.format(value)))
+        facts += _timing_facts(record)
         rows = "".join(f"<dt>{name}</dt><dd>{_e(value)}</dd>" for name, value in facts
                        if value is not None and value != "")
+        files = [("log", record.log_file), ("compose file", record.docker_compose),
+                 *((_capture_label(path), path) for path in record.captures or ())]
         links = [f'<a href="{_href(root, path)}">{_e(label)}</a>'
-                 for label, path in (("log", record.log_file), ("compose file", record.docker_compose))
-                 if path and (linked is None or path in linked)]
+                 for label, path in files if path and (linked is None or path in linked)]
         tail = log_tail(logs.get(record.log_file or "", "")) if record.log_file else ""
         log = (f'<h4>Last lines of the log</h4><pre class="log">{_e(tail)}</pre>' if tail
                else '<p class="note">No log in this folder.</p>')
@@ -543,7 +577,7 @@ def files_beside(results: Results, folder: Path) -> tuple[dict[str, str], set[st
     present: set[str] = set()
     top = folder.resolve()
     for record in results.tests:
-        for relative in (record.log_file, record.docker_compose):
+        for relative in (record.log_file, record.docker_compose, *(record.captures or ())):
             if not relative:
                 continue
             try:

@@ -9,12 +9,16 @@ from urllib.parse import quote
 
 from cluster.errors import ConfigError
 from cluster.models import Results, Status, Summary, TestRecord
+from cluster.progress import STEP_WORDS
+from cluster.network import DIRECT_RTT_MS, RTT_ANOMALY_SHARE
+from cluster.timings import rtt_anomaly
 
 DASHBOARD_START = "<!--INTEROP_DASHBOARD_START-->"
 DASHBOARD_END = "<!--INTEROP_DASHBOARD_END-->"
 
 PASS, FAIL, NOT_RUN = "🟢", "🔴", "⚪"
 FLAKY, KNOWN_FAILURE, UNEXPECTED_PASS, ERROR = "🟡", "🟠", "🟣", "⚫"
+ANOMALY = "⚠️"
 
 _VARIANT = re.compile(r"\(([^()]*)\)\s*$")
 
@@ -49,12 +53,21 @@ def variant_of(record: TestRecord) -> str:
     return match.group(1) if match else "unknown"
 
 
+def anomaly_of(record: TestRecord) -> str | None:
+    """A passing record's RTT anomaly (cluster.timings), whatever reporter wrote the record."""
+    if record.status not in (Status.PASS, Status.FLAKY):
+        return None
+    return rtt_anomaly(record.rtt_ms)
+
+
 def cell(record: TestRecord | None) -> str:
     if record is None:
         return NOT_RUN
     if record.status is Status.ERROR:
         return ERROR
     rtt = f" {record.rtt_ms:.0f}ms" if record.rtt_ms is not None else ""
+    if rtt and anomaly_of(record):
+        rtt += f" {ANOMALY}"
     if record.status is Status.FLAKY:
         return f"{FLAKY}{rtt}"
     if record.status is Status.PASS:
@@ -113,6 +126,7 @@ def render_results_md(results: Results) -> str:
             lines.append(f"| **{dialer}** | {cells} |")
         lines.append("")
 
+    lines += _failures(results) + _timings(results)
     lines += [
         "## Legend",
         "",
@@ -131,8 +145,53 @@ def render_results_md(results: Results) -> str:
     if summary.errors:
         lines.append(f"- {ERROR} **Error** - Could not be run (infrastructure fault after its "
                      "retries): no verdict on the implementations; the pass exits 3")
+    if any(anomaly_of(record) for record in results.tests):
+        lines.append(f"- {ANOMALY} **RTT anomaly** - Passed, but the RTT strays more than "
+                     f"{RTT_ANOMALY_SHARE * 100:.0f} % from the model's {DIRECT_RTT_MS} ms "
+                     "direct path")
     lines += ["", "## Test Details", "", "Full test results available in `results.yaml`", ""]
     return "\n".join(lines)
+
+
+def _md(text: str, limit: int = 160) -> str:
+    """A record's text inside a table cell: one line, no pipe, clipped."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _failures(results: Results) -> list[str]:
+    """Each failed test: why, the step it stopped at, and its evidence. Only when a record
+    carries either (a results.yaml of the seed's shape renders as it always did)."""
+    failed = [r for r in results.tests if r.status is Status.FAIL]
+    if not any(r.failed_step or r.captures for r in failed):
+        return []
+    lines = ["## Failures", "", "| Test | Stopped at | Reason | Evidence |", "|---|---|---|---|"]
+    for record in failed:
+        step = STEP_WORDS.get(record.failed_step, record.failed_step) if record.failed_step \
+            else "unknown"
+        known = f" {KNOWN_FAILURE}" if record.expected_failure else ""
+        evidence = ", ".join(f"`{path}`" for path in record.captures or ()) or "-"
+        lines.append(f"| {_md(record.name)}{known} | {_md(step)} | {_md(record.reason or '')} "
+                     f"| {evidence} |")
+    return [*lines, ""]
+
+
+def _timings(results: Results) -> list[str]:
+    """The timings passing tests reported (folded: a full pass has dozens)."""
+    timed = [r for r in results.tests if r.status in (Status.PASS, Status.FLAKY)
+             and (r.time_to_direct_ms is not None or r.rtt_samples_ms or anomaly_of(r))]
+    if not timed:
+        return []
+    lines = ["<details><summary>Timings: time to the direct connection, RTT samples</summary>",
+             "", "| Test | Time to direct | RTT (median) | Samples | Note |", "|---|---|---|---|---|"]
+    for record in timed:
+        direct = f"{record.time_to_direct_ms:.0f} ms" if record.time_to_direct_ms is not None \
+            else "-"
+        rtt = f"{record.rtt_ms:.0f} ms" if record.rtt_ms is not None else "-"
+        samples = ", ".join(f"{v:.0f}" for v in record.rtt_samples_ms or ()) or "-"
+        note = f"{ANOMALY} {anomaly_of(record)}" if anomaly_of(record) else ""
+        lines.append(f"| {_md(record.name)} | {direct} | {rtt} | {samples} | {_md(note, 200)} |")
+    return [*lines, "", "</details>", ""]
 
 
 def inject_dashboard(readme: str, results_md: str, source: str = "README.md",
