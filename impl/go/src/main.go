@@ -3,7 +3,8 @@
 // The run-time contract is impl/README.md: MODE (dial|listen), TRANSPORT
 // (tcp|quic), SECURE_CHANNEL (noise|tls) and MUXER (yamux) for tcp,
 // REDIS_ADDR, TEST_KEY. Logs go to stderr; the dialer's last stdout line is
-// {"rtt_to_holepunched_peer_millis": N}. One source for every go-libp2p
+// {"rtt_to_holepunched_peer_millis": N, "time_to_direct_ms": T, "rtt_samples_millis": [...]}
+// and both sides print `holepunch-step: NAME` on stderr as they go. One source for every go-libp2p
 // version: each version folder links it and pins the modules (go.mod).
 package main
 
@@ -12,17 +13,22 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -30,6 +36,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
@@ -129,11 +138,15 @@ func run(ctx context.Context, cfg config) error {
 	}
 	logf("relay: %s", relayAddr)
 
-	h, err := newHost(cfg.transport, cfg.secureChannel)
+	keyLog := openKeyLog()
+	h, err := newHost(cfg.transport, cfg.secureChannel, keyLog)
 	if err != nil {
 		return fmt.Errorf("create libp2p host: %w", err)
 	}
 	defer closeHost(h)
+	if keyLog != nil && cfg.transport == "quic" {
+		logQUICKeys(h, keyLog)
+	}
 	logf("peer id %s, listening on %v", h.ID(), h.Network().ListenAddresses())
 
 	// Watch before connecting, so the moment DCUtR becomes ready is not missed.
@@ -153,6 +166,7 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("reservation on relay %s: %w", relay.ID, err)
 		}
 		logf("reservation on the relay until %s", rsvp.Expiration.Format(time.RFC3339))
+		step("relay-reserved")
 	}
 
 	// DCUtR only answers (and only starts) hole punches once it knows a
@@ -176,14 +190,14 @@ func run(ctx context.Context, cfg config) error {
 // reachability forced private, yamux for TCP and relayed connections. The
 // secure channel asked for comes first; noise stays as the fallback, since the
 // relay speaks noise only (two tls peers still negotiate tls with each other).
-func newHost(transport, secureChannel string) (host.Host, error) {
+func newHost(transport, secureChannel string, keyLog io.Writer) (host.Host, error) {
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	var security []libp2p.Option
 	if secureChannel == "tls" {
-		security = append(security, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+		security = append(security, libp2p.Security(libp2ptls.ID, tlsWithKeyLog(keyLog)))
 	}
 	security = append(security, libp2p.Security(noise.ID, noise.New))
 	opts := append(security,
@@ -293,11 +307,13 @@ func dial(ctx context.Context, h host.Host, rdb *redisClient, cfg config, relayA
 		return err
 	}
 	logf("dialing %s/p2p/%s", circuit, listener)
+	dialed := time.Now()
 	relayedCtx := network.WithAllowLimitedConn(ctx, "hole-punch dial through the relay")
 	if err := h.Connect(relayedCtx, peer.AddrInfo{ID: listener, Addrs: []ma.Multiaddr{circuit}}); err != nil {
 		return fmt.Errorf("dial the listener through the relay: %w", err)
 	}
 	logf("relayed connection up; waiting for the DCUtR upgrade")
+	step("relayed-connection")
 
 	conn := directConnTo(h, listener)
 	if conn == nil {
@@ -307,14 +323,54 @@ func dial(ctx context.Context, h host.Host, rdb *redisClient, cfg config, relayA
 			return fmt.Errorf("no direct connection to %s (hole punch did not succeed): %w", listener, ctx.Err())
 		}
 	}
+	toDirect := time.Since(dialed)
 	logf("direct connection: %s -> %s (%s)", conn.LocalMultiaddr(), conn.RemoteMultiaddr(), upgrades(conn))
+	step("direct-connection")
 
-	rtt, err := pingDirect(ctx, h, listener)
+	rtts, err := pingDirect(ctx, h, listener)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("{\"rtt_to_holepunched_peer_millis\": %d}\n", rtt.Round(time.Millisecond).Milliseconds())
+	step("ping")
+	line, err := resultLine(rtts, toDirect)
+	if err != nil {
+		return err
+	}
+	fmt.Println(line)
 	return nil
+}
+
+// resultLine is the dialer's last stdout line: the median RTT in whole milliseconds (the
+// contract's field), every sample and the time from the relayed dial to the direct connection.
+func resultLine(rtts []time.Duration, toDirect time.Duration) (string, error) {
+	samples := make([]float64, len(rtts))
+	for i, rtt := range rtts {
+		samples[i] = millis(rtt)
+	}
+	b, err := json.Marshal(struct {
+		RTT      int64     `json:"rtt_to_holepunched_peer_millis"`
+		ToDirect float64   `json:"time_to_direct_ms"`
+		Samples  []float64 `json:"rtt_samples_millis"`
+	}{int64(math.Round(median(samples))), millis(toDirect), samples})
+	return string(b), err
+}
+
+// millis is a duration in milliseconds to a tenth.
+func millis(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Millisecond)*10) / 10
+}
+
+func median(samples []float64) float64 {
+	sorted := slices.Clone(samples)
+	slices.Sort(sorted)
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 func directConnTo(h host.Host, p peer.ID) network.Conn {
@@ -326,47 +382,47 @@ func directConnTo(h host.Host, p peer.ID) network.Conn {
 	return nil
 }
 
+// pingRounds is how many round trips the dialer measures: the result is their median.
+const pingRounds = 5
+
 // pingDirect runs the ping protocol on a stream that the swarm may only put
 // on a non-limited (hence non-relayed) connection, checks that it did, and
-// returns the smallest of three round trips.
-func pingDirect(ctx context.Context, h host.Host, p peer.ID) (time.Duration, error) {
+// returns every round trip.
+func pingDirect(ctx context.Context, h host.Host, p peer.ID) ([]time.Duration, error) {
 	s, err := h.NewStream(network.WithNoDial(ctx, "ping the hole-punched connection"), p, ping.ID)
 	if err != nil {
-		return 0, fmt.Errorf("open ping stream on the direct connection: %w", err)
+		return nil, fmt.Errorf("open ping stream on the direct connection: %w", err)
 	}
 	defer s.Close()
 	if addr := s.Conn().RemoteMultiaddr(); isRelayed(addr) || s.Conn().Stat().Limited {
 		s.Reset()
-		return 0, fmt.Errorf("ping stream landed on a relayed connection %s", addr)
+		return nil, fmt.Errorf("ping stream landed on a relayed connection %s", addr)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		s.SetDeadline(deadline)
 	}
 
-	const rounds = 3
-	best := time.Duration(0)
+	rtts := make([]time.Duration, 0, pingRounds)
 	out, in := make([]byte, ping.PingSize), make([]byte, ping.PingSize)
-	for i := range rounds {
+	for i := range pingRounds {
 		if _, err := rand.Read(out); err != nil {
-			return 0, err
+			return nil, err
 		}
 		start := time.Now()
 		if _, err := s.Write(out); err != nil {
-			return 0, fmt.Errorf("ping %d over %s: write: %w", i+1, s.Conn().RemoteMultiaddr(), err)
+			return nil, fmt.Errorf("ping %d over %s: write: %w", i+1, s.Conn().RemoteMultiaddr(), err)
 		}
 		if _, err := io.ReadFull(s, in); err != nil {
-			return 0, fmt.Errorf("ping %d over %s: read: %w", i+1, s.Conn().RemoteMultiaddr(), err)
+			return nil, fmt.Errorf("ping %d over %s: read: %w", i+1, s.Conn().RemoteMultiaddr(), err)
 		}
 		rtt := time.Since(start)
 		if !bytes.Equal(in, out) {
-			return 0, fmt.Errorf("ping %d over %s: echo does not match", i+1, s.Conn().RemoteMultiaddr())
+			return nil, fmt.Errorf("ping %d over %s: echo does not match", i+1, s.Conn().RemoteMultiaddr())
 		}
 		logf("ping %d over %s: %s", i+1, s.Conn().RemoteMultiaddr(), rtt)
-		if best == 0 || rtt < best {
-			best = rtt
-		}
+		rtts = append(rtts, rtt)
 	}
-	return best, nil
+	return rtts, nil
 }
 
 // upgrades names what a connection negotiated, e.g. "security /tls/1.0.0,
@@ -391,6 +447,77 @@ func (stderrTracer) Trace(evt *holepunch.Event) {
 		b = []byte(err.Error())
 	}
 	logf("dcutr %s with %s: %s", evt.Type, evt.Remote, b)
+	if evt.Type == holepunch.StartHolePunchEvtT || evt.Type == holepunch.HolePunchAttemptEvtT {
+		dcutrStarted.Do(func() { step("dcutr-started") })
+	}
+}
+
+var dcutrStarted sync.Once
+
+// step tells the harness how far the test got: `holepunch-step: NAME` on stderr
+// (impl/README.md); it reads the step a failed test stopped at from these lines.
+func step(name string) {
+	fmt.Fprintf(os.Stderr, "holepunch-step: %s\n", name)
+}
+
+// openKeyLog opens SSLKEYLOGFILE for appending when it is set, so captures of
+// TLS and QUIC connections can be decrypted; nil when unset or not writable.
+func openKeyLog() io.Writer {
+	path := os.Getenv("SSLKEYLOGFILE")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		logf("SSLKEYLOGFILE=%s: %v; no key log", path, err)
+		return nil
+	}
+	return f
+}
+
+// tlsWithKeyLog is libp2ptls.New with the identity's tls.Config writing its
+// keys to w. go-libp2p has no option for it, so the unexported config is set
+// through reflection; a version whose layout differs only loses the key log.
+func tlsWithKeyLog(w io.Writer) func(protocol.ID, crypto.PrivKey, []tptu.StreamMuxer) (*libp2ptls.Transport, error) {
+	return func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*libp2ptls.Transport, error) {
+		t, err := libp2ptls.New(id, key, muxers)
+		if err == nil && w != nil && !setKeyLog(t, w) {
+			logf("tls: cannot set a key log on this go-libp2p version")
+		}
+		return t, err
+	}
+}
+
+// logQUICKeys sets the key log on the QUIC transport's TLS identity (its
+// configs are cloned per connection, so connections made from now on log).
+func logQUICKeys(h host.Host, w io.Writer) {
+	sw, ok := h.Network().(*swarm.Swarm)
+	addr := ma.StringCast("/ip4/0.0.0.0/udp/0/quic-v1")
+	if !ok || !setKeyLog(sw.TransportForListening(addr), w) {
+		logf("quic: cannot set a key log on this go-libp2p version")
+	}
+}
+
+// setKeyLog sets KeyLogWriter on target.identity.config (a *libp2ptls.Identity
+// holding a tls.Config), the shape both the tls and the quic transport have.
+func setKeyLog(target any, w io.Writer) bool {
+	v := reflect.ValueOf(target)
+	for v.IsValid() && (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface) && !v.IsNil() {
+		v = v.Elem()
+	}
+	if !v.IsValid() || v.Kind() != reflect.Struct || !v.CanAddr() {
+		return false
+	}
+	identity := v.FieldByName("identity")
+	if !identity.IsValid() || identity.Kind() != reflect.Pointer || identity.IsNil() {
+		return false
+	}
+	config := identity.Elem().FieldByName("config")
+	if !config.IsValid() || config.Type() != reflect.TypeOf(tls.Config{}) || !config.CanAddr() {
+		return false
+	}
+	(*tls.Config)(unsafe.Pointer(config.UnsafeAddr())).KeyLogWriter = w
+	return true
 }
 
 func logf(format string, args ...any) {

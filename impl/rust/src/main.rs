@@ -271,6 +271,7 @@ async fn listen(
                 ..
             })) if r == relay_peer_id => {
                 info!(%circuit, "reservation accepted");
+                step("relay-reserved");
                 break;
             }
             #[cfg(feature = "api-0-52")]
@@ -341,11 +342,14 @@ async fn dial(
     info!(%target, "dialing the listener through the relay");
     let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
     let relayed_dial = opts.connection_id();
+    let dialed = Instant::now();
     swarm.dial(opts).with_context(|| format!("dial {target}"))?;
 
-    // Connections to the listener that do not go through a relay, with the last RTT seen on each.
+    // Connections to the listener that do not go through a relay, with the RTTs seen on each.
     let mut direct: HashSet<ConnectionId> = HashSet::new();
-    let mut rtts: HashMap<ConnectionId, Duration> = HashMap::new();
+    let mut rtts: HashMap<ConnectionId, Vec<Duration>> = HashMap::new();
+    // From the relayed dial to the first direct connection.
+    let mut to_direct: Option<Duration> = None;
     // Whether DCUtR reported success, and on which connection (v0.52's event names none: then
     // any direct connection to the listener counts).
     let mut punched = false;
@@ -370,10 +374,17 @@ async fn dial(
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } if peer_id == remote => {
                 if is_relayed(&endpoint) {
+                    if !relayed_up {
+                        step("relayed-connection");
+                    }
                     relayed_up = true;
                     info!(address = %endpoint.get_remote_address(), "relayed connection to the listener");
                 } else {
                     info!(address = %endpoint.get_remote_address(), connection = ?connection_id, "direct connection to the listener");
+                    if to_direct.is_none() {
+                        to_direct = Some(dialed.elapsed());
+                        step("direct-connection");
+                    }
                     direct.insert(connection_id);
                 }
             }
@@ -424,7 +435,7 @@ async fn dial(
                 match result {
                     Ok(rtt) if direct.contains(&connection) => {
                         info!(connection = ?connection, ?rtt, "ping over the direct connection");
-                        rtts.insert(connection, rtt);
+                        rtts.entry(connection).or_default().push(rtt);
                     }
                     Ok(rtt) => info!(connection = ?connection, ?rtt, "ping over the relayed connection (not reported)"),
                     Err(e) => {
@@ -436,20 +447,52 @@ async fn dial(
             _ => {}
         }
 
-        // Report once DCUtR succeeded and a ping went over a direct connection: the punched one
-        // if it has an RTT, else any other direct connection to the listener.
+        // Report once DCUtR succeeded and PING_SAMPLES pings went over a direct connection: the
+        // punched one if it has them, else any other direct connection to the listener.
         if punched {
-            let rtt = punched_connection
-                .and_then(|c| rtts.get(&c))
-                .or_else(|| direct.iter().find_map(|c| rtts.get(c)))
-                .copied();
-            if let Some(rtt) = rtt {
-                let millis = rtt.as_secs_f64() * 1000.0;
-                println!("{{\"rtt_to_holepunched_peer_millis\": {}}}", millis.round() as u64);
+            let enough = |c: &ConnectionId| rtts.get(c).filter(|v| v.len() >= PING_SAMPLES);
+            let samples = punched_connection
+                .and_then(|c| enough(&c))
+                .or_else(|| direct.iter().find_map(|c| enough(c)));
+            if let Some(samples) = samples {
+                step("ping");
+                println!("{}", result_line(samples, to_direct.unwrap_or_else(|| dialed.elapsed())));
                 return Ok(());
             }
         }
     }
+}
+
+/// Pings over the direct connection before the result: its RTT is their median.
+const PING_SAMPLES: usize = 3;
+/// How often the ping behaviour pings each connection (the first ping goes at once).
+const PING_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Tell the harness how far the test got: `holepunch-step: NAME` on stderr (impl/README.md).
+fn step(name: &str) {
+    eprintln!("holepunch-step: {name}");
+}
+
+/// A duration in milliseconds, to a tenth.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// The dialer's last stdout line: the median RTT in whole milliseconds (the contract's field),
+/// every sample, and the time from the relayed dial to the direct connection.
+fn result_line(rtts: &[Duration], to_direct: Duration) -> String {
+    let samples: Vec<f64> = rtts.iter().map(|d| millis(*d)).collect();
+    let mut sorted = samples.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let n = sorted.len();
+    let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+    let list: Vec<String> = samples.iter().map(|v| format!("{v:.1}")).collect();
+    format!(
+        "{{\"rtt_to_holepunched_peer_millis\": {}, \"time_to_direct_ms\": {:.1}, \"rtt_samples_millis\": [{}]}}",
+        median.round() as u64,
+        millis(to_direct),
+        list.join(", ")
+    )
 }
 
 /// The TCP transport's options. v0.52 and v0.53: port reuse must be asked for, so that dials
@@ -476,7 +519,7 @@ macro_rules! finish_swarm {
                 relay_client,
                 identify: identify::Behaviour::new(identify::Config::new("/hole-punch-interop/1.0.0".into(), key.public())),
                 dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
             .build()
