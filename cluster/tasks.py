@@ -9,7 +9,6 @@ it came (`read_result`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any
 
 from celery import Signature
@@ -17,24 +16,14 @@ from pydantic import Field, StrictStr, StringConstraints, ValidationError
 
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
+from cluster.evidence import CAPTURE_LIMIT, CaptureMode
 from cluster.models import (CAPTURE_SOURCES, NAME_LIMIT, CaptureFile, ImageInfo, Status,
                             TestCase, TestRecord, YamlModel, to_yaml_data)
 from cluster.network import DEFAULT_DELAY_MS
 
 LOG_LIMIT = 512 * 1024       # a result travels through the broker: a worker keeps a log's tail
 COMPOSE_LIMIT = 256 * 1024   # a test's compose file is a few kB
-# Each router keeps at most this much of its public side's traffic (whole packets), and a key
-# log is cut at it too: a failed test's evidence travels through the broker like its log.
-CAPTURE_LIMIT = 1024 * 1024
 _CAPTURE_TEXT = 4 * ((CAPTURE_LIMIT + 2) // 3)  # base64 of CAPTURE_LIMIT bytes
-
-
-class CaptureMode(str, Enum):
-    """Which tests keep their captures (`submit --capture`)."""
-
-    FAILURES = "failures"  # failed, flaky and unexpected (known failure that passed) tests
-    ALL = "all"
-    NONE = "none"          # nothing captured at all
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"

@@ -19,6 +19,7 @@ from cluster.cache import Cache, atomic_write, default_cache_root, short
 from cluster.celeryconfig import CONTROLLER_QUEUE
 from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
                             HolepunchError, UsageError)
+from cluster.evidence import CaptureMode
 from cluster.options import broker_value, visibility_option
 
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
@@ -163,6 +164,11 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
               help="Re-run a failing test up to N times on any host; fail-then-pass is 'flaky'.")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Embedded default: tests at once on this machine (default: two per core).")
+@click.option("--capture", type=click.Choice([m.value for m in CaptureMode]),
+              default=CaptureMode.FAILURES.value, show_default=True,
+              help="Which tests keep their evidence (each router's capture of its public side "
+                   "and the clients' TLS/QUIC key logs, under captures/): failed, flaky and "
+                   "unexpectedly passing tests; all; or none (nothing is captured).")
 @click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject the results into this README between the INTEROP_DASHBOARD markers.")
 @click.option("--detach", is_flag=True,
@@ -177,7 +183,7 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
 def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
                    test_ignore: str | None, broker: str | None, output_dir: Path, timeout: int,
                    retries: int, workers: int | None, update_readme: Path | None, detach: bool,
-                   image_source: str | None, deadline: int | None) -> None:
+                   image_source: str | None, deadline: int | None, capture: str) -> None:
     """Run a whole test pass and write results.yaml, results.md and the test-pass zip.
 
     Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
@@ -197,7 +203,8 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
                                 test_ignore=test_ignore, broker=broker, output_dir=output_dir,
                                 timeout=timeout, retries=retries, workers=workers,
                                 update_readme=update_readme, detach=detach,
-                                image_source=image_source, deadline=deadline)
+                                image_source=image_source, deadline=deadline,
+                                capture=CaptureMode(capture))
         code = submit(options, cache, err, embedded)
     raise click.exceptions.Exit(code)
 

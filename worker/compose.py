@@ -20,7 +20,7 @@ from cluster.errors import ConfigError
 from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
 from cluster.models import Muxer, SecureChannel
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
-from cluster.tasks import CAPTURE_LIMIT
+from cluster.evidence import CAPTURE_LIMIT
 from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
 
 

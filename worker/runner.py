@@ -22,7 +22,8 @@ from docker.errors import DockerException
 from cluster.labels import test_labels
 from cluster.imageid import image_ref
 from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
-from cluster.tasks import LOG_LIMIT, CaptureMode, RunRequest
+from cluster.evidence import CaptureMode
+from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.captures import read_evidence
 from worker.compose import TestSpec, compose_for, project_name, render
 from worker.project import Project, plan_project

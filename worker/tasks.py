@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from cluster.app import app
 from cluster.errors import InfrastructureError
 from cluster.models import TestRecord
-from cluster.tasks import LOG_LIMIT, RUN_TEST, CaptureMode, RunRequest, RunResult
+from cluster.evidence import CaptureMode
+from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
 from worker.captures import as_message, keeps_captures
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
 from worker.host import Host

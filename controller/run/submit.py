@@ -27,6 +27,7 @@ from cluster.app import configure
 from cluster.cache import Cache
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
 from cluster.errors import InfrastructureError
+from cluster.evidence import CaptureMode
 from cluster.matrix import matrix_to_yaml
 from cluster.models import (Execution, Filters, GitInfo, ImageInfo, ImplsFile, PassInfo, Settings,
                             Status, TestMatrix, TestRecord)
@@ -63,6 +64,7 @@ class SubmitOptions:
     controller_queue: str = CONTROLLER_QUEUE
     image_source: str | None = None
     deadline: int | None = None
+    capture: CaptureMode = CaptureMode.FAILURES
 
 
 def engine_version() -> str:
@@ -124,7 +126,8 @@ def _requests(spec: PassSpec, matrix: TestMatrix, options: SubmitOptions) -> lis
                        listener=images[test.listener], router=images["router"],
                        relay=images["rust-relay"], base=images["base"],
                        timeout_seconds=options.timeout, retries=options.retries,
-                       image_source=options.image_source) for test in matrix.tests]
+                       image_source=options.image_source, capture=options.capture)
+            for test in matrix.tests]
 
 
 def default_deadline(tests: int, options: SubmitOptions, concurrency: int) -> int:
