@@ -104,3 +104,25 @@ def test_any_prefix_with_rtt_last_passes(rtt, prefix):
 def test_never_raises_and_always_decides(text):
     result = parse_dialer_stdout(text)
     assert (result.rtt_ms is None) != (result.reason is None)
+
+
+def test_timings_beside_the_rtt_are_read() -> None:
+    parsed = parse_dialer_stdout('{"rtt_to_holepunched_peer_millis": 201, "time_to_direct_ms": '
+                                 '1234.5, "rtt_samples_millis": [201.2, 200.5, 252]}\n')
+    assert parsed == Outcome(rtt_ms=201.0, time_to_direct_ms=1234.5,
+                             rtt_samples_ms=(201.2, 200.5, 252.0))
+
+
+@pytest.mark.parametrize("extra", ['"time_to_direct_ms": "soon"', '"time_to_direct_ms": -1',
+                                   '"rtt_samples_millis": 201', '"rtt_samples_millis": []',
+                                   '"rtt_samples_millis": [201, true]',
+                                   '"rtt_samples_millis": [201, -3]'])
+def test_a_malformed_timing_is_a_note_and_the_test_still_passes(extra) -> None:
+    parsed = parse_dialer_stdout('{"rtt_to_holepunched_peer_millis": 201, ' + extra + "}")
+    assert parsed.passed and parsed.rtt_ms == 201.0
+    assert parsed.time_to_direct_ms is None and parsed.rtt_samples_ms is None
+    assert len(parsed.notes) == 1
+
+
+def test_an_image_printing_only_the_rtt_passes_as_before() -> None:
+    assert parse_dialer_stdout('{"rtt_to_holepunched_peer_millis": 201}') == Outcome(rtt_ms=201.0)
