@@ -12,6 +12,6 @@ CAPTURE_LIMIT = 1024 * 1024
 class CaptureMode(str, Enum):
     """Which tests keep their captures (`submit --capture`)."""
 
-    FAILURES = "failures"  # failed, flaky and unexpected (known failure that passed) tests
+    FAILURES = "failures"  # failed (known failures too), flaky and unexpectedly passing tests
     ALL = "all"
     NONE = "none"          # nothing captured at all

@@ -167,8 +167,9 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
 @click.option("--capture", type=click.Choice([m.value for m in CaptureMode]),
               default=CaptureMode.FAILURES.value, show_default=True,
               help="Which tests keep their evidence (each router's capture of its public side "
-                   "and the clients' TLS/QUIC key logs, under captures/): failed, flaky and "
-                   "unexpectedly passing tests; all; or none (nothing is captured).")
+                   "and the clients' TLS/QUIC key logs, under captures/): failed (known failures "
+                   "too), flaky and unexpectedly passing tests; all; or none (nothing is "
+                   "captured).")
 @click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject the results into this README between the INTEROP_DASHBOARD markers.")
 @click.option("--detach", is_flag=True,

@@ -29,16 +29,15 @@ _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",     # microse
 
 
 def keeps_captures(record: TestRecord, mode: CaptureMode) -> bool:
-    """Whether a test's final record keeps its evidence: with `failures`, a failed (not known
-    to fail), flaky or unexpectedly passing test; `all` keeps every one, `none` none."""
+    """Whether a test's final record keeps its evidence: with `failures`, every failure (a
+    known one too: it is evidence of why it fails), a flaky test and an unexpected pass; `all`
+    keeps every one, `none` none. An error never ran its clients to an end: nothing to keep."""
     if mode is CaptureMode.ALL:
         return True
     if mode is CaptureMode.NONE:
         return False
-    if record.status is Status.FLAKY:
+    if record.status in (Status.FAIL, Status.FLAKY):
         return True
-    if record.status is Status.FAIL:
-        return not record.expected_failure
     return record.status is Status.PASS and record.expected_failure
 
 

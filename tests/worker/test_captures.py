@@ -36,8 +36,8 @@ def record(status: Status, expected_failure: bool = False) -> TestRecord:
 @pytest.mark.parametrize("status, expected_failure, kept", [
     (Status.FAIL, False, True), (Status.FLAKY, False, True),
     (Status.PASS, True, True),                              # an unexpected pass
-    (Status.PASS, False, False), (Status.FAIL, True, False),  # a known failure that failed
-    (Status.ERROR, False, False)])
+    (Status.FAIL, True, True),                              # a known failure that failed
+    (Status.PASS, False, False), (Status.ERROR, False, False)])
 def test_failures_mode_keeps_failed_flaky_and_unexpected_tests(status, expected_failure, kept) -> None:
     assert keeps_captures(record(status, expected_failure), CaptureMode.FAILURES) is kept
     assert keeps_captures(record(status, expected_failure), CaptureMode.ALL) is True
