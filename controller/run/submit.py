@@ -91,18 +91,14 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     the pass's summary (None once detached) and its exit code; the caller reports the summary
     (controller.run.progress.report_summary). `cluster` is the running embedded cluster
     (controller.run.where.start_cluster) when the plan runs on the embedded default, else None."""
-    if isinstance(plan.where, ExternalBroker):
-        broker = plan.where.broker
+    broker = _broker(plan.where, cluster)
+    if isinstance(plan.where, ExternalBroker):  # remote workers fetch them from the cache
         for image_id in {image.image_id for image in plan.images.values()}:
             path, written = export_image(cache, image_id)
             if written:
                 console.print(f"saved {path.name} for the workers")
-    elif cluster is None:
-        raise RuntimeError("a pass on the embedded default needs its cluster started")
     output_dir = plan.outputs.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    if cluster is not None:
-        broker = cluster.broker
     app = configure(broker, plan.timeout)
     if cluster is not None:
         console.print(f"embedded cluster: Redis {broker}, worker {cluster.host}")
@@ -157,6 +153,16 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     del result, group
     stop_result_listener(app)  # else the result listener's finaliser fails once Redis is gone
     return summary, summary.exit_code if stopped_with is None else stopped_with
+
+
+def _broker(where: Where, cluster: EmbeddedCluster | None) -> str:
+    """The broker URL the pass is sent to: the given one, or the embedded cluster's own Redis."""
+    if isinstance(where, ExternalBroker):
+        return where.broker
+    if cluster is None:
+        raise RuntimeError("a pass on the embedded default needs its cluster started "
+                           "(controller.run.where.start_cluster)")
+    return cluster.broker
 
 
 def _revoke(group, console: Console) -> None:
