@@ -193,20 +193,19 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
     `error`: it could not be run even after its retries), 4 on an internal error, 130 when
     interrupted.
     """
-    if detach and not broker:
-        raise UsageError("--detach", "needs --broker: the embedded cluster ends with submit")
-    from contextlib import nullcontext
-
-    from controller.run.embedded import EmbeddedCluster  # the standard library only: starts at once
-    with (nullcontext() if broker else EmbeddedCluster(cache.root, workers, timeout)) as embedded:
-        from controller.run.submit import SubmitOptions, submit
+    # The standard library only: the embedded cluster starts at once, before the heavy imports.
+    from controller.run.where import start_cluster, where_pass_runs
+    where = where_pass_runs(broker, detach, workers, timeout)
+    with start_cluster(where, cache.root) as cluster:
+        from controller.run.pass_plan import SubmitOptions
+        from controller.run.submit import submit
         options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
                                 test_ignore=test_ignore, broker=broker, output_dir=output_dir,
                                 timeout=timeout, retries=retries, workers=workers,
                                 update_readme=update_readme, detach=detach,
                                 image_source=image_source, deadline=deadline,
                                 capture=CaptureMode(capture))
-        code = submit(options, cache, err, embedded)
+        code = submit(options, where, cluster, cache, err)
     raise click.exceptions.Exit(code)
 
 
@@ -222,8 +221,8 @@ def rerun_command(cache: Cache, folder: Path, workers: int | None, timeout: int)
     new results under FOLDER/rerun-<time>/."""
     from datetime import datetime
 
+    from controller.run.pass_plan import SubmitOptions
     from controller.run.rerun import rerun
-    from controller.run.submit import SubmitOptions
     output = folder / f"rerun-{datetime.now():%H%M%S-%d-%m-%Y}"
     options = SubmitOptions(root=folder, output_dir=output, timeout=timeout, workers=workers)
     raise click.exceptions.Exit(rerun(folder.resolve(), options, cache, err))

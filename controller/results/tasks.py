@@ -14,8 +14,7 @@ from pathlib import Path
 from cluster.app import app
 from cluster.cache import Cache, default_cache_root
 from cluster.tasks import AGGREGATE
-from controller.results.registered import finish_registered
-from controller.run.status import PASS_KEY
+from controller.results.registered import PASS_KEY, finish_registered
 
 REPORTER_SEES = "holepunch.reporter_sees"
 PROBE_PREFIX = ".holepunch-probe-"

@@ -14,12 +14,26 @@ from pathlib import Path
 
 import celery.exceptions
 
+from cluster.app import configure
 from cluster.cache import atomic_write
 from cluster.errors import InfrastructureError, UsageError
 from controller.results.report import inject_dashboard
 from controller.results.tasks import PROBE_PREFIX, REPORTER_SEES
+from controller.run.pass_plan import PassOutputs
+from controller.run.where import ExternalBroker, Where
 
 REPORTER_ANSWER_SECONDS = 30
+
+
+def check_outputs(outputs: PassOutputs, where: Where, timeout: int, queue: str) -> None:
+    """Refuse now what could not be written after the last test: here always, and by the
+    reporter on `queue` too when the pass is detached."""
+    check_local(outputs.output_dir, outputs.update_readme)
+    if isinstance(where, ExternalBroker) and where.detach:
+        app = configure(where.broker, timeout)
+        check_reporter_sees(app, outputs.output_dir, "--output-dir", queue)
+        if outputs.update_readme is not None:
+            check_reporter_sees(app, outputs.update_readme.parent, "--update-readme", queue)
 
 
 def check_local(output_dir: Path, update_readme: Path | None) -> None:

@@ -24,7 +24,11 @@ from controller.images import rootfs
 from controller.images.build import Builder
 from controller.images.solid import restore_solid
 from controller.archive.thin import restore_snapshots
-from controller.run.submit import SubmitOptions, engine_version, run_pass
+from controller.run.pass_plan import SubmitOptions, plan_pass
+from controller.run.probe import engine_version, git_info
+from controller.run.progress import report_summary
+from controller.run.submit import run_pass
+from controller.run.where import start_cluster, where_pass_runs
 
 
 @dataclass(frozen=True)
@@ -87,5 +91,12 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
         images[key] = builder.build_snapshot(key, snapshot)
     images.update(plan.reuse)
     reason = f"re-run of {settings.test_pass.name}"
-    return run_pass(recorded_options(options, settings), cache, console, kind, reason, matrix,
-                    images, engine, folder / "base")
+    options = recorded_options(options, settings)
+    where = where_pass_runs(options.broker, options.detach, options.workers, options.timeout)
+    plan = plan_pass(options, where, kind, reason, matrix, images, engine, git_info(options.root),
+                     folder / "base")
+    with start_cluster(where, cache.root) as cluster:  # booted once the images are there
+        summary, code = run_pass(plan, cache, console, cluster)
+    if summary is not None:
+        report_summary(summary, console)
+    return code

@@ -11,8 +11,7 @@ from cluster.app import configure
 from cluster.errors import UsageError
 from cluster.options import redacted
 from cluster.tasks import PassSummary, Rejected, read_result
-
-PASS_KEY = "holepunch:pass:{}"
+from controller.results.registered import PASS_KEY
 
 
 def show_status(name: str, broker: str, console: Console) -> int:

@@ -139,12 +139,12 @@ def test_the_terminal_names_the_errors_last(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from controller.run.submit import _report
+    from controller.run.progress import report_summary
     tests = [case("a", "a"), case("a", "b")]
     spec = spec_for(tmp_path, tests)
     summary = finish_pass(spec, [payload(tests[0], Status.PASS), payload(tests[1], Status.ERROR)])
     text = io.StringIO()
-    _report(summary, Console(file=text, width=200, markup=False, highlight=False))
+    report_summary(summary, Console(file=text, width=200, markup=False, highlight=False))
     lines = text.getvalue().rstrip("\n").splitlines()
     assert "1 errors" in next(line for line in lines if line.startswith("complete:"))
     assert lines[-2].startswith("1 tests ended on an infrastructure fault")

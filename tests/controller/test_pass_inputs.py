@@ -9,6 +9,7 @@ from cluster.models import ImageInfo, ImplsFile
 from controller.plan import config
 from controller.plan.matrix import plan_matrix
 from controller.run import submit
+from controller.run.pass_plan import SubmitOptions
 
 
 class FakeBuilder:
@@ -35,7 +36,7 @@ def test_impls_yaml_is_read_once_per_pass(repo: Path, tmp_path: Path, monkeypatc
     monkeypatch.setattr(submit, "Builder", FakeBuilder)
     cache = Cache(tmp_path / "cache")
     plan = plan_matrix(repo, "rust", None, None, cache)
-    options = submit.SubmitOptions(root=repo, kind="rust")
+    options = SubmitOptions(root=repo, kind="rust")
     images = submit.build_images(options, cache, plan.impls, plan.matrix, log=lambda _: None)
     assert {"base", "router", "rust-relay", "rust-v0.53", "rust-v0.54"} <= set(images)
     assert loads == [repo / "impls.yaml"]

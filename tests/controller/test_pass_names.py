@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cluster.cache import Cache
-from controller.run.submit import claim_pass_name
+from controller.results.registered import claim_pass_name
 
 
 class FakeRedis:

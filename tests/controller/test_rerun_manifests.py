@@ -18,7 +18,7 @@ from cluster.models import TestCase, Transport
 from cluster.selection import Selection
 from controller.archive.thin import restore_snapshots, thin_snapshots
 from controller.run import rerun as rerun_module
-from controller.run.submit import SubmitOptions
+from controller.run.pass_plan import SubmitOptions
 
 MB = 1024 * 1024
 IMAGE = {"imageID": "c" * 64, "imageName": "holepunch-x", "builtAt": "2026-11-25T09:00:00Z",

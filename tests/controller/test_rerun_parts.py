@@ -16,7 +16,7 @@ from cluster.models import ImageInfo, Settings
 from controller.images import rootfs
 from controller.run.rerun import plan_rerun, recorded_options
 from controller.archive.selfwheel import build_wheel, package_files
-from controller.run.submit import SubmitOptions
+from controller.run.pass_plan import SubmitOptions
 
 
 def image(char: str, snapshot: str | None) -> ImageInfo:
