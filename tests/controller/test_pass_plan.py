@@ -13,6 +13,7 @@ from cluster.cache import Cache
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
 from cluster.models import GitInfo, ImageInfo
 from controller.plan.matrix import plan_matrix
+from cluster.evidence import CaptureMode
 from controller.run.pass_plan import (PassOutputs, SubmitOptions, deadline_seconds,
                                       default_deadline, plan_pass, requests_for, settings_for)
 from controller.run.where import EmbeddedDefault, ExternalBroker
@@ -101,6 +102,14 @@ def test_one_request_per_test_on_the_plans_images(planned, tmp_path: Path) -> No
         assert (request.router, request.relay, request.base) == (
             images["router"], images["rust-relay"], images["base"])
         assert (request.timeout_seconds, request.retries, request.image_source) == (45, 1, "http://c")
+
+
+def test_capture_reaches_every_request_and_defaults_to_failures(planned, tmp_path: Path) -> None:
+    default = requests_for(plan_of(planned, SubmitOptions(root=tmp_path)), "p")
+    assert {r.capture for r in default} == {CaptureMode.FAILURES}
+    every = requests_for(plan_of(planned, SubmitOptions(root=tmp_path,
+                                                        capture=CaptureMode.ALL)), "p")
+    assert {r.capture for r in every} == {CaptureMode.ALL}
 
 
 def test_the_deadline_is_every_test_at_its_timeout_two_at_once_unless_told(planned,
