@@ -41,6 +41,15 @@ def keeps_captures(record: TestRecord, mode: CaptureMode) -> bool:
     return record.status is Status.PASS and record.expected_failure
 
 
+def evidence_on_pass(mode: CaptureMode, expected_failure: bool, failed_before: bool) -> bool:
+    """Whether a passing attempt's evidence is read at all: only when it would be kept (every
+    failing attempt's is read). A pass keeps it with `all`, as an unexpected pass, or after
+    failed attempts (then it is flaky)."""
+    if mode is CaptureMode.NONE:
+        return False
+    return mode is CaptureMode.ALL or expected_failure or failed_before
+
+
 def whole_packets(data: bytes) -> bytes:
     """A pcap cut at a byte bound, back to its whole packets (b"" when it is no pcap)."""
     order = _PCAP_MAGIC.get(data[:4])

@@ -122,7 +122,7 @@ def read_dialer(client, project: str, up_started: float) -> DialerReport:
 
 
 def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
-            timeout: float) -> Execution:
+            timeout: float, evidence_on_pass: bool = True) -> Execution:
     """Write the compose file and run it; just before its clients start, `ready()` gives the
     host's services (Redis, and the relay with its addresses: they may still have been starting
     while the routers set up) and the relay's address goes to the test. Always torn down."""
@@ -149,7 +149,7 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
         dialer = read_dialer(client, spec.project, up_started)
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
-        if spec.evidence:
+        if spec.evidence and (evidence_on_pass or not execution.verdict().passed):
             execution.evidence = read_evidence(client, spec.project, spec.test_name)
     finally:
         with termination_deferred():
@@ -236,7 +236,7 @@ def utc_stamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_test(request: RunRequest, host: Host) -> RunOutput:
+def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> RunOutput:
     """Set the test's project up on the simulated internet while the host's Redis and relay are
     ensured (they start once per host; a dead one is restarted), then run it."""
     started_at = utc_stamp()
@@ -254,7 +254,7 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
                         evidence=request.capture is not CaptureMode.NONE)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
-                            host, request.timeout_seconds)
+                            host, request.timeout_seconds, evidence_on_pass)
     finally:
         host.leases.release(lans)
     verdict = execution.verdict()

@@ -12,7 +12,7 @@ from cluster.errors import InfrastructureError
 from cluster.models import TestRecord
 from cluster.evidence import CaptureMode
 from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
-from worker.captures import as_message, keeps_captures
+from worker.captures import as_message, evidence_on_pass, keeps_captures
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
@@ -26,13 +26,14 @@ def this_host() -> Host:
     return Host.from_environment()
 
 
-def attempt(request: RunRequest, host: Host, test_name: str) -> RunOutput | Fault:
+def attempt(request: RunRequest, host: Host, test_name: str,
+            evidence_on_pass: bool = True) -> RunOutput | Fault:
     """Run the test once here; an infrastructure fault is returned, not raised."""
     source = request.image_source or host.image_source
     try:
         for image in (request.base, request.router, request.relay, request.dialer, request.listener):
             ensure_image(image.image_id, source)
-        return run_one(request, host)
+        return run_one(request, host, evidence_on_pass)
     except ImageMismatchError as exc:
         log.error("%s: %s", test_name, exc)
         return Fault(str(exc), retryable=False)
@@ -67,7 +68,10 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     """
     request = RunRequest.model_validate(request_data)
     host = this_host()
-    output = attempt(request, host, test_name)
+    output = attempt(request, host, test_name,
+                     evidence_on_pass=evidence_on_pass(request.capture,
+                                                       request.test.expected_failure,
+                                                       bool(failures)))
     outcome = output if isinstance(output, Fault) else output.record
     step = decide(request, host.name, self.request.retries, tuple(failures or ()), outcome)
     if isinstance(step, Again):

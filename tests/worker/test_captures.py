@@ -10,7 +10,8 @@ import pytest
 
 from cluster.evidence import CAPTURE_LIMIT, CaptureMode
 from cluster.models import PeerRecord, Status, TestRecord
-from worker.captures import (CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE, evidence_from, file_from_tar,
+from worker.captures import (CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE, evidence_from,
+                             evidence_on_pass, file_from_tar,
                              keeps_captures, packet_count, whole_packets)
 from worker.compose import compose_for
 from worker.tasks import with_evidence
@@ -100,3 +101,15 @@ def test_the_final_record_names_the_evidence_it_keeps() -> None:
     assert passed.captures is None and message == {}
     passed, message = with_evidence(record(Status.PASS), files, CaptureMode.ALL)
     assert passed.captures == sorted(files) and len(message) == 2
+
+
+@pytest.mark.parametrize("mode, expected_failure, failed_before, read", [
+    (CaptureMode.FAILURES, False, False, False),   # a plain pass keeps nothing: not read
+    (CaptureMode.FAILURES, True, False, True),     # would be an unexpected pass
+    (CaptureMode.FAILURES, False, True, True),     # would be flaky
+    (CaptureMode.ALL, False, False, True), (CaptureMode.NONE, True, True, False)])
+def test_a_passing_attempts_evidence_is_read_only_when_it_would_be_kept(
+        mode, expected_failure, failed_before, read) -> None:
+    assert evidence_on_pass(mode, expected_failure, failed_before) is read
+    status = Status.FLAKY if failed_before else Status.PASS
+    assert keeps_captures(record(status, expected_failure), mode) is read
