@@ -21,7 +21,8 @@ def build_matrix(tests: list[TestCase], selection: Selection, kind: str,
         metadata=MatrixMetadata(
             generated_at=generated_at or utc_now(), kind=kind, filter=list(selection.filter),
             ignore=list(selection.ignore), known_failures=list(selection.known_failures),
-            total_tests=len(tests), ignored_tests=ignored),
+            dialer_nats=list(selection.dialer_nats), listener_nats=list(selection.listener_nats),
+            relays=list(selection.relays), total_tests=len(tests), ignored_tests=ignored),
         tests=tests)
 
 

@@ -53,6 +53,8 @@ class SubmitOptions:
     base: str = "HEAD~1"
     test_filter: str | None = None
     test_ignore: str | None = None
+    nat: str | None = None      # --nat: the NAT presets (None: the YAML's)
+    relay: str | None = None    # --relay
     broker: str | None = None
     output_dir: Path = Path(".")
     timeout: int = 120
@@ -151,7 +153,8 @@ def submit(options: SubmitOptions, cache: Cache, console: Console,
         choice = detect_kind(options.root, options.base)
         kind, reason = choice.kind, choice.reason
         console.print(f"--kind auto: {kind} ({reason})")
-    plan = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache)
+    plan = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache,
+                       options.nat, options.relay)
     matrix = plan.matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     check_outputs(options)
