@@ -76,7 +76,8 @@ def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object
             invalid.setdefault(test.name, TestRecord.error(test, problem, host=result.record.host))
             continue
         first[test.name] = result.model_copy(update={"record": result.record.model_copy(update={
-            "expected_failure": test.expected_failure, "transport": test.variant})})
+            "expected_failure": test.expected_failure, "transport": test.variant,
+            **test.dimensions()})})
         invalid.pop(test.name, None)
     records: list[TestRecord] = []
     logs: dict[str, str] = {}
