@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from cluster.errors import ConfigError
 from cluster.models import Results, Status, Summary, TestRecord
+from controller.results.natreport import is_default_pair, render_nat_section
 
 DASHBOARD_START = "<!--INTEROP_DASHBOARD_START-->"
 DASHBOARD_END = "<!--INTEROP_DASHBOARD_END-->"
@@ -100,7 +101,8 @@ def render_results_md(results: Results) -> str:
     lines += [f"- **Success Rate**: {_percent(summary.passed, summary.total)}", ""]
 
     by_variant: dict[str, dict[tuple[str, str], TestRecord]] = defaultdict(dict)
-    for record in results.tests:
+    # the seed's tables hold the default NAT pair; the NAT section below holds every pair
+    for record in (r for r in results.tests if is_default_pair(r)):
         by_variant[variant_of(record)][(record.dialer.version, record.listener.version)] = record
     for variant in sorted(by_variant):
         table = by_variant[variant]
@@ -113,6 +115,7 @@ def render_results_md(results: Results) -> str:
             lines.append(f"| **{dialer}** | {cells} |")
         lines.append("")
 
+    lines += render_nat_section(results.tests, variant_of)
     lines += [
         "## Legend",
         "",
