@@ -12,7 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from cluster.models import Status, TestRecord, Theory
+from cluster.models import Status, TestRecord, Theory, Transport
+from cluster.selection import theory_of
 from cluster.nat import DEFAULT_PRESET, PRESETS
 
 WORSE, BETTER, AS_THEORY_NO = "🔴", "❗", "⛔"
@@ -23,14 +24,26 @@ def is_default_pair(record: TestRecord) -> bool:
     return (record.dialer_nat, record.listener_nat) == (DEFAULT_PRESET, DEFAULT_PRESET)
 
 
+def theory_of_record(record: TestRecord) -> Theory | None:
+    """The record's theory; a default-pair record keeps the seed's shape without it, so its
+    verdict comes from its pair and transport (None: a transport theory does not know)."""
+    if record.theory is not None:
+        return record.theory
+    transport = (record.transport or "").split(",")[0].strip()
+    if transport not in [t.value for t in Transport]:
+        return None
+    return theory_of(record.dialer_nat, record.listener_nat, Transport(transport))
+
+
 def theory_mark(record: TestRecord) -> str | None:
     """`worse`, `better` or None (as theory says, or no verdict: an error, no theory)."""
-    if record.theory is None or record.status is Status.ERROR:
+    theory = theory_of_record(record)
+    if theory is None or record.status is Status.ERROR:
         return None
     passed = record.status in (Status.PASS, Status.FLAKY)
-    if passed and record.theory is Theory.IMPOSSIBLE:
+    if passed and theory is Theory.IMPOSSIBLE:
         return "better"
-    if not passed and record.theory is not Theory.IMPOSSIBLE:
+    if not passed and theory is not Theory.IMPOSSIBLE:
         return "worse"
     return None
 
@@ -47,7 +60,7 @@ def nat_cell(record: TestRecord | None) -> str:
     if record.status in (Status.PASS, Status.FLAKY):
         return f"{FLAKY if record.status is Status.FLAKY else PASS}{rtt}"
     if mark == "worse":
-        return WORSE + (" (one-way)" if record.theory is Theory.ONE_WAY else "")
+        return WORSE + (" (one-way)" if theory_of_record(record) is Theory.ONE_WAY else "")
     return AS_THEORY_NO
 
 
@@ -119,7 +132,8 @@ def _overview(records: list[TestRecord], variant_of) -> list[str]:
                     continue
                 punched = sum(r.status in (Status.PASS, Status.FLAKY) for r in group)
                 counts = theory_counts(group)
-                theory = group[0].theory.value if group[0].theory else "?"
+                verdict = theory_of_record(group[0])
+                theory = verdict.value if verdict else "?"
                 flags = (f" {WORSE}{counts.worse}" if counts.worse else "") + (
                     f" {BETTER}{counts.better}" if counts.better else "")
                 cells.append(f"{punched}/{len(group)} ({theory}){flags}")

@@ -44,3 +44,12 @@ def test_a_default_pass_has_no_nat_section() -> None:
     records = [record(Status.PASS, "port-restricted-cone", "port-restricted-cone", Theory.POSSIBLE, 201.0)]
     text = render_results_md(Results(metadata=ResultsMetadata(test_pass="t"), tests=records))
     assert "NAT" not in text
+
+
+def test_a_default_pair_record_without_theory_gets_it_from_its_pair() -> None:
+    """results.yaml drops theory from default-pair records (the seed's shape)."""
+    plain = record(Status.FAIL, "port-restricted-cone", "port-restricted-cone", None)
+    assert nat_cell(plain) == WORSE
+    sym = record(Status.PASS, "symmetric", "symmetric", Theory.IMPOSSIBLE, 201.0)
+    text = render_results_md(Results(metadata=ResultsMetadata(test_pass="t"), tests=[plain, sym]))
+    assert "0/1 (possible)" in text and "(?)" not in text
