@@ -6,7 +6,8 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Iterable
 
-from cluster.models import MatrixMetadata, TestCase, TestMatrix, to_yaml_data
+from cluster.models import DEFAULT_RELAY, MatrixMetadata, TestCase, TestMatrix, to_yaml_data
+from cluster.nat import DEFAULT_PRESET
 from cluster.selection import Selection
 from cluster.yamlio import dump_yaml, parse_yaml, validate
 
@@ -21,7 +22,8 @@ def build_matrix(tests: list[TestCase], selection: Selection, kind: str,
         metadata=MatrixMetadata(
             generated_at=generated_at or utc_now(), kind=kind, filter=list(selection.filter),
             ignore=list(selection.ignore), known_failures=list(selection.known_failures),
-            total_tests=len(tests), ignored_tests=ignored),
+            dialer_nats=list(selection.dialer_nats), listener_nats=list(selection.listener_nats),
+            relays=list(selection.relays), total_tests=len(tests), ignored_tests=ignored),
         tests=tests)
 
 
@@ -36,11 +38,27 @@ def matrix_cache_key(inputs: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
+def drop_default_dimensions(data: dict) -> dict:
+    """A test (or record) of the default NAT pair and relay keeps the seed's shape: its NAT
+    pair, relay and theory are written only when the pair or relay is not the default."""
+    if ((data.get("dialerNat"), data.get("listenerNat"), data.get("relay"))
+            == (DEFAULT_PRESET, DEFAULT_PRESET, DEFAULT_RELAY.value)):
+        for key in ("dialerNat", "listenerNat", "relay", "theory"):
+            data.pop(key, None)
+    return data
+
+
 def matrix_to_yaml(matrix: TestMatrix) -> str:
     data = to_yaml_data(matrix)
+    meta = data["metadata"]
+    if (meta.get("dialerNats"), meta.get("listenerNats"), meta.get("relays")) == (
+            [DEFAULT_PRESET], [DEFAULT_PRESET], [DEFAULT_RELAY.value]):
+        for key in ("dialerNats", "listenerNats", "relays"):
+            meta.pop(key, None)
     for test in data["tests"]:
         if not test.get("expectedFailure"):
             test.pop("expectedFailure", None)  # keep the seed's shape for ordinary tests
+        drop_default_dimensions(test)
     return dump_yaml(data)
 
 

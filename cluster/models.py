@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from cluster.imageid import bare_image_id, image_ref
 from cluster.progress import FAILED_STEPS
+from cluster.nat import DEFAULT_PRESET, PRESETS
 
 # Checked with fullmatch: `$` in a pattern would also accept a trailing newline.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -45,6 +46,34 @@ class SecureChannel(str, Enum):
 class Muxer(str, Enum):
     YAMUX = "yamux"
     MPLEX = "mplex"
+
+
+class Relay(str, Enum):
+    """The Circuit Relay v2 server a test meets through (rust-relay/). A dimension of the
+    matrix with one value so far: a second relay adds a member here and its image."""
+
+    RUST = "rust"
+
+
+DEFAULT_RELAY = Relay.RUST
+
+
+def _nat_preset(value: str) -> str:
+    if value not in PRESETS:
+        raise ValueError(f"unknown NAT preset {value!r}; expected one of {', '.join(PRESETS)}")
+    return value
+
+
+# A NAT preset's name (cluster/nat.py PRESETS): a dimension of the test matrix like transports.
+NatPreset = Annotated[StrictStr, AfterValidator(_nat_preset)]
+
+
+class Theory(str, Enum):
+    """What theory (cluster/nat.py punch_verdict) says of a test's NAT pair."""
+
+    POSSIBLE = "possible"        # both directions' punch packets get through
+    ONE_WAY = "one-way"          # only one direction's do: enough by the spec, an implementation's limit shows
+    IMPOSSIBLE = "impossible"    # neither without port prediction: a pass means the harness is wrong
 
 
 def _none_as_empty(value: object) -> object:
@@ -308,6 +337,12 @@ class SelectionFile(_Input):
     test_filter: Patterns = Field(default_factory=list, alias="test-filter")
     test_ignore: Patterns = Field(default_factory=list, alias="test-ignore")
     known_failures: Patterns = Field(default_factory=list, alias="known-failures")
+    # Dimensions: every test runs once per (dialer NAT, listener NAT) pair of these lists, and
+    # once per relay. `nat` gives both sides; `dialer-nat` / `listener-nat` override one side.
+    nat: list[NatPreset] = Field(default_factory=lambda: [DEFAULT_PRESET], min_length=1)
+    dialer_nat: list[NatPreset] | None = Field(default=None, alias="dialer-nat", min_length=1)
+    listener_nat: list[NatPreset] | None = Field(default=None, alias="listener-nat", min_length=1)
+    relays: list[Relay] = Field(default_factory=lambda: [DEFAULT_RELAY], min_length=1)
 
 
 # ---------------------------------------------------------------- image.yaml
@@ -357,11 +392,21 @@ class TestCase(YamlModel):
     dialer_snapshot: CacheFile | None = None
     listener_snapshot: CacheFile | None = None
     expected_failure: StrictBool = False
+    dialer_nat: NatPreset = DEFAULT_PRESET
+    listener_nat: NatPreset = DEFAULT_PRESET
+    relay: Relay = DEFAULT_RELAY
+    # theory's verdict on the NAT pair (cluster/nat.py); None in matrices from older versions
+    theory: Theory | None = None
 
     @property
     def variant(self) -> str:
         """What the name's parentheses hold: `tcp` or `tcp, noise, yamux`."""
         return ", ".join(p.value for p in (self.transport, self.secure_channel, self.muxer) if p)
+
+    def dimensions(self) -> dict[str, object]:
+        """The NAT pair, relay and theory, as a record carries them."""
+        return {"dialer_nat": self.dialer_nat, "listener_nat": self.listener_nat,
+                "relay": self.relay, "theory": self.theory}
 
 
 class MatrixMetadata(YamlModel):
@@ -370,6 +415,10 @@ class MatrixMetadata(YamlModel):
     filter: list[LongLine] = Field(default_factory=list)
     ignore: list[LongLine] = Field(default_factory=list)
     known_failures: list[LongLine] = Field(default_factory=list)
+    # the NAT presets and relays the pass multiplied its tests over
+    dialer_nats: list[NatPreset] = Field(default_factory=lambda: [DEFAULT_PRESET])
+    listener_nats: list[NatPreset] = Field(default_factory=lambda: [DEFAULT_PRESET])
+    relays: list[Relay] = Field(default_factory=lambda: [DEFAULT_RELAY])
     total_tests: StrictInt = Field(ge=0)
     ignored_tests: StrictInt = Field(default=0, ge=0)
 
@@ -446,6 +495,12 @@ class TestRecord(YamlModel):
     failed_step: FailedStep | None = None
     # Evidence kept for the test (captures/<stem>.<source>.pcap|keys), bundled in the zip.
     captures: list[CaptureFile] | None = Field(default=None, max_length=len(CAPTURE_SOURCES))
+    # The NAT each side sat behind, the relay, and theory's verdict on the pair. Records from
+    # older workers lack them: the defaults are what those workers ran.
+    dialer_nat: NatPreset = DEFAULT_PRESET
+    listener_nat: NatPreset = DEFAULT_PRESET
+    relay: Relay = DEFAULT_RELAY
+    theory: Theory | None = None
 
     @property
     def ok(self) -> bool:
@@ -465,7 +520,8 @@ class TestRecord(YamlModel):
                    dialer=dialer or PeerRecord(version=test.dialer),
                    listener=listener or PeerRecord(version=test.listener),
                    transport=test.variant, host=host, reason=as_reason(reason),
-                   log_file=log_file, attempts=attempts, expected_failure=test.expected_failure)
+                   log_file=log_file, attempts=attempts, expected_failure=test.expected_failure,
+                   **test.dimensions())
 
 
 class ResultsMetadata(YamlModel):

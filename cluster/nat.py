@@ -92,6 +92,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 DEFAULT_PRESET = "port-restricted-cone"
 CARRIER_SUBNET_POOL = "100.64.0.0/10"  # RFC 6598 shared address space: the carrier's inside
+# A worker's carrier networks (cgnat tests): the pair of /24s of a test's LAN lease index, inside
+# 100.64.0.0/10 and apart from the probe's 100.127.0.0/16.
+WORKER_CARRIER_POOL = "100.96.0.0/16"
 
 
 def preset(name: str, option: str = "PRESET") -> Preset:

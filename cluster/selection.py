@@ -1,7 +1,10 @@
 """Which tests a pass runs: the seed's selection rules as pure functions.
 
 A test is named `<dialer> x <listener> (<transport>)`, or, when both sides list secure channels
-and muxers, `<dialer> x <listener> (tcp, <secure channel>, <muxer>)` once per common pair.
+and muxers, `<dialer> x <listener> (tcp, <secure channel>, <muxer>)` once per common pair. Each
+runs once per (dialer NAT, listener NAT) pair and relay the pass lists; a pair other than the
+default adds ` [<dialer NAT> x <listener NAT>]`, a relay other than rust ` [relay <name>]`, so
+the default pass keeps its names.
 Patterns are substrings. The filter selects a test when any pattern matches (an empty filter
 selects all), then the ignore list drops a test when any pattern matches: ignore always wins.
 `~name` stands for the patterns of alias `name` (impls.yaml `test-aliases`); `!` negates.
@@ -13,7 +16,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from cluster.errors import ConfigError
-from cluster.models import ImplsFile, Implementation, SelectionFile, TestCase, Transport
+from cluster.models import (DEFAULT_RELAY, ImplsFile, Implementation, Relay, SelectionFile,
+                            TestCase, Theory, Transport)
+from cluster.nat import DEFAULT_PRESET, PRESETS, punch_verdict
 
 Predicate = Callable[[str], bool]
 
@@ -25,6 +30,55 @@ class Selection:
     filter: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     known_failures: tuple[str, ...] = ()
+    dialer_nats: tuple[str, ...] = (DEFAULT_PRESET,)
+    listener_nats: tuple[str, ...] = (DEFAULT_PRESET,)
+    relays: tuple[Relay, ...] = (DEFAULT_RELAY,)
+
+
+@dataclass(frozen=True)
+class NatChoice:
+    """The presets for each side, from `--nat`: `LIST` (both sides) or `DIALERS x LISTENERS`,
+    each a comma-separated list of preset names or `all`."""
+
+    dialer: tuple[str, ...]
+    listener: tuple[str, ...]
+
+
+def parse_nat(text: str, option: str = "--nat") -> NatChoice:
+    """`'full-cone,symmetric'` -> both sides; `'all x symmetric'` -> every dialer preset
+    against a symmetric listener. A bad name is a usage error naming the valid ones."""
+    from cluster.errors import UsageError
+    sides = text.split(" x ")
+    if len(sides) > 2:
+        raise UsageError(option, f"expected LIST or DIALERS x LISTENERS, got {text!r}")
+    lists = []
+    for side in sides:
+        names = [part.strip() for part in side.split(",") if part.strip()]
+        if not names:
+            raise UsageError(option, f"an empty list of NAT presets in {text!r}; expected names "
+                                     f"from {', '.join(PRESETS)}, or all")
+        expanded: list[str] = []
+        for name in names:
+            if name == "all":
+                expanded += PRESETS
+            elif name in PRESETS:
+                expanded.append(name)
+            else:
+                raise UsageError(option, f"unknown NAT preset {name!r}; expected one of "
+                                         f"{', '.join(PRESETS)}, or all")
+        lists.append(tuple(dict.fromkeys(expanded)))
+    return NatChoice(lists[0], lists[-1])
+
+
+def parse_relays(text: str, option: str = "--relay") -> tuple[Relay, ...]:
+    from cluster.errors import UsageError
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    valid = [r.value for r in Relay]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise UsageError(option, f"expected a comma-separated list of {', '.join(valid)}, "
+                                 f"got {text!r}")
+    return tuple(dict.fromkeys(Relay(n) for n in names))
 
 
 def split_patterns(text: str) -> tuple[str, ...]:
@@ -33,7 +87,8 @@ def split_patterns(text: str) -> tuple[str, ...]:
 
 
 def resolve_selection(defaults: SelectionFile, cli_filter: str | None, cli_ignore: str | None,
-                      extra_known_failures: Iterable[str] = ()) -> Selection:
+                      extra_known_failures: Iterable[str] = (), cli_nat: str | None = None,
+                      cli_relay: str | None = None) -> Selection:
     """CLI flags override the YAML defaults independently; `None` means the flag was not given.
 
     A given but empty string overrides too: that is how a user bypasses a default.
@@ -41,7 +96,15 @@ def resolve_selection(defaults: SelectionFile, cli_filter: str | None, cli_ignor
     filter_ = split_patterns(cli_filter) if cli_filter is not None else tuple(defaults.test_filter)
     ignore = split_patterns(cli_ignore) if cli_ignore is not None else tuple(defaults.test_ignore)
     known = tuple(dict.fromkeys([*defaults.known_failures, *extra_known_failures]))
-    return Selection(filter=filter_, ignore=ignore, known_failures=known)
+    if cli_nat is not None:
+        nat = parse_nat(cli_nat)
+    else:
+        nat = NatChoice(tuple(dict.fromkeys(defaults.dialer_nat or defaults.nat)),
+                        tuple(dict.fromkeys(defaults.listener_nat or defaults.nat)))
+    relays = (parse_relays(cli_relay) if cli_relay is not None
+              else tuple(dict.fromkeys(defaults.relays)))
+    return Selection(filter=filter_, ignore=ignore, known_failures=known,
+                     dialer_nats=nat.dialer, listener_nats=nat.listener, relays=relays)
 
 
 MAX_ALIAS_DEPTH = 64  # `~a` naming `~b` naming ... deeper than this is refused, not recursed into
@@ -132,13 +195,43 @@ def any_match(predicates: Sequence[Predicate], name: str) -> bool:
     return any(p(name) for p in predicates)
 
 
-def test_name(dialer: str, listener: str, variant: str) -> str:
-    return f"{dialer} x {listener} ({variant})"
+def test_name(dialer: str, listener: str, variant: str, dialer_nat: str = DEFAULT_PRESET,
+              listener_nat: str = DEFAULT_PRESET, relay: Relay = DEFAULT_RELAY) -> str:
+    """`rust-v0.57 x go-v0.51 (quic)`, plus ` [symmetric x full-cone]` for a NAT pair other than
+    the default and ` [relay go]` for a relay other than rust."""
+    name = f"{dialer} x {listener} ({variant})"
+    if (dialer_nat, listener_nat) != (DEFAULT_PRESET, DEFAULT_PRESET):
+        name += f" [{dialer_nat} x {listener_nat}]"
+    if relay != DEFAULT_RELAY:
+        name += f" [relay {Relay(relay).value}]"
+    return name
 
 
-def all_test_cases(impls: ImplsFile, snapshots: dict[str, str] | None = None) -> list[TestCase]:
-    """Every dialer x listener x transport the implementations can run, in impls.yaml order."""
+def theory_of(dialer_nat: str, listener_nat: str, transport: Transport) -> Theory:
+    """Theory's verdict on a NAT pair (cluster/nat.py punch_verdict) as a test carries it."""
+    verdict = punch_verdict(PRESETS[dialer_nat].behaviour, PRESETS[listener_nat].behaviour,
+                            transport.value)
+    if not verdict.possible:
+        return Theory.IMPOSSIBLE
+    return Theory.POSSIBLE if len(verdict.directions) == 2 else Theory.ONE_WAY
+
+
+def all_test_cases(impls: ImplsFile, snapshots: dict[str, str] | None = None,
+                   selection: Selection | None = None) -> list[TestCase]:
+    """Every dialer x listener x transport the implementations can run, in impls.yaml order,
+    once per NAT pair and relay of `selection` (default: the default pair and relay only)."""
     snapshots = snapshots or {}
+    selection = selection or Selection()
+    cases: list[TestCase] = []
+    for relay in selection.relays:
+        for dialer_nat in selection.dialer_nats:
+            for listener_nat in selection.listener_nats:
+                cases += _impl_cases(impls, snapshots, dialer_nat, listener_nat, relay)
+    return cases
+
+
+def _impl_cases(impls: ImplsFile, snapshots: dict[str, str], dialer_nat: str, listener_nat: str,
+                relay: Relay) -> list[TestCase]:
     cases: list[TestCase] = []
     for dialer in impls.implementations:
         for listener in impls.implementations:
@@ -148,11 +241,14 @@ def all_test_cases(impls: ImplsFile, snapshots: dict[str, str] | None = None) ->
                 for secure, muxer in _tcp_variants(dialer, listener, transport):
                     parts = [transport.value] + [v.value for v in (secure, muxer) if v]
                     cases.append(TestCase(
-                        name=test_name(dialer.id, listener.id, ", ".join(parts)),
+                        name=test_name(dialer.id, listener.id, ", ".join(parts),
+                                       dialer_nat, listener_nat, relay),
                         dialer=dialer.id, listener=listener.id, transport=transport,
                         secure_channel=secure, muxer=muxer,
                         dialer_snapshot=snapshots.get(dialer.id),
-                        listener_snapshot=snapshots.get(listener.id)))
+                        listener_snapshot=snapshots.get(listener.id),
+                        dialer_nat=dialer_nat, listener_nat=listener_nat, relay=relay,
+                        theory=theory_of(dialer_nat, listener_nat, transport)))
     return cases
 
 
@@ -182,13 +278,14 @@ def select_tests(impls: ImplsFile, selection: Selection,
     ignore = compile_patterns(selection.ignore, aliases, source, "test-ignore")
     known = compile_patterns(selection.known_failures, aliases, source, "known-failures")
     selected, ignored = [], 0
-    for case in all_test_cases(impls, snapshots):
+    for case in all_test_cases(impls, snapshots, selection):
         if filter_ and not any_match(filter_, case.name):
             continue
         if any_match(ignore, case.name):
             ignored += 1
             continue
-        if any_match(known, case.name):
+        # theory's impossible cells are expected to fail: a pass there is the harness's bug
+        if any_match(known, case.name) or case.theory is Theory.IMPOSSIBLE:
             case = case.model_copy(update={"expected_failure": True})
         selected.append(case)
     return Selected(selected, ignored)

@@ -29,6 +29,11 @@ KIND_HELP = ("full (root test-selection.yaml), a language with an impl/<lang>/ f
              "(impl/<lang>/test-selection.yaml), or auto (picked from git diff).")
 FILTER_HELP = ("Pipe-separated substrings; a test runs when its name contains any of them. "
                "Overrides the YAML test-filter; '' selects everything.")
+NAT_HELP = ("NAT presets to multiply the tests over: a comma-separated LIST for both sides, or "
+            "'DIALERS x LISTENERS' (each a list or 'all'), e.g. 'all x full-cone,symmetric'. "
+            "Presets: full-cone, restricted-cone, port-restricted-cone (the default), symmetric, "
+            "cgnat (router/README.md). Overrides the YAML nat / dialer-nat / listener-nat.")
+RELAY_HELP = "Relays to multiply the tests over (comma-separated; rust, the default, only so far)."
 IGNORE_HELP = ("Pipe-separated substrings; a test whose name contains any is dropped (applied "
                "after the filter). Overrides the YAML test-ignore; '' ignores nothing.")
 
@@ -43,6 +48,8 @@ def selection_options(command):
                      help="With --kind auto: the git revision to diff against."),
         click.option("--test-filter", default=None, help=FILTER_HELP),
         click.option("--test-ignore", default=None, help=IGNORE_HELP),
+        click.option("--nat", default=None, help=NAT_HELP),
+        click.option("--relay", default=None, help=RELAY_HELP),
     ]):
         command = option(command)
     return command
@@ -95,7 +102,7 @@ def check_deps(broker: str | None) -> None:
                    "YAML instead of the test names.")
 @click.pass_obj
 def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
-           test_ignore: str | None, output: Path) -> None:
+           test_ignore: str | None, nat: str | None, relay: str | None, output: Path) -> None:
     """Print the selected tests and write test-matrix.yaml."""
     from cluster.matrix import matrix_to_yaml
     from controller.plan.config import detect_kind
@@ -104,7 +111,7 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
         choice = detect_kind(root, base)
         err.print(f"--kind auto: {choice.kind} ({choice.reason})")
         kind = choice.kind
-    plan = plan_matrix(root, kind, test_filter, test_ignore, cache)
+    plan = plan_matrix(root, kind, test_filter, test_ignore, cache, nat, relay)
     text = matrix_to_yaml(plan.matrix)
     if str(output) == "-":
         click.echo(text, nl=False)
@@ -182,8 +189,9 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
                    "Default: enough for every test to reach its timeout.")
 @click.pass_obj
 def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
-                   test_ignore: str | None, broker: str | None, output_dir: Path, timeout: int,
-                   retries: int, workers: int | None, update_readme: Path | None, detach: bool,
+                   test_ignore: str | None, nat: str | None, relay: str | None,
+                   broker: str | None, output_dir: Path, timeout: int, retries: int,
+                   workers: int | None, update_readme: Path | None, detach: bool,
                    image_source: str | None, deadline: int | None, capture: str) -> None:
     """Run a whole test pass and write results.yaml, results.md and the test-pass zip.
 
@@ -200,7 +208,8 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
         from controller.run.pass_plan import SubmitOptions
         from controller.run.submit import submit
         options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
-                                test_ignore=test_ignore, broker=broker, output_dir=output_dir,
+                                test_ignore=test_ignore, nat=nat, relay=relay, broker=broker,
+                                output_dir=output_dir,
                                 timeout=timeout, retries=retries, workers=workers,
                                 update_readme=update_readme, detach=detach,
                                 image_source=image_source, deadline=deadline,

@@ -19,6 +19,7 @@ import yaml
 from cluster.errors import ConfigError
 from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
 from cluster.models import Muxer, SecureChannel
+from cluster.nat import DEFAULT_PRESET, PEER_DELAY_MS, PRESETS, Preset
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
 from cluster.evidence import CAPTURE_LIMIT
 from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
@@ -26,6 +27,8 @@ from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
 ROUTER_HOST_OFFSET = 2
+# A cgnat side's home router on the carrier network (the carrier router has .2 there).
+HOME_ROUTER_CARRIER_OFFSET = 3
 # The router touches this file when its NAT and delay rules are in place; clients wait for it.
 ROUTER_READY_FILE = "/tmp/setup-done"
 # Compose 1.29 normalises project names to these characters; we produce them already.
@@ -76,6 +79,12 @@ class TestSpec:
     muxer: str | None = None
     # Routers capture their public side and clients write key logs (worker.captures).
     evidence: bool = False
+    # Each side's NAT preset (cluster/nat.py); a two-router preset (cgnat) needs that side's
+    # carrier network, a /24 of 100.64.0.0/10 between its home and carrier routers.
+    dialer_nat: str = DEFAULT_PRESET
+    listener_nat: str = DEFAULT_PRESET
+    dialer_carrier: str | None = None
+    listener_carrier: str | None = None
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +118,19 @@ class TestSpec:
             if value is not None and (self.transport != "tcp" or value not in allowed):
                 self._bad(key, f"expected one of {', '.join(allowed)} on a tcp test, got {value!r}"
                                f" on {self.transport}")
+        for side in ("dialer", "listener"):
+            nat, carrier = getattr(self, f"{side}_nat"), getattr(self, f"{side}_carrier")
+            if nat not in PRESETS:
+                self._bad(f"{side}_nat", f"expected one of {', '.join(PRESETS)}, got {nat!r}")
+            if len(PRESETS[nat].routers) > 1:
+                if carrier is None:
+                    self._bad(f"{side}_carrier", f"the {nat} preset needs a carrier subnet")
+                try:
+                    net = ipaddress.IPv4Network(carrier)
+                except ValueError as err:
+                    self._bad(f"{side}_carrier", f"expected an IPv4 subnet: {err}")
+                if net.num_addresses < 8:
+                    self._bad(f"{side}_carrier", "subnet too small (need two routers and a gateway)")
         if not 0 <= self.delay_ms <= 10_000:
             self._bad("delay_ms", f"expected 0..10000, got {self.delay_ms}")
         if self.public_allow is not None:
@@ -141,21 +163,68 @@ def router_address(lan_subnet: str) -> str:
 def compose_for(spec: TestSpec) -> dict[str, Any]:
     """The compose document of one test, as plain data in the order it is rendered."""
     labels = spec.labels
+    dialer_routers, dialer_nets = _nat_side(spec, "dialer", spec.dialer_nat, spec.dialer_lan,
+                                            spec.dialer_carrier, labels)
+    listener_routers, listener_nets = _nat_side(spec, "listener", spec.listener_nat,
+                                                spec.listener_lan, spec.listener_carrier, labels)
     return {
         "services": {
             "dialer": _client(spec, "dial", spec.dialer_image, "lan_dialer", "dialer_router",
                               spec.dialer_router_addr, labels),
             "listener": _client(spec, "listen", spec.listener_image, "lan_listener", "listener_router",
                                 spec.listener_router_addr, labels),
-            "dialer_router": _router(spec, "lan_dialer", spec.dialer_lan, labels),
-            "listener_router": _router(spec, "lan_listener", spec.listener_lan, labels),
+            **dialer_routers,
+            **listener_routers,
         },
         "networks": {
             "lan_dialer": _lan(spec.dialer_lan, labels),
             "lan_listener": _lan(spec.listener_lan, labels),
+            **dialer_nets,
+            **listener_nets,
             PUBLIC_NETWORK: {"external": True, "name": PUBLIC_NETWORK},
         },
     }
+
+
+def _nat_side(spec: TestSpec, side: str, nat: str, lan_subnet: str, carrier: str | None,
+              labels: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One peer's NAT: its router services and the networks between them.
+
+    One router (every preset but cgnat): `<side>_router` between the LAN and the internet, with
+    the preset's knobs (none for the default: today's compose file). cgnat: the home router
+    `<side>_router` (port-restricted) between the LAN and the carrier network `carrier_<side>`,
+    its default route via the carrier router `<side>_carrier` (the carrier NAT, random ports),
+    which faces the internet; each delays half the peer's share, so the direct RTT stays
+    2 x 2 x delay_ms (200 ms)."""
+    preset = PRESETS[nat]
+    lan = f"lan_{side}"
+    if len(preset.routers) == 1:
+        router = _router(spec, lan, lan_subnet, labels, _preset_env(spec, preset, 0))
+        return {f"{side}_router": router}, {}
+    assert carrier is not None  # TestSpec checked it
+    carrier_net, carrier_router = f"carrier_{side}", f"{side}_carrier"
+    outer = _router(spec, carrier_net, carrier, labels, _preset_env(spec, preset, 1))
+    home_env = {**_preset_env(spec, preset, 0), "PUBLIC_SUBNET": carrier,
+                "DEFAULT_VIA": router_address(carrier)}
+    home = _router(spec, lan, lan_subnet, labels, home_env, public=(
+        carrier_net, _host(carrier, HOME_ROUTER_CARRIER_OFFSET)))
+    home["environment"].pop("PUBLIC_ALLOW", None)  # the carrier router faces the internet
+    home["depends_on"] = {carrier_router: {"condition": "service_healthy"}}
+    return {f"{side}_router": home, carrier_router: outer}, {carrier_net: _lan(carrier, labels)}
+
+
+def _preset_env(spec: TestSpec, preset: Preset, index: int) -> dict[str, str]:
+    """The knobs of the preset's index-th router (0: next to the client), its share of the
+    peer's delay scaled to the spec's delay_ms."""
+    router = preset.routers[index]
+    env = dict(router.behaviour.router_env())
+    if router.delay_ms != PEER_DELAY_MS:
+        env["DELAY_MS"] = str(spec.delay_ms * router.delay_ms // PEER_DELAY_MS)
+    return env
+
+
+def _host(subnet: str, offset: int) -> str:
+    return str(ipaddress.IPv4Network(subnet).network_address + offset)
 
 
 def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router_addr: str,
@@ -186,7 +255,11 @@ def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router
     }
 
 
-def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -> dict[str, Any]:
+def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str],
+            nat_env: dict[str, str] | None = None,
+            public: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A NAT router between `lan` and the internet (or, `public` given, that network and its
+    fixed address); `nat_env` adds the preset's knobs or overrides the defaults."""
     environment = {
         "PUBLIC_SUBNET": spec.public_subnet,
         "LAN_SUBNET": lan_subnet,
@@ -195,6 +268,8 @@ def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -
     if spec.public_allow is not None:
         environment["PUBLIC_ALLOW"] = ",".join(spec.public_allow)
     environment.update(capture_environment(spec))
+    environment.update(nat_env or {})
+    outside = {public[0]: {"ipv4_address": public[1]}} if public else {PUBLIC_NETWORK: {}}
     return {
         "image": spec.router_image,
         "init": True,
@@ -203,7 +278,7 @@ def _router(spec: TestSpec, lan: str, lan_subnet: str, labels: dict[str, str]) -
         "sysctls": {"net.ipv4.ip_forward": "1"},
         "environment": environment,
         "networks": {
-            PUBLIC_NETWORK: {},
+            **outside,
             lan: {"ipv4_address": router_address(lan_subnet)},
         },
         "healthcheck": {

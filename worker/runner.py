@@ -21,6 +21,7 @@ from docker.errors import DockerException
 
 from cluster.labels import test_labels
 from cluster.imageid import image_ref
+from cluster.nat import DEFAULT_PRESET, PRESETS, WORKER_CARRIER_POOL
 from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.evidence import CaptureMode
 from cluster.tasks import LOG_LIMIT, RunRequest
@@ -32,7 +33,7 @@ from worker.outcome import Outcome, outcome_of
 from worker.steps import stopped_at
 from worker.reaper import reap_tests
 from worker.services import Services
-from worker.subnets import engine_subnets
+from worker.subnets import engine_subnets, lan_pair
 
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
 REAP_ATTEMPTS = 4
@@ -217,10 +218,13 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
              secure_channel: str | None = None, muxer: str | None = None,
-             evidence: bool = False) -> TestSpec:
+             evidence: bool = False, dialer_nat: str = DEFAULT_PRESET,
+             listener_nat: str = DEFAULT_PRESET) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
-    Redis namespace."""
+    Redis namespace. A cgnat side's carrier network is the /24 of WORKER_CARRIER_POOL that
+    matches its LAN's (same lease index): leased with the LANs, never shared."""
     project = project_name(test_name, run_id)
+    carriers = lan_pair(WORKER_CARRIER_POOL, lans.index)
     return TestSpec(
         test_name=test_name, pass_id=run_id, dialer_image=image_ref(dialer_image),
         listener_image=image_ref(listener_image), router_image=image_ref(router_image),
@@ -228,7 +232,10 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
         extra_labels=tuple(test_labels(host.name).items()),
-        secure_channel=secure_channel, muxer=muxer, evidence=evidence)
+        secure_channel=secure_channel, muxer=muxer, evidence=evidence, dialer_nat=dialer_nat,
+        listener_nat=listener_nat,
+        dialer_carrier=carriers.dialer if len(PRESETS[dialer_nat].routers) > 1 else None,
+        listener_carrier=carriers.listener if len(PRESETS[listener_nat].routers) > 1 else None)
 
 
 def utc_stamp() -> str:
@@ -251,7 +258,8 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> 
                         host, lans, request.delay_ms,
                         secure_channel=test.secure_channel.value if test.secure_channel else None,
                         muxer=test.muxer.value if test.muxer else None,
-                        evidence=request.capture is not CaptureMode.NONE)
+                        evidence=request.capture is not CaptureMode.NONE,
+                        dialer_nat=test.dialer_nat, listener_nat=test.listener_nat)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
                             host, request.timeout_seconds, evidence_on_pass)
@@ -271,6 +279,7 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> 
         dialer=PeerRecord.of(test.dialer, request.dialer),
         listener=PeerRecord.of(test.listener, request.listener), log_file=log_file_name(test.name),
         transport=test.variant, host=host.name, reason=as_reason(reason) if reason else None,
-        expected_failure=test.expected_failure, started_at=started_at, finished_at=utc_stamp())
+        expected_failure=test.expected_failure, started_at=started_at, finished_at=utc_stamp(),
+        **test.dimensions())
     return RunOutput(record, execution.log[-LOG_LIMIT:], execution.compose_text,
                      execution.evidence)

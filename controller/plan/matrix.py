@@ -25,22 +25,26 @@ class Plan:
     impls: ImplsFile    # the configuration it was planned from: the pass builds from it too
 
 
-def selection_for(config: RepoConfig, cli_filter: str | None, cli_ignore: str | None) -> Selection:
+def selection_for(config: RepoConfig, cli_filter: str | None, cli_ignore: str | None,
+                  cli_nat: str | None = None, cli_relay: str | None = None) -> Selection:
     return resolve_selection(config.defaults, cli_filter, cli_ignore,
-                             extra_known_failures=config.global_defaults.known_failures)
+                             extra_known_failures=config.global_defaults.known_failures,
+                             cli_nat=cli_nat, cli_relay=cli_relay)
 
 
 def plan_matrix(root: Path, kind: str, cli_filter: str | None, cli_ignore: str | None,
-                cache: Cache) -> Plan:
+                cache: Cache, cli_nat: str | None = None, cli_relay: str | None = None) -> Plan:
     """Select the tests for `kind`; reuse the cached matrix when no input changed."""
     config = load_config(root, kind)
-    selection = selection_for(config, cli_filter, cli_ignore)
+    selection = selection_for(config, cli_filter, cli_ignore, cli_nat, cli_relay)
     snapshots = {impl.id: snapshot_name(impl, root) for impl in config.impls.implementations}
     key = matrix_cache_key([
         ("impls", json.dumps(config.impls.model_dump(mode="json"), sort_keys=True).encode()),
         ("kind", kind.encode()),
         ("selection", json.dumps([selection.filter, selection.ignore,
                                   selection.known_failures]).encode()),
+        ("dimensions", json.dumps([selection.dialer_nats, selection.listener_nats,
+                                   [r.value for r in selection.relays]]).encode()),
         ("snapshots", json.dumps(snapshots, sort_keys=True).encode()),
     ])
     cache_path = cache.keyed("test-matrix", key, ".yaml")

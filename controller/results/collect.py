@@ -105,7 +105,8 @@ def collect(metadata: ResultsMetadata, matrix: TestMatrix, payloads: list[object
             continue
         first[test.name] = result.model_copy(update={"record": with_timings(
             result.record.model_copy(update={"expected_failure": test.expected_failure,
-                                             "transport": test.variant}))})
+                                             "transport": test.variant,
+                                             **test.dimensions()}))})
         invalid.pop(test.name, None)
     records: list[TestRecord] = []
     logs: dict[str, str] = {}

@@ -17,6 +17,7 @@ from pydantic import Field
 from cluster.cache import Cache, atomic_write
 from cluster.models import ImageInfo, ResultsMetadata, Settings, YamlModel, to_yaml_data
 from cluster.tasks import PassSummary
+from cluster.matrix import drop_default_dimensions
 from cluster.yamlio import dump_yaml
 from controller.images import rootfs
 from controller.images import solid
@@ -131,7 +132,10 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
         partial=spec.interrupted)
     collected = collect(metadata, matrix, payloads)
     results = collected.results
-    results_yaml = dump_yaml(to_yaml_data(results))
+    results_data = to_yaml_data(results)
+    for record in results_data["tests"]:
+        drop_default_dimensions(record)  # a default test's record keeps the seed's shape
+    results_yaml = dump_yaml(results_data)
     results_md = render_results_md(results)
     log_text = output_log(collected, spec.extra_log)
 

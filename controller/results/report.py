@@ -12,6 +12,7 @@ from cluster.models import Results, Status, Summary, TestRecord
 from cluster.progress import STEP_WORDS
 from cluster.network import DIRECT_RTT_MS, RTT_ANOMALY_SHARE
 from cluster.timings import rtt_anomaly
+from controller.results.natreport import is_default_pair, render_nat_section
 
 DASHBOARD_START = "<!--INTEROP_DASHBOARD_START-->"
 DASHBOARD_END = "<!--INTEROP_DASHBOARD_END-->"
@@ -113,7 +114,8 @@ def render_results_md(results: Results) -> str:
     lines += [f"- **Success Rate**: {_percent(summary.passed, summary.total)}", ""]
 
     by_variant: dict[str, dict[tuple[str, str], TestRecord]] = defaultdict(dict)
-    for record in results.tests:
+    # the seed's tables hold the default NAT pair; the NAT section below holds every pair
+    for record in (r for r in results.tests if is_default_pair(r)):
         by_variant[variant_of(record)][(record.dialer.version, record.listener.version)] = record
     for variant in sorted(by_variant):
         table = by_variant[variant]
@@ -127,6 +129,7 @@ def render_results_md(results: Results) -> str:
         lines.append("")
 
     lines += _failures(results) + _timings(results)
+    lines += render_nat_section(results.tests, variant_of)
     lines += [
         "## Legend",
         "",

@@ -27,6 +27,8 @@ class SubmitOptions:
     base: str = "HEAD~1"
     test_filter: str | None = None
     test_ignore: str | None = None
+    nat: str | None = None      # --nat: the NAT presets (None: the YAML's)
+    relay: str | None = None    # --relay
     broker: str | None = None
     output_dir: Path = Path(".")
     timeout: int = 120

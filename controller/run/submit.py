@@ -69,7 +69,8 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
         choice = detect_kind(options.root, options.base)
         kind, reason = choice.kind, choice.reason
         console.print(f"--kind auto: {kind} ({reason})")
-    planned = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache)
+    planned = plan_matrix(options.root, kind, options.test_filter, options.test_ignore, cache,
+                          options.nat, options.relay)
     matrix = planned.matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     check_outputs(pass_outputs(options), where, options.timeout, options.controller_queue)
