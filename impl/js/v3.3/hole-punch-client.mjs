@@ -176,12 +176,12 @@ function watchDcutr (node, events) {
   const service = node.services.dcutr
   const original = service.handleIncomingUpgrade
   service.handleIncomingUpgrade = async (stream, connection) => {
-    events.started(connection)
+    const attempt = events.started(connection)
     try {
       await original(stream, connection)
-      events.ended(connection, null)
+      events.ended(connection, attempt, null)
     } catch (err) {
-      events.ended(connection, err)
+      events.ended(connection, attempt, err)
       throw err
     }
   }
@@ -308,19 +308,20 @@ async function runDialer (settings, redis) {
   const dcutr = { attempts: 0, running: 0, lastFailure: null, lastEnded: 0 }
   const dcutrEvents = {
     started: (conn) => {
-      if (!conn.remotePeer.equals(listener)) return
+      if (!conn.remotePeer.equals(listener)) return null
       dcutr.attempts++
       dcutr.running++
       if (dcutr.attempts === 1) stepReached('dcutr-started')
       log(`DCUtR attempt ${dcutr.attempts} started by ${listener}`)
+      return dcutr.attempts
     },
-    ended: (conn, err) => {
-      if (!conn.remotePeer.equals(listener)) return
+    ended: (conn, attempt, err) => {
+      if (attempt == null) return
       dcutr.running--
       dcutr.lastEnded = Date.now()
       if (err != null) {
-        dcutr.lastFailure = `${err.name ?? 'Error'}: ${err.message ?? err}`
-        log(`DCUtR attempt ${dcutr.attempts} failed: ${dcutr.lastFailure}`)
+        dcutr.lastFailure = `attempt ${attempt}: ${err.name ?? 'Error'}: ${err.message ?? err}`
+        log(`DCUtR ${dcutr.lastFailure}`)
       }
     }
   }
@@ -346,6 +347,7 @@ async function runDialer (settings, redis) {
   // the listener (the inbound side of the relayed connection) starts DCUtR; we wait for the
   // direct connection it produces, and give up as soon as none can come
   const started = Date.now()
+  if (settings.transport === 'quic') await refuseJsQuicPeer(node, listener)
   let direct
   while ((direct = node.getConnections(listener).find((c) => c.status === 'open' && !isRelayed(c))) == null) {
     const state = `connections: ${describeConnections(node, listener)}`
@@ -354,7 +356,7 @@ async function runDialer (settings, redis) {
         `the hole punch failed${dcutr.lastFailure != null ? ` (DCUtR: ${dcutr.lastFailure})` : ''} (${state})`)
     }
     if (dcutr.lastFailure != null && dcutr.running === 0 && Date.now() - dcutr.lastEnded > DCUTR_RETRY_GRACE_MS) {
-      throw new ClientError(`DCUtR attempt ${dcutr.attempts} failed (${dcutr.lastFailure}) and ${listener} started ` +
+      throw new ClientError(`DCUtR failed (${dcutr.lastFailure}) and ${listener} started ` +
         `no new one within ${DCUTR_RETRY_GRACE_MS / 1000} s: the hole punch failed (${state})`)
     }
     if (Date.now() - started > settings.directWaitMs) {
@@ -372,6 +374,26 @@ async function runDialer (settings, redis) {
   stepReached('ping')
   log(`ping over ${addr}: ${rtts.map((r) => r.toFixed(1)).join(', ')} ms`)
   return { rtts, timeToDirect }
+}
+
+// Two js-libp2p peers cannot punch over QUIC: @chainsafe/libp2p-quic dials every connection from
+// a client-only quinn endpoint (napi `Client`: an ephemeral UDP port, no server config) and
+// accepts only on its listener's socket, which never sends first. Each side's NAT mapping is
+// for a socket that cannot accept, so no connection can form: say so at once.
+async function refuseJsQuicPeer (node, listener) {
+  let agent = ''
+  const until = Date.now() + 5_000
+  while (agent === '' && Date.now() < until) {
+    const peer = await node.peerStore.get(listener).catch(() => null)
+    const raw = peer?.metadata?.get('AgentVersion')
+    if (raw != null) agent = new TextDecoder().decode(raw)
+    else await sleep(50)
+  }
+  log('listener agent:', agent || 'unknown')
+  if (agent.startsWith('js-libp2p/')) {
+    throw new ClientError(`the listener is ${agent.split(' ')[0]} over QUIC: two js-libp2p peers cannot hole-punch ` +
+      'over QUIC (each dials from a client-only QUIC endpoint that cannot accept, impl/js/README.md)')
+  }
 }
 
 function median (values) {
