@@ -198,12 +198,14 @@ function watchDcutr (node, events) {
 // - @chainsafe/libp2p-yamux picks its role from the connection's direction (`this.client =
 //   maConn.direction === 'outbound'`, muxer.js), not from the upgrade: both would be yamux
 //   clients ("Both endpoints are clients").
-// So for B's punch dial (a dial at DCUtR's priority to a peer whose relayed connection to us is
-// inbound) we upgrade the new socket as the inbound side: `initiator: false` and direction inbound.
+// So for B's punch dial (a dial at DCUtR's priority while we hold an inbound relayed connection
+// from that peer) we upgrade the new socket as the inbound side: `initiator: false` and direction inbound.
 function dialAsDcutrServer (components, transport) {
   const dial = transport.dial.bind(transport)
   transport.dial = (ma, options) => {
-    const asB = options?.priority === DCUTR_DIAL_PRIORITY && options.peerId != null &&
+    // a peer's DCUtR addresses may lack /p2p/<id> (go-libp2p sends them bare): then the dial
+    // names no peer, and any inbound relayed connection makes us B
+    const asB = options?.priority === DCUTR_DIAL_PRIORITY &&
       components.connectionManager.getConnections(options.peerId).some((c) => isRelayed(c) && c.direction === 'inbound')
     if (!asB) return dial(ma, options)
     log(`DCUtR: dialing ${ma} as B, the server of the simultaneous open`)
