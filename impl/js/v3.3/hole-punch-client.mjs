@@ -407,7 +407,7 @@ function median (values) {
 async function main () {
   // js-libp2p logs through `debug`, which reads DEBUG when first imported (hence the dynamic
   // imports above): by default show what DCUtR and the relay client do, the reasons for a failure
-  process.env.DEBUG ??= 'libp2p:dcutr*,libp2p:circuit-relay:transport*,libp2p:tcp*,libp2p:quic*,libp2p:identify*,libp2p:address-manager*,libp2p:connection-manager:dial-queue*'
+  process.env.DEBUG ??= 'libp2p:dcutr*,libp2p:circuit-relay:transport*'
   const settings = settingsFromEnv(process.env)
   if (settings.mode === 'dial') { // a listener stays up until stopped
     setTimeout(() => fail(`overall deadline of ${settings.deadlineMs / 1000} s passed`), settings.deadlineMs)
