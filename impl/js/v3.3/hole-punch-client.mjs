@@ -15,7 +15,10 @@
 // - @libp2p/tcp dials from a fresh ephemeral port each time: every TCP dial here leaves from one
 //   fixed local port (dialOpts.localPort, no TCP listener), so the relay's observed address is
 //   also the NAT mapping the punch uses; @chainsafe/libp2p-quic already dials every QUIC
-//   connection from one client socket.
+//   connection from one client socket;
+// - in the TCP simultaneous open B must act as the server, which libp2p's dial queue and yamux
+//   do not let it do: B's punch dial is upgraded as an inbound connection (dialAsDcutrServer).
+// Two js peers cannot punch over QUIC (client-only QUIC endpoints): the dialer says so at once.
 //
 // Progress: `holepunch-step: NAME` lines on stderr (relay-reserved, relayed-connection,
 // dcutr-started, direct-connection, ping). Logs go to stderr. Any failure: one
