@@ -153,8 +153,11 @@ async function pingRtts (conn, count, signal) {
 // A service that confirms the address the relay observed for us (identify's observedAddr on a
 // direct connection), which js-libp2p would otherwise never advertise: identify drops observed
 // TCP addresses and leaves QUIC ones unverified (AutoNAT would have to confirm them).
-// `observed` resolves with the first one confirmed.
-function observedAddressConfirmer (settings, onConfirmed) {
+// `onObserved(text, confirm)` gets each one; with `deferred` the confirming is left to the caller
+// (`confirm()`): a public address in our identify makes a go listener try a direct dial first and
+// a js one a "unilateral upgrade", 5 s each that always fail behind a NAT, so the dialer
+// confirms only when a DCUtR attempt starts, in time for its CONNECT.
+function observedAddressConfirmer (settings, onObserved, deferred) {
   return (components) => {
     components.events.addEventListener('peer:identify', (evt) => {
       const { observedAddr, connection } = evt.detail
@@ -163,11 +166,15 @@ function observedAddressConfirmer (settings, onConfirmed) {
       const wanted = settings.transport === 'tcp' ? /^\/ip4\/[^/]+\/tcp\/\d+$/ : /^\/ip4\/[^/]+\/udp\/\d+\/quic-v1$/
       if (!wanted.test(text)) return
       const ma = observedAddr.decapsulateCode(421) // /p2p
-      components.addressManager.addObservedAddr(ma)
-      components.addressManager.confirmObservedAddr(ma, { type: 'observed' })
-      log(`${connection.remotePeer} observed us at ${text}: confirmed it, we now advertise`,
-        components.addressManager.getAddresses().map(String))
-      onConfirmed(text)
+      const confirm = () => {
+        components.addressManager.addObservedAddr(ma)
+        components.addressManager.confirmObservedAddr(ma, { type: 'observed' })
+        log(`confirmed our observed address ${text}: we now advertise`,
+          components.addressManager.getAddresses().map(String))
+      }
+      log(`${connection.remotePeer} observed us at ${text}`)
+      if (!deferred) confirm()
+      onObserved(text, confirm)
     })
     return { [Symbol.toStringTag]: 'holepunch:observed-address' }
   }
@@ -222,7 +229,7 @@ function dialAsDcutrServer (components, transport) {
   return transport
 }
 
-async function makeNode (settings, { listen = [], dcutrEvents, onObserved }) {
+async function makeNode (settings, { listen = [], dcutrEvents, onObserved, deferConfirm = false }) {
   const { createLibp2p } = await import('libp2p')
   const { noise } = await import('@chainsafe/libp2p-noise')
   const { yamux } = await import('@chainsafe/libp2p-yamux')
@@ -252,7 +259,7 @@ async function makeNode (settings, { listen = [], dcutrEvents, onObserved }) {
       identify: identify(),
       dcutr: dcutr(),
       ping: ping(),
-      observed: observedAddressConfirmer(settings, onObserved)
+      observed: observedAddressConfirmer(settings, onObserved, deferConfirm)
     }
   })
   if (dcutrEvents != null) watchDcutr(node, dcutrEvents)
@@ -263,7 +270,15 @@ async function makeNode (settings, { listen = [], dcutrEvents, onObserved }) {
 function observedAddress () {
   let resolve
   const promise = new Promise((res) => { resolve = res })
-  return { promise, onObserved: (addr) => resolve(addr) }
+  const observed = {
+    promise,
+    confirm: null, // confirms the first address seen (when the node defers confirming)
+    onObserved: (addr, confirm) => {
+      observed.confirm ??= confirm
+      resolve(addr)
+    }
+  }
+  return observed
 }
 
 async function waitObserved (observed, what) {
@@ -316,7 +331,10 @@ async function runDialer (settings, redis) {
       if (!conn.remotePeer.equals(listener)) return null
       dcutr.attempts++
       dcutr.running++
-      if (dcutr.attempts === 1) stepReached('dcutr-started')
+      if (dcutr.attempts === 1) {
+        stepReached('dcutr-started')
+        observed.confirm?.() // now, so that our CONNECT carries it (see observedAddressConfirmer)
+      }
       log(`DCUtR attempt ${dcutr.attempts} started by ${listener}`)
       return dcutr.attempts
     },
@@ -331,7 +349,7 @@ async function runDialer (settings, redis) {
     }
   }
   if (settings.transport === 'tcp') log('every TCP dial leaves from local port', settings.tcpLocalPort)
-  const node = await makeNode(settings, { dcutrEvents, onObserved: observed.onObserved })
+  const node = await makeNode(settings, { dcutrEvents, onObserved: observed.onObserved, deferConfirm: true })
   log('peer id', node.peerId.toString())
   node.addEventListener('connection:open', (evt) => {
     log('connection open:', evt.detail.remoteAddr.toString(), evt.detail.direction, isRelayed(evt.detail) ? 'relayed' : 'direct')
