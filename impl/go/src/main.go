@@ -290,12 +290,21 @@ func dial(ctx context.Context, h host.Host, rdb *redisClient, cfg config, relayA
 	}
 
 	direct := make(chan network.Conn, 4)
+	closed := make(chan struct{}, 4)
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			logf("connection to %s via %s (%s, %s)", c.RemotePeer(), c.RemoteMultiaddr(), c.Stat().Direction, upgrades(c))
 			if c.RemotePeer() == listener && !isRelayed(c.RemoteMultiaddr()) {
 				select {
 				case direct <- c:
+				default:
+				}
+			}
+		},
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			if c.RemotePeer() == listener {
+				select {
+				case closed <- struct{}{}:
 				default:
 				}
 			}
@@ -315,13 +324,9 @@ func dial(ctx context.Context, h host.Host, rdb *redisClient, cfg config, relayA
 	logf("relayed connection up; waiting for the DCUtR upgrade")
 	step("relayed-connection")
 
-	conn := directConnTo(h, listener)
-	if conn == nil {
-		select {
-		case conn = <-direct:
-		case <-ctx.Done():
-			return fmt.Errorf("no direct connection to %s (hole punch did not succeed): %w", listener, ctx.Err())
-		}
+	conn, err := waitDirect(ctx, h, listener, direct, closed)
+	if err != nil {
+		return err
 	}
 	toDirect := time.Since(dialed)
 	logf("direct connection: %s -> %s (%s)", conn.LocalMultiaddr(), conn.RemoteMultiaddr(), upgrades(conn))
@@ -371,6 +376,65 @@ func median(samples []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// punchRetryGrace is how long, after a failed DCUtR attempt, the listener (which drives the
+// retries and starts the next attempt at once) has to start another before the punch has failed.
+const punchRetryGrace = 3 * time.Second
+
+// waitDirect waits for a direct connection to the listener, and gives up as soon as the punch
+// has definitively failed: the relayed connection closed with no direct one, or a DCUtR attempt
+// failed and no other began within punchRetryGrace.
+func waitDirect(ctx context.Context, h host.Host, listener peer.ID, direct <-chan network.Conn, closed <-chan struct{}) (network.Conn, error) {
+	if c := directConnTo(h, listener); c != nil {
+		return c, nil
+	}
+	running, lastFailure := 0, ""
+	var grace <-chan time.Time
+	failed := func(reason string) {
+		lastFailure = reason
+		if running == 0 {
+			grace = time.After(punchRetryGrace)
+		}
+	}
+	for {
+		select {
+		case c := <-direct:
+			return c, nil
+		case <-closed:
+			if c := directConnTo(h, listener); c != nil {
+				return c, nil
+			}
+			if len(h.Network().ConnsToPeer(listener)) == 0 {
+				return nil, fmt.Errorf("the relayed connection to %s closed with no direct one: the hole punch failed (last DCUtR error: %s)",
+					listener, cmp.Or(lastFailure, "none"))
+			}
+		case evt := <-punchEvents:
+			if evt.Remote != listener {
+				continue
+			}
+			switch e := evt.Evt.(type) {
+			case *holepunch.StartHolePunchEvt:
+				running++
+				grace = nil
+			case *holepunch.EndHolePunchEvt:
+				running = max(running-1, 0)
+				if !e.Success {
+					failed(e.Error)
+				}
+			case *holepunch.ProtocolErrorEvt:
+				failed(e.Error)
+			}
+		case <-grace:
+			if c := directConnTo(h, listener); c != nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("DCUtR failed (%s) and %s started no new attempt within %s: the hole punch failed",
+				lastFailure, listener, punchRetryGrace)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no direct connection to %s (hole punch did not succeed): %w", listener, ctx.Err())
+		}
+	}
 }
 
 func directConnTo(h host.Host, p peer.ID) network.Conn {
@@ -438,8 +502,11 @@ func isRelayed(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// stderrTracer logs DCUtR's events, which tell why a punch failed.
+// stderrTracer logs DCUtR's events, which tell why a punch failed, and hands them to the
+// dialer's waitDirect (punchEvents; dropped when nobody reads, as in a listener).
 type stderrTracer struct{}
+
+var punchEvents = make(chan *holepunch.Event, 64)
 
 func (stderrTracer) Trace(evt *holepunch.Event) {
 	b, err := json.Marshal(evt.Evt)
@@ -449,6 +516,10 @@ func (stderrTracer) Trace(evt *holepunch.Event) {
 	logf("dcutr %s with %s: %s", evt.Type, evt.Remote, b)
 	if evt.Type == holepunch.StartHolePunchEvtT || evt.Type == holepunch.HolePunchAttemptEvtT {
 		dcutrStarted.Do(func() { step("dcutr-started") })
+	}
+	select {
+	case punchEvents <- evt:
+	default:
 	}
 }
 

@@ -9,7 +9,22 @@
 // {"rtt_to_holepunched_peer_millis": N} as the last stdout line. A relayed connection is never
 // pinged: without a direct one the dialer fails and says so.
 //
-// Logs go to stderr. Any failure: one "hole-punch-client: error: ..." line on stderr, exit 1.
+// What js-libp2p 3.3 needs to punch here (impl/js/README.md says why, with the library's code):
+// - identify ignores every observed TCP address and keeps a QUIC one unverified, so DCUtR would
+//   advertise no public address: we confirm the address the relay observed ourselves;
+// - @libp2p/tcp dials from a fresh ephemeral port each time: every TCP dial here leaves from one
+//   fixed local port (dialOpts.localPort, no TCP listener), so the relay's observed address is
+//   also the NAT mapping the punch uses; @chainsafe/libp2p-quic already dials every QUIC
+//   connection from one client socket;
+// - in the TCP simultaneous open B must act as the server, which libp2p's dial queue and yamux
+//   do not let it do: B's punch dial is upgraded as an inbound connection (dialAsDcutrServer).
+// Two js peers cannot punch over QUIC (client-only QUIC endpoints): the dialer says so at once.
+//
+// Progress: `holepunch-step: NAME` lines on stderr (relay-reserved, relayed-connection,
+// dcutr-started, direct-connection, ping). Logs go to stderr. Any failure: one
+// "hole-punch-client: error: ..." line on stderr, exit 1; the dialer gives up at once when the
+// punch has definitively failed (the relayed connection closed, or DCUtR failed and the peer
+// started no new attempt), not after its own timeout.
 
 class ClientError extends Error {}
 
@@ -17,9 +32,20 @@ const CIRCUIT = '/p2p-circuit'
 const PING_PROTOCOL = '/ipfs/ping/1.0.0'
 const PING_SIZE = 32
 const PING_COUNT = 3
+// the priority @libp2p/dcutr gives its hole-punch dials (DCUTR_DIAL_PRIORITY in its dcutr.js)
+const DCUTR_DIAL_PRIORITY = 100
+// after a failed DCUtR attempt, how long the peer has to start another one before we give up
+// (go, rust and js start the next attempt at once)
+const DCUTR_RETRY_GRACE_MS = 3_000
+// how long identify with the relay may take to tell us our observed (public) address
+const OBSERVED_WAIT_MS = 10_000
 
 function log (...args) {
   console.error(new Date().toISOString(), 'hole-punch-client:', ...args)
+}
+
+function stepReached (name) {
+  console.error(`holepunch-step: ${name}`)
 }
 
 function fail (reason) {
@@ -52,7 +78,8 @@ function settingsFromEnv (env) {
     redisAddr,
     key,
     relayKey: key(transport === 'tcp' ? 'RELAY_TCP_ADDRESS' : 'RELAY_QUIC_ADDRESS'),
-    listenAddr: transport === 'tcp' ? '/ip4/0.0.0.0/tcp/0' : '/ip4/0.0.0.0/udp/0/quic-v1',
+    // every TCP dial leaves from this port (the NAT keeps it): see makeNode
+    tcpLocalPort: Number(env.HOLEPUNCH_TCP_LOCAL_PORT ?? String(20000 + Math.floor(Math.random() * 40000))),
     deadlineMs: 1000 * Number(env.HOLEPUNCH_DEADLINE_SECONDS ?? '90'),
     directWaitMs: 1000 * Number(env.HOLEPUNCH_DIRECT_WAIT_SECONDS ?? '30')
   }
@@ -123,7 +150,86 @@ async function pingRtts (conn, count, signal) {
   return rtts
 }
 
-async function makeNode (settings, extraListen = []) {
+// A service that confirms the address the relay observed for us (identify's observedAddr on a
+// direct connection), which js-libp2p would otherwise never advertise: identify drops observed
+// TCP addresses and leaves QUIC ones unverified (AutoNAT would have to confirm them).
+// `onObserved(text, confirm)` gets each one; with `deferred` the confirming is left to the caller
+// (`confirm()`): a public address in our identify makes a go listener try a direct dial first and
+// a js one a "unilateral upgrade", 5 s each that always fail behind a NAT, so the dialer
+// confirms only when a DCUtR attempt starts, in time for its CONNECT.
+function observedAddressConfirmer (settings, onObserved, deferred) {
+  return (components) => {
+    components.events.addEventListener('peer:identify', (evt) => {
+      const { observedAddr, connection } = evt.detail
+      if (observedAddr == null || isRelayed(connection)) return
+      const text = observedAddr.toString().split('/p2p/')[0]
+      const wanted = settings.transport === 'tcp' ? /^\/ip4\/[^/]+\/tcp\/\d+$/ : /^\/ip4\/[^/]+\/udp\/\d+\/quic-v1$/
+      if (!wanted.test(text)) return
+      const ma = observedAddr.decapsulateCode(421) // /p2p
+      const confirm = () => {
+        components.addressManager.addObservedAddr(ma)
+        components.addressManager.confirmObservedAddr(ma, { type: 'observed' })
+        log(`confirmed our observed address ${text}: we now advertise`,
+          components.addressManager.getAddresses().map(String))
+      }
+      log(`${connection.remotePeer} observed us at ${text}`)
+      if (!deferred) confirm()
+      onObserved(text, confirm)
+    })
+    return { [Symbol.toStringTag]: 'holepunch:observed-address' }
+  }
+}
+
+// DCUtR as A (the dialer of the relayed connection) reports its outcome only in log lines: wrap
+// its stream handler to learn when an attempt starts and how it ends. Must run before start().
+function watchDcutr (node, events) {
+  const service = node.services.dcutr
+  const original = service.handleIncomingUpgrade
+  service.handleIncomingUpgrade = async (stream, connection) => {
+    const attempt = events.started(connection)
+    try {
+      await original(stream, connection)
+      events.ended(connection, attempt, null)
+    } catch (err) {
+      events.ended(connection, attempt, err)
+      throw err
+    }
+  }
+}
+
+// DCUtR's TCP punch is a simultaneous open: both sides dial, and B (the side with the inbound
+// relayed connection) must act as the server on the new connection. js-libp2p 3.3 does not get
+// there by itself, for two reasons:
+// - @libp2p/dcutr asks for it (`openConnection(..., { initiator: false })`) and the upgrader
+//   honours `initiator`, but the dial queue (DialQueue.dial, libp2p connection-manager/
+//   dial-queue.js) builds the transport's dial options from peerId, priority, multiaddrs, signal
+//   and onProgress only: `initiator` is lost, both sides start noise as initiators ("handshake
+//   stage 1 validation fail: message is not long enough");
+// - @chainsafe/libp2p-yamux picks its role from the connection's direction (`this.client =
+//   maConn.direction === 'outbound'`, muxer.js), not from the upgrade: both would be yamux
+//   clients ("Both endpoints are clients").
+// So for B's punch dial (a dial at DCUtR's priority while we hold an inbound relayed connection
+// from that peer) we upgrade the new socket as the inbound side: `initiator: false` and direction inbound.
+function dialAsDcutrServer (components, transport) {
+  const dial = transport.dial.bind(transport)
+  transport.dial = (ma, options) => {
+    // a peer's DCUtR addresses may lack /p2p/<id> (go-libp2p sends them bare): then the dial
+    // names no peer, and any inbound relayed connection makes us B
+    const asB = options?.priority === DCUTR_DIAL_PRIORITY &&
+      components.connectionManager.getConnections(options.peerId).some((c) => isRelayed(c) && c.direction === 'inbound')
+    if (!asB) return dial(ma, options)
+    log(`DCUtR: dialing ${ma} as B, the server of the simultaneous open`)
+    const upgrader = Object.create(options.upgrader)
+    upgrader.upgradeOutbound = (maConn, opts) => {
+      maConn.direction = 'inbound'
+      return options.upgrader.upgradeOutbound(maConn, { ...opts, initiator: false })
+    }
+    return dial(ma, { ...options, initiator: false, upgrader })
+  }
+  return transport
+}
+
+async function makeNode (settings, { listen = [], dcutrEvents, onObserved, deferConfirm = false }) {
   const { createLibp2p } = await import('libp2p')
   const { noise } = await import('@chainsafe/libp2p-noise')
   const { yamux } = await import('@chainsafe/libp2p-yamux')
@@ -134,18 +240,55 @@ async function makeNode (settings, extraListen = []) {
   const transports = [circuitRelayTransport()]
   if (settings.transport === 'tcp') {
     const { tcp } = await import('@libp2p/tcp')
-    transports.push(tcp())
+    // One local port for every TCP dial (libuv binds with SO_REUSEADDR, so sockets to different
+    // peers share it), and no TCP listener on it (a listening socket would make that bind fail).
+    // The punch is a TCP simultaneous open from this port: no listener is needed.
+    const tcpTransport = tcp({ dialOpts: { localPort: settings.tcpLocalPort } })
+    transports.push((components) => dialAsDcutrServer(components, tcpTransport(components)))
   } else {
     const { quic } = await import('@chainsafe/libp2p-quic')
     transports.push(quic())
   }
-  return createLibp2p({
-    addresses: { listen: [settings.listenAddr, ...extraListen] },
+  const node = await createLibp2p({
+    start: false,
+    addresses: { listen },
     transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { identify: identify(), dcutr: dcutr(), ping: ping() }
+    services: {
+      identify: identify(),
+      dcutr: dcutr(),
+      ping: ping(),
+      observed: observedAddressConfirmer(settings, onObserved, deferConfirm)
+    }
   })
+  if (dcutrEvents != null) watchDcutr(node, dcutrEvents)
+  await node.start()
+  return node
+}
+
+function observedAddress () {
+  let resolve
+  const promise = new Promise((res) => { resolve = res })
+  const observed = {
+    promise,
+    confirm: null, // confirms the first address seen (when the node defers confirming)
+    onObserved: (addr, confirm) => {
+      observed.confirm ??= confirm
+      resolve(addr)
+    }
+  }
+  return observed
+}
+
+async function waitObserved (observed, what) {
+  const timeout = sleep(OBSERVED_WAIT_MS).then(() => null)
+  const addr = await Promise.race([observed.promise, timeout])
+  if (addr == null) {
+    throw new ClientError(`${what}: the relay reported no public observed address within ${OBSERVED_WAIT_MS / 1000} s, ` +
+      'so DCUtR would advertise no address a peer could dial: the punch cannot work')
+  }
+  return addr
 }
 
 async function runListener (settings, redis) {
@@ -153,13 +296,18 @@ async function runListener (settings, redis) {
   const relayAddr = await blpop(redis, settings.relayKey, 300_000)
   log('relay address:', relayAddr)
   // listening on the relay's /p2p-circuit address makes the reservation during start()
+  const observed = observedAddress()
+  if (settings.transport === 'tcp') log('every TCP dial leaves from local port', settings.tcpLocalPort)
   const node = await step(`reserving a slot on the relay ${relayAddr}`, 60_000,
-    () => makeNode(settings, [multiaddr(relayAddr).encapsulate(CIRCUIT).toString()]))
+    () => makeNode(settings, { listen: [multiaddr(relayAddr).encapsulate(CIRCUIT).toString()], onObserved: observed.onObserved }))
   const addrs = node.getMultiaddrs().map(String)
   log('peer id', node.peerId.toString(), 'addresses', addrs)
   if (!addrs.some((a) => a.includes(CIRCUIT))) {
     throw new ClientError(`no reservation on the relay ${relayAddr}: we have no /p2p-circuit address (${addrs.join(', ') || 'none'})`)
   }
+  stepReached('relay-reserved')
+  const seen = await Promise.race([observed.promise, sleep(OBSERVED_WAIT_MS).then(() => null)])
+  if (seen == null) log(`warning: the relay reported no public observed address within ${OBSERVED_WAIT_MS / 1000} s: DCUtR will advertise none`)
   node.addEventListener('connection:open', (evt) => {
     log('connection open:', evt.detail.remoteAddr.toString(), evt.detail.direction, isRelayed(evt.detail) ? 'relayed' : 'direct')
   })
@@ -175,35 +323,106 @@ async function runDialer (settings, redis) {
   const listenerText = await blpop(redis, settings.key('LISTEN_CLIENT_PEER_ID'), settings.deadlineMs)
   log('relay address:', relayAddr, 'listener:', listenerText)
   const listener = peerIdFromString(listenerText)
-  const node = await makeNode(settings)
-  log('peer id', node.peerId.toString(), 'addresses', node.getMultiaddrs().map(String))
+  const observed = observedAddress()
+  // what DCUtR (as A: the listener starts it on its inbound relayed connection) did so far
+  const dcutr = { attempts: 0, running: 0, lastFailure: null, lastEnded: 0 }
+  const dcutrEvents = {
+    started: (conn) => {
+      if (!conn.remotePeer.equals(listener)) return null
+      dcutr.attempts++
+      dcutr.running++
+      if (dcutr.attempts === 1) {
+        stepReached('dcutr-started')
+        observed.confirm?.() // now, so that our CONNECT carries it (see observedAddressConfirmer)
+      }
+      log(`DCUtR attempt ${dcutr.attempts} started by ${listener}`)
+      return dcutr.attempts
+    },
+    ended: (conn, attempt, err) => {
+      if (attempt == null) return
+      dcutr.running--
+      dcutr.lastEnded = Date.now()
+      if (err != null) {
+        dcutr.lastFailure = `attempt ${attempt}: ${err.name ?? 'Error'}: ${err.message ?? err}`
+        log(`DCUtR ${dcutr.lastFailure}`)
+      }
+    }
+  }
+  if (settings.transport === 'tcp') log('every TCP dial leaves from local port', settings.tcpLocalPort)
+  const node = await makeNode(settings, { dcutrEvents, onObserved: observed.onObserved, deferConfirm: true })
+  log('peer id', node.peerId.toString())
   node.addEventListener('connection:open', (evt) => {
     log('connection open:', evt.detail.remoteAddr.toString(), evt.detail.direction, isRelayed(evt.detail) ? 'relayed' : 'direct')
   })
 
+  // the relay first: identify with it tells us our public address, which DCUtR must advertise
+  await step(`connecting to the relay ${relayAddr}`, 30_000, (signal) => node.dial(multiaddr(relayAddr), { signal }))
+  const publicAddr = await waitObserved(observed, `connected to the relay ${relayAddr}`)
+  log('our public address (observed by the relay):', publicAddr)
+
   const circuit = multiaddr(`${relayAddr}${CIRCUIT}/p2p/${listener}`)
+  const dialStarted = Date.now()
   const relayed = await step(`dialing the listener through the relay (${circuit})`, 60_000,
     (signal) => node.dial(circuit, { signal }))
   log('relayed connection up:', relayed.remoteAddr.toString())
+  stepReached('relayed-connection')
 
   // the listener (the inbound side of the relayed connection) starts DCUtR; we wait for the
-  // direct connection it produces
+  // direct connection it produces, and give up as soon as none can come
   const started = Date.now()
+  if (settings.transport === 'quic') await refuseJsQuicPeer(node, listener)
   let direct
   while ((direct = node.getConnections(listener).find((c) => c.status === 'open' && !isRelayed(c))) == null) {
+    const state = `connections: ${describeConnections(node, listener)}`
+    if (relayed.status !== 'open') {
+      throw new ClientError(`the relayed connection to ${listener} closed (${relayed.status}) with no direct one: ` +
+        `the hole punch failed${dcutr.lastFailure != null ? ` (DCUtR: ${dcutr.lastFailure})` : ''} (${state})`)
+    }
+    if (dcutr.lastFailure != null && dcutr.running === 0 && Date.now() - dcutr.lastEnded > DCUTR_RETRY_GRACE_MS) {
+      throw new ClientError(`DCUtR failed (${dcutr.lastFailure}) and ${listener} started ` +
+        `no new one within ${DCUTR_RETRY_GRACE_MS / 1000} s: the hole punch failed (${state})`)
+    }
     if (Date.now() - started > settings.directWaitMs) {
       throw new ClientError(`no direct connection to ${listener} after ${settings.directWaitMs / 1000} s: ` +
-        `DCUtR did not upgrade (connections: ${describeConnections(node, listener)})`)
+        `DCUtR did not upgrade (${dcutr.attempts} attempts; ${state})`)
     }
-    await sleep(100)
+    await sleep(50)
   }
   const addr = direct.remoteAddr.toString()
+  const timeToDirect = Date.now() - dialStarted
   log(`direct connection after ${((Date.now() - started) / 1000).toFixed(1)} s:`, addr)
   if (addr.includes(CIRCUIT)) throw new ClientError(`refusing to ping over a relayed connection ${addr}`)
+  stepReached('direct-connection')
   const rtts = await step(`pinging over the direct connection ${addr}`, 30_000, (signal) => pingRtts(direct, PING_COUNT, signal))
+  stepReached('ping')
   log(`ping over ${addr}: ${rtts.map((r) => r.toFixed(1)).join(', ')} ms`)
-  // the path's RTT is the least of a few: a busy host only ever adds to a sample
-  return Math.min(...rtts)
+  return { rtts, timeToDirect }
+}
+
+// Two js-libp2p peers cannot punch over QUIC: @chainsafe/libp2p-quic dials every connection from
+// a client-only quinn endpoint (napi `Client`: an ephemeral UDP port, no server config) and
+// accepts only on its listener's socket, which never sends first. Each side's NAT mapping is
+// for a socket that cannot accept, so no connection can form: say so at once.
+async function refuseJsQuicPeer (node, listener) {
+  let agent = ''
+  const until = Date.now() + 5_000
+  while (agent === '' && Date.now() < until) {
+    const peer = await node.peerStore.get(listener).catch(() => null)
+    const raw = peer?.metadata?.get('AgentVersion')
+    if (raw != null) agent = new TextDecoder().decode(raw)
+    else await sleep(50)
+  }
+  log('listener agent:', agent || 'unknown')
+  if (agent.startsWith('js-libp2p/')) {
+    throw new ClientError(`the listener is ${agent.split(' ')[0]} over QUIC: two js-libp2p peers cannot hole-punch ` +
+      'over QUIC (each dials from a client-only QUIC endpoint that cannot accept, impl/js/README.md)')
+  }
+}
+
+function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 async function main () {
@@ -222,9 +441,13 @@ async function main () {
     await runListener(settings, redis)
     return
   }
-  const rtt = await runDialer(settings, redis)
+  const { rtts, timeToDirect } = await runDialer(settings, redis)
   // the result is the last stdout line; leave at once, without a teardown that could hang
-  process.stdout.write(JSON.stringify({ rtt_to_holepunched_peer_millis: Math.round(rtt) }) + '\n')
+  process.stdout.write(JSON.stringify({
+    rtt_to_holepunched_peer_millis: Math.round(median(rtts)),
+    time_to_direct_ms: timeToDirect,
+    rtt_samples_millis: rtts.map((r) => Math.round(r * 10) / 10)
+  }) + '\n')
   process.exit(0)
 }
 

@@ -40,7 +40,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
-from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
+from libp2p.relay.circuit_v2.dcutr import MAX_HOLE_PUNCH_ATTEMPTS, DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
@@ -171,6 +171,26 @@ def direct_connection(host: IHost, peer: ID) -> INetConn | None:
     for conn in conns:
         if not conn.is_closed and not is_relayed(conn):
             return conn
+    return None
+
+
+# After our DCUtR attempts are spent, how long the listener has to start one of its own before
+# the punch has failed (py-libp2p's DCUtR runs from both sides).
+PUNCH_RETRY_GRACE_S = 3.0
+
+
+def punch_failed(host: IHost, peer: ID) -> str | None:
+    """Why the hole punch to `peer` can no longer succeed, or None while it still may: no open
+    connection to it is left (the relayed one closed), or our DCUtR spent its attempt budget and
+    runs no session with it (py-libp2p 0.8 keeps both in DCUtRProtocol, which has no events)."""
+    if not any(not c.is_closed for c in host.get_network().get_connections(peer)):
+        return "the relayed connection closed with no direct one"
+    dcutr = getattr(host, "_dcutr_protocol", None)
+    if dcutr is None:
+        return None
+    attempts = dcutr._hole_punch_attempts.get(peer, 0)
+    if attempts >= MAX_HOLE_PUNCH_ATTEMPTS and peer not in dcutr._in_progress:
+        return f"DCUtR gave up after {attempts} attempts"
     return None
 
 
@@ -322,8 +342,19 @@ async def run_dialer(settings: Settings, client: redis.Redis) -> None:
         # may start it from here too; we only wait for the direct connection to appear.
         started = time.monotonic()
         direct = None
+        failed_since: float | None = None  # when punch_failed first said so, this time round
         with trio.move_on_after(settings.direct_wait_s):
             while (direct := direct_connection(host, listener)) is None:
+                reason = punch_failed(host, listener)
+                if reason is None:
+                    failed_since = None
+                elif failed_since is None:
+                    failed_since = time.monotonic()
+                elif time.monotonic() - failed_since > PUNCH_RETRY_GRACE_S or "closed" in reason:
+                    raise ClientError(
+                        f"the hole punch failed: {reason}, and no new attempt with {listener} began "
+                        f"within {PUNCH_RETRY_GRACE_S:.0f} s (connections: {describe_connections(host, listener)})"
+                    )
                 await trio.sleep(0.1)
         if direct is None:
             raise ClientError(

@@ -35,6 +35,10 @@ use tracing::{info, warn};
 /// Default overall deadline of the dialer (and of the listener's set-up), in seconds.
 const DEFAULT_TIMEOUT_SECS: u64 = 90;
 
+/// After a failed hole-punch attempt, how long the listener (which drives DCUtR's retries and
+/// starts the next attempt at once) has to start another before the punch has failed.
+const PUNCH_RETRY_GRACE: Duration = Duration::from_secs(3);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Dial,
@@ -358,10 +362,18 @@ async fn dial(
     // What went wrong so far, for the failure reason.
     let mut relayed_up = false;
     let mut last_problem: Option<String> = None;
+    // When the last hole-punch attempt failed with no direct connection and none started since.
+    let mut failed_at: Option<Instant> = None;
 
     loop {
-        let event = match next_event(&mut swarm, deadline, "the hole punch").await {
+        let grace_end = failed_at.map(|t| t + PUNCH_RETRY_GRACE).filter(|g| *g < deadline);
+        let event = match next_event(&mut swarm, grace_end.unwrap_or(deadline), "the hole punch").await {
             Ok(event) => event,
+            Err(_) if grace_end.is_some() => bail!(
+                "the hole punch failed ({}) and the listener started no new attempt within {} s",
+                last_problem.as_deref().unwrap_or("no reason given"),
+                PUNCH_RETRY_GRACE.as_secs(),
+            ),
             Err(e) => bail!(
                 "{e} (relayed connection: {}; DCUtR succeeded: {}; direct connections: {}; last problem: {})",
                 if relayed_up { "yes" } else { "no" },
@@ -386,17 +398,31 @@ async fn dial(
                         step("direct-connection");
                     }
                     direct.insert(connection_id);
+                    failed_at = None;
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } if peer_id == remote => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } if peer_id == remote => {
                 direct.remove(&connection_id);
                 rtts.remove(&connection_id);
+                if num_established == 0 {
+                    bail!(
+                        "the relayed connection to the listener closed with no direct one: the hole punch failed (last problem: {})",
+                        last_problem.as_deref().unwrap_or("none"),
+                    );
+                }
+            }
+            // DCUtR's dial to the listener's addresses: a (new) hole-punch attempt
+            SwarmEvent::Dialing { peer_id: Some(p), connection_id, .. } if p == remote && connection_id != relayed_dial => {
+                failed_at = None;
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } if connection_id == relayed_dial => {
                 bail!("dial through the relay failed: {error}");
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == remote => {
                 last_problem = Some(format!("direct dial failed: {error}"));
+                if direct.is_empty() {
+                    failed_at = Some(Instant::now());
+                }
             }
             #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event::DirectConnectionUpgradeSucceeded {
@@ -410,9 +436,12 @@ async fn dial(
                 remote_peer_id,
                 error,
             })) if remote_peer_id == remote => {
-                // The listener's side drives the retries; keep waiting until the deadline.
+                // The listener's side drives the retries: wait PUNCH_RETRY_GRACE for the next one.
                 warn!("DCUtR attempt failed: {error}");
                 last_problem = Some(format!("DCUtR: {error}"));
+                if direct.is_empty() {
+                    failed_at = Some(Instant::now());
+                }
             }
             #[cfg(feature = "api-0-52")]
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => info!("DCUtR: {e:?}"),
@@ -424,10 +453,13 @@ async fn dial(
                         punched = true;
                         punched_connection = Some(id);
                     }
-                    // The listener's side drives the retries; keep waiting until the deadline.
+                    // The listener's side drives the retries: wait PUNCH_RETRY_GRACE for the next one.
                     Err(e) => {
                         warn!("DCUtR attempt failed: {e}");
                         last_problem = Some(format!("DCUtR: {e}"));
+                        if direct.is_empty() {
+                            failed_at = Some(Instant::now());
+                        }
                     }
                 }
             }
@@ -447,9 +479,12 @@ async fn dial(
             _ => {}
         }
 
-        // Report once DCUtR succeeded and PING_SAMPLES pings went over a direct connection: the
-        // punched one if it has them, else any other direct connection to the listener.
-        if punched {
+        // Report once PING_SAMPLES pings went over a direct connection: the one DCUtR punched if
+        // it has them, else any other direct connection to the listener. DCUtR need not have
+        // reported success: when the listener's punch dial is the one that gets through (a
+        // js-libp2p listener over QUIC), the direct connection is an inbound one that our DCUtR
+        // never dialed, yet it exists only thanks to the punch (the listener is behind its NAT).
+        if punched || !direct.is_empty() {
             let enough = |c: &ConnectionId| rtts.get(c).filter(|v| v.len() >= PING_SAMPLES);
             let samples = punched_connection
                 .and_then(|c| enough(&c))
