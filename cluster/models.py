@@ -46,6 +46,18 @@ class Muxer(str, Enum):
     MPLEX = "mplex"
 
 
+class Contract(str, Enum):
+    """What an implementation's image expects of the harness (impl/README.md, "Two contracts").
+
+    `holepunch`: ours (REDIS_ADDR, TEST_KEY-namespaced keys, our init script routes it).
+    `upstream`: libp2p/test-plans hole-punch-interop's, so its images run unmodified: Redis at
+    the host name `redis`, bare keys, no entrypoint (the harness routes it and names the command).
+    """
+
+    HOLEPUNCH = "holepunch"
+    UPSTREAM = "upstream"
+
+
 def _none_as_empty(value: object) -> object:
     """`test-ignore:` with nothing after it means an empty list, not an error."""
     return [] if value is None else value
@@ -218,6 +230,7 @@ class Implementation(_Input):
     secure_channels: Annotated[list[SecureChannel], BeforeValidator(_none_as_empty)] = Field(
         default_factory=list, alias="secureChannels")
     muxers: Annotated[list[Muxer], BeforeValidator(_none_as_empty)] = Field(default_factory=list)
+    contract: Contract = Contract.HOLEPUNCH
 
     @field_validator("id")
     @classmethod
@@ -325,6 +338,10 @@ class TestCase(YamlModel):
     dialer_snapshot: CacheFile | None = None
     listener_snapshot: CacheFile | None = None
     expected_failure: StrictBool = False
+    # Set only for a side whose image follows the upstream contract (None: ours), so a matrix of
+    # our own implementations reads as it always did.
+    dialer_contract: Contract | None = None
+    listener_contract: Contract | None = None
 
     @property
     def variant(self) -> str:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from cluster.errors import ConfigError
-from cluster.models import ImplsFile, Implementation, SelectionFile, TestCase, Transport
+from cluster.models import (Contract, ImplsFile, Implementation, SelectionFile, TestCase,
+                            Transport)
 
 Predicate = Callable[[str], bool]
 
@@ -152,8 +153,15 @@ def all_test_cases(impls: ImplsFile, snapshots: dict[str, str] | None = None) ->
                         dialer=dialer.id, listener=listener.id, transport=transport,
                         secure_channel=secure, muxer=muxer,
                         dialer_snapshot=snapshots.get(dialer.id),
-                        listener_snapshot=snapshots.get(listener.id)))
+                        listener_snapshot=snapshots.get(listener.id),
+                        dialer_contract=_marked(dialer.contract),
+                        listener_contract=_marked(listener.contract)))
     return cases
+
+
+def _marked(contract: Contract) -> Contract | None:
+    """A test names a side's contract only when it is not ours (the default)."""
+    return None if contract is Contract.HOLEPUNCH else contract
 
 
 def _tcp_variants(dialer: Implementation, listener: Implementation, transport: Transport):

@@ -20,6 +20,7 @@ from cluster.errors import ConfigError
 from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
 from cluster.models import Muxer, SecureChannel
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
+from worker.contracts import CONTRACTS, apply_contracts
 
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
@@ -72,6 +73,12 @@ class TestSpec:
     # client's default (a quic test, or a tcp test named by transport alone).
     secure_channel: str | None = None
     muxer: str | None = None
+    # The contract each side's image follows (cluster.models.Contract), and the command an
+    # upstream-contract image is given when it names none (worker.contracts).
+    dialer_contract: str = "holepunch"
+    listener_contract: str = "holepunch"
+    dialer_command: tuple[str, ...] | None = None
+    listener_command: tuple[str, ...] | None = None
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +112,9 @@ class TestSpec:
             if value is not None and (self.transport != "tcp" or value not in allowed):
                 self._bad(key, f"expected one of {', '.join(allowed)} on a tcp test, got {value!r}"
                                f" on {self.transport}")
+        for key in ("dialer_contract", "listener_contract"):
+            if getattr(self, key) not in CONTRACTS:
+                self._bad(key, f"expected one of {', '.join(CONTRACTS)}, got {getattr(self, key)!r}")
         if not 0 <= self.delay_ms <= 10_000:
             self._bad("delay_ms", f"expected 0..10000, got {self.delay_ms}")
         if self.public_allow is not None:
@@ -137,7 +147,7 @@ def router_address(lan_subnet: str) -> str:
 def compose_for(spec: TestSpec) -> dict[str, Any]:
     """The compose document of one test, as plain data in the order it is rendered."""
     labels = spec.labels
-    return {
+    return apply_contracts(spec, {
         "services": {
             "dialer": _client(spec, "dial", spec.dialer_image, "lan_dialer", "dialer_router",
                               spec.dialer_router_addr, labels),
@@ -151,7 +161,7 @@ def compose_for(spec: TestSpec) -> dict[str, Any]:
             "lan_listener": _lan(spec.listener_lan, labels),
             PUBLIC_NETWORK: {"external": True, "name": PUBLIC_NETWORK},
         },
-    }
+    })
 
 
 def _client(spec: TestSpec, mode: str, image: str, lan: str, router: str, router_addr: str,

@@ -21,9 +21,11 @@ from docker.errors import DockerException
 
 from cluster.labels import test_labels
 from cluster.imageid import image_ref
-from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
+from cluster.errors import InfrastructureError
+from cluster.models import Contract, PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.compose import TestSpec, compose_for, project_name, render
+from worker.contracts import command_for
 from worker.project import Project, plan_project
 from worker.host import Host
 from worker.outcome import outcome_of
@@ -205,10 +207,20 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
-             secure_channel: str | None = None, muxer: str | None = None) -> TestSpec:
+             secure_channel: str | None = None, muxer: str | None = None,
+             dialer_contract: str = "holepunch", listener_contract: str = "holepunch") -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
-    Redis namespace."""
+    Redis namespace. An upstream-contract image is looked at once, for its command."""
     project = project_name(test_name, run_id)
+
+    def command(image: str, contract: str) -> tuple[str, ...] | None:
+        if contract == "holepunch":
+            return None  # ours name their own: no engine call
+        try:
+            config = host.services.client.api.inspect_image(image_ref(image)).get("Config") or {}
+        except DockerException as exc:
+            raise InfrastructureError(f"cannot inspect image {image}: {exc}") from exc
+        return command_for(config, contract)
     return TestSpec(
         test_name=test_name, pass_id=run_id, dialer_image=image_ref(dialer_image),
         listener_image=image_ref(listener_image), router_image=image_ref(router_image),
@@ -216,7 +228,10 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
         extra_labels=tuple(test_labels(host.name).items()),
-        secure_channel=secure_channel, muxer=muxer)
+        secure_channel=secure_channel, muxer=muxer,
+        dialer_contract=dialer_contract, listener_contract=listener_contract,
+        dialer_command=command(dialer_image, dialer_contract),
+        listener_command=command(listener_image, listener_contract))
 
 
 def utc_stamp() -> str:
@@ -238,7 +253,9 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
                         request.listener.image_id, request.router.image_id, run_id, services,
                         host, lans, request.delay_ms,
                         secure_channel=test.secure_channel.value if test.secure_channel else None,
-                        muxer=test.muxer.value if test.muxer else None)
+                        muxer=test.muxer.value if test.muxer else None,
+                        dialer_contract=(test.dialer_contract or Contract.HOLEPUNCH).value,
+                        listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
                             host, request.timeout_seconds)
