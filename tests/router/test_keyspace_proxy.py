@@ -49,7 +49,7 @@ def test_bare_keys_land_in_the_tests_space(proxied, store):
     store.rpush(f"{PREFIX}RELAY_TCP_ADDRESS", "/ip4/11.11.0.3/tcp/4001/p2p/relay", "/ip4/11.11.0.3/tcp/4001/p2p/relay")
     store.rpush("hp-other:RELAY_TCP_ADDRESS", "another test's")
     # an upstream client reads it by its bare name, and BLPOP names the key as it asked
-    assert proxied.blpop(["RELAY_TCP_ADDRESS"], timeout=0) == ("RELAY_TCP_ADDRESS", "/ip4/11.11.0.3/tcp/4001/p2p/relay")
+    assert list(proxied.blpop(["RELAY_TCP_ADDRESS"], timeout=0)) == ["RELAY_TCP_ADDRESS", "/ip4/11.11.0.3/tcp/4001/p2p/relay"]
     proxied.rpush("LISTEN_CLIENT_PEER_ID", "12D3KooW")
     assert store.lrange(f"{PREFIX}LISTEN_CLIENT_PEER_ID", 0, -1) == ["12D3KooW"]
     assert not store.exists("LISTEN_CLIENT_PEER_ID")
@@ -60,7 +60,7 @@ def test_bare_keys_land_in_the_tests_space(proxied, store):
 def test_a_blocking_pop_waits_for_our_listener(proxied, store):
     later = threading.Timer(0.3, lambda: store.rpush(f"{PREFIX}LISTEN_CLIENT_PEER_ID", "12D3KooW"))
     later.start()
-    assert proxied.blpop("LISTEN_CLIENT_PEER_ID", timeout=0) == ("LISTEN_CLIENT_PEER_ID", "12D3KooW")
+    assert list(proxied.blpop("LISTEN_CLIENT_PEER_ID", timeout=0)) == ["LISTEN_CLIENT_PEER_ID", "12D3KooW"]
 
 
 @pytest.mark.parametrize("command", [("KEYS", "*"), ("SCAN", "0"), ("FLUSHALL",), ("CONFIG", "GET", "*"),
