@@ -14,7 +14,8 @@ it, from two small helpers that run from our router image, so nothing of ours is
   sees another test's. A Redis per test would hide the keys as well, but our clients would then
   need bare keys too (a mixed pair shares one space); and it would start no faster
   (bench/contract_helpers.py).
-- the command `hole-punch-client`, only when the image names none (`command_for`).
+- the command `hole-punch-client`, as upstream's compose gives it, unless the image has an
+  ENTRYPOINT of its own (`command_for`).
 
 Pure: the document in, the document out; the one engine call (`command_for`) is at the edge.
 """
@@ -131,10 +132,10 @@ def host_address(lan_subnet: str, offset: int) -> str:
 
 
 def command_for(image_config: dict[str, Any], contract: str) -> tuple[str, ...] | None:
-    """The command an upstream-contract client runs: its image's own when it has an ENTRYPOINT or
-    a CMD, else upstream's `hole-punch-client`. None for ours (our images name their own)."""
-    if contract != Contract.UPSTREAM.value:
-        return None
-    if image_config.get("Entrypoint") or image_config.get("Cmd"):
+    """The command an upstream-contract client runs: `hole-punch-client`, as upstream's compose
+    gives every client (a CMD such images inherit, alpine's /bin/sh, is no client), unless the
+    image has an ENTRYPOINT of its own, which then runs as it is. None for ours (our images
+    name their own)."""
+    if contract != Contract.UPSTREAM.value or image_config.get("Entrypoint"):
         return None
     return CLIENT_COMMAND

@@ -92,10 +92,10 @@ def test_an_unknown_contract_is_refused():
 @pytest.mark.parametrize("config, command", [
     ({"Entrypoint": None, "Cmd": None}, ("hole-punch-client",)),   # upstream's images
     ({"Entrypoint": [], "Cmd": []}, ("hole-punch-client",)),
-    ({"Entrypoint": None, "Cmd": ["/bin/run-me"]}, None),          # the image's own stands
-    ({"Entrypoint": ["/entry"], "Cmd": None}, None),
+    ({"Entrypoint": None, "Cmd": ["/bin/sh"]}, ("hole-punch-client",)),  # alpine's shell
+    ({"Entrypoint": ["/entry"], "Cmd": None}, None),               # the image's own runs
 ])
-def test_command_only_when_the_image_has_none(config, command):
+def test_command_unless_the_image_has_an_entrypoint(config, command):
     assert command_for(config, "upstream") == command
     assert command_for({}, "holepunch") is None
 
