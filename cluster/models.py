@@ -164,6 +164,11 @@ class Source(_Input):
     repo: StrictStr | None = None
     commit: StrictStr | None = None
     dockerfile: StrictStr = "Dockerfile"
+    # A github source only: how its image is built (impl/README.md, "github sources").
+    # `dockerfile`: the source's own Dockerfile, as its authors build it (needs a registry for
+    # its FROM lines); `offline`: the unmodified source with vendored dependencies, through a
+    # Dockerfile of ours (in `path`) on our base image, the binary where upstream's image has it.
+    build: Literal["dockerfile", "offline"] | None = None
 
     @field_validator("path", "dockerfile")
     @classmethod
@@ -201,6 +206,9 @@ class Source(_Input):
                 raise ValueError("a github source needs repo: <owner>/<name>")
             if not self.commit:
                 raise ValueError("a github source needs commit: the full 40-hex git commit sha")
+        elif self.build is not None:
+            raise ValueError("build: is for github sources (a local source builds with its "
+                             "folder's Makefile)")
         return self
 
 
