@@ -79,6 +79,9 @@ class TestSpec:
     listener_contract: str = "holepunch"
     dialer_command: tuple[str, ...] | None = None
     listener_command: tuple[str, ...] | None = None
+    # Route our clients too by a namespace holder (no NET_ADMIN for them, no init script needed):
+    # off by default until measured across a pass (worker.contracts).
+    holders_for_ours: bool = False
     project: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -55,21 +55,37 @@ def upstream_sides(spec: TestSpec) -> list[str]:
 
 def apply_contracts(spec: TestSpec, document: dict[str, Any]) -> dict[str, Any]:
     """`document` (worker.compose's, for our contract) with each upstream side's client made
-    into an upstream one, its namespace holder beside it, and the test's `redis` proxy."""
+    into an upstream one, its namespace holder beside it, and the test's `redis` proxy; with
+    `spec.holders_for_ours`, our clients are routed by a holder too (`_held`)."""
     sides = upstream_sides(spec)
-    if not sides:
+    if not sides and not spec.holders_for_ours:
         return document
     services = dict(document["services"])
     lans = []
     for side, mode, lan, router in SIDES:
-        if side not in sides:
-            continue
-        lans.append(lan)
         labels = services[side]["labels"]
-        services[side] = _upstream_client(spec, side, mode, router, labels)
+        if side in sides:
+            lans.append(lan)
+            services[side] = _upstream_client(spec, side, mode, router, labels)
+        elif spec.holders_for_ours:
+            services[side] = _held(services[side], side)
+        else:
+            continue
         services[holder_name(side)] = _holder(spec, side, lan, labels)
-    services[REDIS_HOST] = _keyspace_proxy(spec, lans, services[sides[0]]["labels"])
+    if sides:
+        services[REDIS_HOST] = _keyspace_proxy(spec, lans, services[sides[0]]["labels"])
     return {**document, "services": services}
+
+
+def _held(client: dict[str, Any], side: str) -> dict[str, Any]:
+    """One of our clients in a holder's namespace: no capability, no ROUTER_ADDR (so its
+    image's holepunch-client-init only execs the client), started once the route is set."""
+    held = {key: value for key, value in client.items() if key not in ("cap_add", "networks")}
+    held["environment"] = {k: v for k, v in client["environment"].items() if k != "ROUTER_ADDR"}
+    held["network_mode"] = f"service:{holder_name(side)}"
+    held["depends_on"] = {**client["depends_on"],
+                          holder_name(side): {"condition": "service_healthy"}}
+    return held
 
 
 def _upstream_client(spec: TestSpec, side: str, mode: str, router: str,

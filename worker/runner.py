@@ -208,7 +208,8 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
              secure_channel: str | None = None, muxer: str | None = None,
-             dialer_contract: str = "holepunch", listener_contract: str = "holepunch") -> TestSpec:
+             dialer_contract: str = "holepunch", listener_contract: str = "holepunch",
+             holders_for_ours: bool = False) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace. An upstream-contract image is looked at once, for its command."""
     project = project_name(test_name, run_id)
@@ -230,7 +231,7 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         extra_labels=tuple(test_labels(host.name).items()),
         secure_channel=secure_channel, muxer=muxer,
         dialer_contract=dialer_contract, listener_contract=listener_contract,
-        dialer_command=command(dialer_image, dialer_contract),
+        holders_for_ours=holders_for_ours, dialer_command=command(dialer_image, dialer_contract),
         listener_command=command(listener_image, listener_contract))
 
 

@@ -97,6 +97,14 @@ def test_ours_against_ours_for_comparison(fake_upstream_image, run_pair, pair_re
     assert result.passed, _explain(result)
 
 
+def test_our_images_routed_by_holders_pass_too(fake_upstream_image, run_pair, pair_results):
+    """Our clients in a holder's namespace (no NET_ADMIN, no ROUTER_ADDR): the same pair again."""
+    _, python = fake_upstream_image
+    result = _pair(run_pair, pair_results, "python-v0.8 x python-v0.8 (tcp) held", python.image_id,
+                   python.image_id, holders_for_ours=True)
+    assert result.passed and result.rtt_ms >= MIN_RTT_MS, _explain(result)
+
+
 def test_a_proxy_that_maps_to_another_key_space_fails_the_test(fake_upstream_image, run_pair,
                                                                pair_results, monkeypatch):
     fake, python = fake_upstream_image

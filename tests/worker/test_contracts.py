@@ -110,3 +110,17 @@ def test_project_refuses_what_it_cannot_run(service, problem):
     document = {"services": {"a": {"image": "x"}, "b": service}, "networks": {"lan": {}}}
     with pytest.raises(ConfigError, match=problem):
         plan_project("p", document)
+
+
+def test_holders_for_ours_route_our_clients_without_a_capability():
+    s = spec(holders_for_ours=True)
+    services = compose_for(s)["services"]
+    assert "redis" not in services  # no upstream side: no proxy
+    for side, router in (("dialer", "dialer_router"), ("listener", "listener_router")):
+        client = services[side]
+        assert client["network_mode"] == f"service:{side}_netns"
+        assert "cap_add" not in client and "networks" not in client
+        assert "ROUTER_ADDR" not in client["environment"] and client["environment"]["TEST_KEY"]
+        assert set(client["depends_on"]) == {router, f"{side}_netns"}
+        assert services[f"{side}_netns"]["environment"]["ROUTER_ADDR"] == getattr(s, f"{side}_router_addr")
+    assert compose_for(spec())["services"]["dialer"]["cap_add"] == ["NET_ADMIN"]  # default unchanged
