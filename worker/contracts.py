@@ -129,6 +129,8 @@ def _keyspace_proxy(spec: TestSpec, lans: list[str], labels: dict[str, str]) -> 
         "image": spec.router_image,
         "init": True,
         "entrypoint": [KEYSPACE_PROXY],
+        # On the LANs and the internet at once: never a way round the routers.
+        "sysctls": {"net.ipv4.ip_forward": "0"},
         "environment": {"KEY_PREFIX": f"{spec.test_key}:", "UPSTREAM": spec.redis_addr,
                         "READY_FILE": KEYSPACE_READY_FILE},
         "networks": {**{lan: {"ipv4_address": host_address(_subnet(spec, lan), PROXY_HOST_OFFSET)}
