@@ -17,6 +17,12 @@ pytestmark = pytest.mark.e2e
 MIN_RTT_MS = 180.0
 UPSTREAM = ["upstream-head"]  # upstream-v0.53 does not compile with this host's Rust (impl/rust/README.md)
 OURS = ["rust", "go"]
+# Seen here (2026-12-03, 6348a0be): as dialer it exits 1 after 0.5 s, "Error: timed out", at
+# "Fetching LISTEN_CLIENT_PEER_ID from redis". Its redis crate (1.x) gives async connections a
+# 500 ms response timeout by default, so its blocking BLPOP gives up unless the listener pushed
+# its peer id first; with a real Redis the same. An upstream client bug, shown, not hidden.
+DIALER_REDIS_TIMEOUT = ("rust-libp2p master's hole-punching-tests: the redis 1.x crate's default "
+                        "500 ms response timeout ends its BLPOP of LISTEN_CLIENT_PEER_ID")
 
 
 @pytest.fixture(scope="module", params=UPSTREAM)
@@ -31,9 +37,11 @@ def upstream(request, docker_client):
 @pytest.mark.parametrize("ours_lang", OURS)
 @pytest.mark.parametrize("upstream_dials", [True, False], ids=["upstream-dials", "upstream-listens"])
 def test_upstream_rust_client_against_ours(upstream, built, run_pair, pair_results, ours_lang,
-                                           transport, upstream_dials):
+                                           transport, upstream_dials, request):
     name, image = upstream
     ours = built(ours_lang)
+    if upstream_dials and name == "rust-upstream-head":
+        request.applymarker(pytest.mark.xfail(reason=DIALER_REDIS_TIMEOUT, strict=False))
     if upstream_dials:
         test, pair = f"{name} x {ours.name} ({transport})", (image, ours.image_id)
         contracts = {"dialer_contract": "upstream"}
