@@ -76,6 +76,18 @@ class Theory(str, Enum):
     IMPOSSIBLE = "impossible"    # neither without port prediction: a pass means the harness is wrong
 
 
+class Contract(str, Enum):
+    """What an implementation's image expects of the harness (impl/README.md, "Two contracts").
+
+    `holepunch`: ours (REDIS_ADDR, TEST_KEY-namespaced keys, our init script routes it).
+    `upstream`: libp2p/test-plans hole-punch-interop's, so its images run unmodified: Redis at
+    the host name `redis`, bare keys, no entrypoint (the harness routes it and names the command).
+    """
+
+    HOLEPUNCH = "holepunch"
+    UPSTREAM = "upstream"
+
+
 def _none_as_empty(value: object) -> object:
     """`test-ignore:` with nothing after it means an empty list, not an error."""
     return [] if value is None else value
@@ -213,6 +225,11 @@ class Source(_Input):
     repo: StrictStr | None = None
     commit: StrictStr | None = None
     dockerfile: StrictStr = "Dockerfile"
+    # A github source only: how its image is built (impl/README.md, "github sources").
+    # `dockerfile`: the source's own Dockerfile, as its authors build it (needs a registry for
+    # its FROM lines); `offline`: the unmodified source with vendored dependencies, through a
+    # Dockerfile of ours (in `path`) on our base image, the binary where upstream's image has it.
+    build: Literal["dockerfile", "offline"] | None = None
 
     @field_validator("path", "dockerfile")
     @classmethod
@@ -250,6 +267,9 @@ class Source(_Input):
                 raise ValueError("a github source needs repo: <owner>/<name>")
             if not self.commit:
                 raise ValueError("a github source needs commit: the full 40-hex git commit sha")
+        elif self.build is not None:
+            raise ValueError("build: is for github sources (a local source builds with its "
+                             "folder's Makefile)")
         return self
 
 
@@ -279,6 +299,7 @@ class Implementation(_Input):
     secure_channels: Annotated[list[SecureChannel], BeforeValidator(_none_as_empty)] = Field(
         default_factory=list, alias="secureChannels")
     muxers: Annotated[list[Muxer], BeforeValidator(_none_as_empty)] = Field(default_factory=list)
+    contract: Contract = Contract.HOLEPUNCH
 
     @field_validator("id")
     @classmethod
@@ -397,6 +418,10 @@ class TestCase(YamlModel):
     relay: Relay = DEFAULT_RELAY
     # theory's verdict on the NAT pair (cluster/nat.py); None in matrices from older versions
     theory: Theory | None = None
+    # Set only for a side whose image follows the upstream contract (None: ours), so a matrix of
+    # our own implementations reads as it always did.
+    dialer_contract: Contract | None = None
+    listener_contract: Contract | None = None
 
     @property
     def variant(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from cluster.errors import ConfigError
-from cluster.models import (DEFAULT_RELAY, ImplsFile, Implementation, Relay, SelectionFile,
+from cluster.models import (DEFAULT_RELAY, Contract, ImplsFile, Implementation, Relay, SelectionFile,
                             TestCase, Theory, Transport)
 from cluster.nat import DEFAULT_PRESET, PRESETS, punch_verdict
 
@@ -248,8 +248,15 @@ def _impl_cases(impls: ImplsFile, snapshots: dict[str, str], dialer_nat: str, li
                         dialer_snapshot=snapshots.get(dialer.id),
                         listener_snapshot=snapshots.get(listener.id),
                         dialer_nat=dialer_nat, listener_nat=listener_nat, relay=relay,
-                        theory=theory_of(dialer_nat, listener_nat, transport)))
+                        theory=theory_of(dialer_nat, listener_nat, transport),
+                        dialer_contract=_marked(dialer.contract),
+                        listener_contract=_marked(listener.contract)))
     return cases
+
+
+def _marked(contract: Contract) -> Contract | None:
+    """A test names a side's contract only when it is not ours (the default)."""
+    return None if contract is Contract.HOLEPUNCH else contract
 
 
 def _tcp_variants(dialer: Implementation, listener: Implementation, transport: Transport):

@@ -23,6 +23,7 @@ from cluster.nat import DEFAULT_PRESET, PEER_DELAY_MS, PRESETS, Preset
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
 from cluster.evidence import CAPTURE_LIMIT
 from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
+from worker.contracts import CONTRACTS, apply_contracts
 
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
@@ -85,6 +86,15 @@ class TestSpec:
     listener_nat: str = DEFAULT_PRESET
     dialer_carrier: str | None = None
     listener_carrier: str | None = None
+    # The contract each side's image follows (cluster.models.Contract), and the command an
+    # upstream-contract image is given when it names none (worker.contracts).
+    dialer_contract: str = "holepunch"
+    listener_contract: str = "holepunch"
+    dialer_command: tuple[str, ...] | None = None
+    listener_command: tuple[str, ...] | None = None
+    # Route our clients too by a namespace holder (no NET_ADMIN for them, no init script needed):
+    # off by default until measured across a pass (worker.contracts).
+    holders_for_ours: bool = False
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +141,9 @@ class TestSpec:
                     self._bad(f"{side}_carrier", f"expected an IPv4 subnet: {err}")
                 if net.num_addresses < 8:
                     self._bad(f"{side}_carrier", "subnet too small (need two routers and a gateway)")
+        for key in ("dialer_contract", "listener_contract"):
+            if getattr(self, key) not in CONTRACTS:
+                self._bad(key, f"expected one of {', '.join(CONTRACTS)}, got {getattr(self, key)!r}")
         if not 0 <= self.delay_ms <= 10_000:
             self._bad("delay_ms", f"expected 0..10000, got {self.delay_ms}")
         if self.public_allow is not None:
@@ -167,7 +180,7 @@ def compose_for(spec: TestSpec) -> dict[str, Any]:
                                             spec.dialer_carrier, labels)
     listener_routers, listener_nets = _nat_side(spec, "listener", spec.listener_nat,
                                                 spec.listener_lan, spec.listener_carrier, labels)
-    return {
+    return apply_contracts(spec, {
         "services": {
             "dialer": _client(spec, "dial", spec.dialer_image, "lan_dialer", "dialer_router",
                               spec.dialer_router_addr, labels),
@@ -183,7 +196,7 @@ def compose_for(spec: TestSpec) -> dict[str, Any]:
             **listener_nets,
             PUBLIC_NETWORK: {"external": True, "name": PUBLIC_NETWORK},
         },
-    }
+    })
 
 
 def _nat_side(spec: TestSpec, side: str, nat: str, lan_subnet: str, carrier: str | None,

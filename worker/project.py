@@ -46,7 +46,10 @@ ONE_OFF = "com.docker.compose.oneoff"
 NUMBER = "com.docker.compose.container-number"
 
 SERVICE_KEYS = frozenset({"image", "init", "cap_add", "environment", "networks", "depends_on",
-                          "stop_grace_period", "labels", "sysctls", "healthcheck"})
+                          "stop_grace_period", "labels", "sysctls", "healthcheck",
+                          "network_mode", "entrypoint", "command"})
+# `network_mode: service:NAME`: the service joins NAME's network namespace (worker.contracts).
+_SERVICE_MODE = "service:"
 HEALTHCHECK_KEYS = frozenset({"test", "interval", "timeout", "retries"})
 NETWORK_KEYS = frozenset({"driver", "driver_opts", "ipam", "labels", "external", "name"})
 CONDITIONS = ("service_started", "service_healthy")
@@ -92,6 +95,9 @@ class ServicePlan:
     healthcheck: dict[str, Any] | None
     networks: tuple[tuple[str, str | None], ...]   # (engine network name, fixed IPv4 or None)
     depends_on: dict[str, str]                     # service -> condition
+    joins: str | None = None        # the service whose network namespace this one shares
+    entrypoint: tuple[str, ...] | None = None      # None: the image's own
+    command: tuple[str, ...] | None = None         # None: the image's own
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,10 @@ def plan_project(name: str, document: dict[str, Any]) -> ProjectPlan:
     services = []
     for service, spec in document["services"].items():
         _check_keys(f"services.{service}", spec, SERVICE_KEYS)
+        joins = _joined_service(service, spec)
+        if joins is not None and spec.get("networks"):
+            raise ConfigError("compose document", f"services.{service}.networks",
+                              "a service with network_mode: service:... has no networks of its own")
         attached = spec.get("networks") or []
         if isinstance(attached, list):
             attached = {key: {} for key in attached}
@@ -160,6 +170,8 @@ def plan_project(name: str, document: dict[str, Any]) -> ProjectPlan:
             depends = {dep: {"condition": "service_started"} for dep in depends}
         conditions = {dep: (cond or {}).get("condition", "service_started")
                       for dep, cond in depends.items()}
+        if joins is not None:
+            conditions.setdefault(joins, "service_started")  # its namespace must exist first
         for dep, condition in conditions.items():
             if condition not in CONDITIONS:
                 raise ConfigError("compose document", f"services.{service}.depends_on.{dep}",
@@ -180,10 +192,33 @@ def plan_project(name: str, document: dict[str, Any]) -> ProjectPlan:
             init=bool(spec.get("init")), cap_add=tuple(spec.get("cap_add") or ()),
             sysctls={k: str(v) for k, v in (spec.get("sysctls") or {}).items()},
             stop_timeout=None if grace is None else max(1, round(duration_ns(grace) / 1e9)),
-            healthcheck=health, networks=tuple(service_networks), depends_on=conditions))
+            healthcheck=health, networks=tuple(service_networks), depends_on=conditions,
+            joins=joins, entrypoint=_argv(service, spec, "entrypoint"),
+            command=_argv(service, spec, "command")))
     plan = ProjectPlan(name, tuple(networks), tuple(services))
     plan.waves()  # raises on a dependency cycle or an unknown service
     return plan
+
+
+def _joined_service(service: str, spec: dict[str, Any]) -> str | None:
+    mode = spec.get("network_mode")
+    if mode is None:
+        return None
+    if not isinstance(mode, str) or not mode.startswith(_SERVICE_MODE) \
+            or not mode[len(_SERVICE_MODE):]:
+        raise ConfigError("compose document", f"services.{service}.network_mode",
+                          f"expected service:<name>, got {mode!r}")
+    return mode[len(_SERVICE_MODE):]
+
+
+def _argv(service: str, spec: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(part, str) for part in value):
+        raise ConfigError("compose document", f"services.{service}.{key}",
+                          f"expected a list of strings (exec form), got {value!r}")
+    return tuple(value)
 
 
 @dataclass
@@ -215,7 +250,9 @@ class Project:
         since = int(time.time()) - 1  # the engine's clock is this machine's: events from here on
         self._parallel([lambda n=n: self._create_network(n) for n in self.plan.networks
                         if not n.external])
-        self._parallel([lambda s=s: self._create(s) for s in self.plan.services])
+        # A service that joins another's network namespace is created once that one exists.
+        self._parallel([lambda s=s: self._create(s) for s in self.plan.services if not s.joins])
+        self._parallel([lambda s=s: self._create(s) for s in self.plan.services if s.joins])
         for index, wave in enumerate(self.plan.waves()):
             failure = self._wait_for_dependencies(wave, deadline)
             if failure:
@@ -281,14 +318,19 @@ class Project:
 
         networking = (api.create_networking_config({first[0]: endpoint(first[1])})
                       if first[0] else None)
+        network_mode = first[0]
+        if service.joins:
+            network_mode, networking = f"container:{self._ids[service.joins]}", None
         host_config = api.create_host_config(
             init=service.init, cap_add=list(service.cap_add), sysctls=service.sysctls or None,
-            network_mode=first[0])
+            network_mode=network_mode)
         # The engine runs no healthcheck, not even the image's own: `_healthy` runs it.
         created = api.create_container(
             service.image, name=service.container, environment=service.environment,
             labels=service.labels, host_config=host_config, networking_config=networking,
-            healthcheck=NO_HEALTHCHECK, stop_timeout=service.stop_timeout)
+            healthcheck=NO_HEALTHCHECK, stop_timeout=service.stop_timeout,
+            entrypoint=list(service.entrypoint) if service.entrypoint is not None else None,
+            command=list(service.command) if service.command is not None else None)
 
         self._ids[service.name] = created["Id"]
         for network, address in others:

@@ -21,12 +21,14 @@ from docker.errors import DockerException
 
 from cluster.labels import test_labels
 from cluster.imageid import image_ref
+from cluster.errors import InfrastructureError
 from cluster.nat import DEFAULT_PRESET, PRESETS, WORKER_CARRIER_POOL
-from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
+from cluster.models import Contract, PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.evidence import CaptureMode
 from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.captures import read_evidence
 from worker.compose import TestSpec, compose_for, project_name, render
+from worker.contracts import command_for
 from worker.project import Project, plan_project
 from worker.host import Host
 from worker.outcome import Outcome, outcome_of
@@ -219,12 +221,24 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
              secure_channel: str | None = None, muxer: str | None = None,
              evidence: bool = False, dialer_nat: str = DEFAULT_PRESET,
-             listener_nat: str = DEFAULT_PRESET) -> TestSpec:
+             listener_nat: str = DEFAULT_PRESET, dialer_contract: str = "holepunch",
+             listener_contract: str = "holepunch", holders_for_ours: bool = False) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace. A cgnat side's carrier network is the /24 of WORKER_CARRIER_POOL that
-    matches its LAN's (same lease index): leased with the LANs, never shared."""
+    matches its LAN's (same lease index): leased with the LANs, never shared. An
+    upstream-contract image is looked at once, for its command."""
     project = project_name(test_name, run_id)
     carriers = lan_pair(WORKER_CARRIER_POOL, lans.index)
+
+    def command(image: str, contract: str) -> tuple[str, ...] | None:
+        if contract == "holepunch":
+            return None  # ours name their own: no engine call
+        try:
+            config = host.services.client.api.inspect_image(image_ref(image)).get("Config") or {}
+        except DockerException as exc:
+            raise InfrastructureError(f"cannot inspect image {image}: {exc}") from exc
+        return command_for(config, contract)
+
     return TestSpec(
         test_name=test_name, pass_id=run_id, dialer_image=image_ref(dialer_image),
         listener_image=image_ref(listener_image), router_image=image_ref(router_image),
@@ -235,7 +249,10 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         secure_channel=secure_channel, muxer=muxer, evidence=evidence, dialer_nat=dialer_nat,
         listener_nat=listener_nat,
         dialer_carrier=carriers.dialer if len(PRESETS[dialer_nat].routers) > 1 else None,
-        listener_carrier=carriers.listener if len(PRESETS[listener_nat].routers) > 1 else None)
+        listener_carrier=carriers.listener if len(PRESETS[listener_nat].routers) > 1 else None,
+        dialer_contract=dialer_contract, listener_contract=listener_contract,
+        holders_for_ours=holders_for_ours, dialer_command=command(dialer_image, dialer_contract),
+        listener_command=command(listener_image, listener_contract))
 
 
 def utc_stamp() -> str:
@@ -259,7 +276,9 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> 
                         secure_channel=test.secure_channel.value if test.secure_channel else None,
                         muxer=test.muxer.value if test.muxer else None,
                         evidence=request.capture is not CaptureMode.NONE,
-                        dialer_nat=test.dialer_nat, listener_nat=test.listener_nat)
+                        dialer_nat=test.dialer_nat, listener_nat=test.listener_nat,
+                        dialer_contract=(test.dialer_contract or Contract.HOLEPUNCH).value,
+                        listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id),
                             host, request.timeout_seconds, evidence_on_pass)

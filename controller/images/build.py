@@ -35,6 +35,8 @@ class BuildTarget:
     folder: Path             # the folder holding the Makefile
     kind: str = "local"      # 'local', 'github' or 'base'
     commit: str | None = None
+    build: str | None = None       # a github source's `build` (impls.yaml): dockerfile | offline
+    dockerfile: str | None = None  # a github source's own Dockerfile, in its tree
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> 
             raise ConfigError(root / "impls.yaml", "implementations",
                               f"no implementation with id {impl_id!r}")
         impl = by_id[impl_id]
-        targets.append(BuildTarget(impl.id, root / impl.folder, impl.source.type, impl.source.commit))
+        targets.append(BuildTarget(impl.id, root / impl.folder, impl.source.type, impl.source.commit,
+                                   impl.source.build,
+                                   impl.source.dockerfile if impl.source.build else None))
     return targets
 
 
@@ -155,8 +159,12 @@ class Builder:
             self.log(f"{target.name}: stored {snapshot}")
 
         if target.kind == "github":
-            # The seed's layout: the Makefile beside impls.yaml unpacks the github zip itself.
-            self._make(target.folder, ["all", f"SNAPSHOT={snapshot}"])
+            # The seed's layout: the Makefile beside impls.yaml unpacks the github zip itself;
+            # impls.yaml's `build` says how (the source's own Dockerfile, or offline).
+            how = [f"BUILD={target.build}", f"DOCKERFILE={target.dockerfile}"] if target.build else []
+            if target.build == "offline":
+                self._make(target.folder, ["vendor", f"SNAPSHOT={snapshot}"])  # a no-op once done
+            self._make(target.folder, ["all", f"SNAPSHOT={snapshot}", *how])
             image = self._image_of(target.folder)
         else:
             image = self.build_snapshot(target.name, snapshot, target.folder.name)

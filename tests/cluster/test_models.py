@@ -33,6 +33,11 @@ GOOD = "implementations:\n  - id: a\n    source: {type: local}\n    transports: 
      "implementations[0].source", "40-hex"),
     (GOOD.replace("transports", "transport"), "implementations[0].transport", "unknown key"),
     (GOOD + "test-aliases: {x: 3}\n", "test-aliases.x", "string"),
+    (GOOD + "    contract: test-plans\n", "implementations[0].contract", "'holepunch' or 'upstream'"),
+    (GOOD.replace("type: local", "type: local, build: offline"), "implementations[0].source",
+     "build: is for github sources"),
+    (GOOD.replace("type: local", "type: github, repo: x/y, commit: " + "a" * 40 + ", build: cargo"),
+     "implementations[0].source.build", "'dockerfile' or 'offline'"),
 ])
 def test_bad_impls(tmp_path: Path, text: str, key: str | None, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -55,6 +60,18 @@ def test_good_impls_defaults(tmp_path: Path) -> None:
     assert impl.folder == "impl/a/a"
     assert impl.source.dockerfile == "Dockerfile"
     assert impl.secure_channels == [] and impl.muxers == []
+
+
+def test_contract_defaults_to_ours_and_marks_upstream_sides(tmp_path: Path) -> None:
+    from cluster.models import Contract
+    from cluster.selection import all_test_cases
+    impls = load_impls(tmp_path, GOOD + GOOD.split("\n", 1)[1].replace("id: a", "id: b")
+                       + "    contract: upstream\n")
+    assert [i.contract for i in impls.implementations] == [Contract.HOLEPUNCH, Contract.UPSTREAM]
+    marks = {c.name: (c.dialer_contract, c.listener_contract) for c in all_test_cases(impls)}
+    assert marks == {"a x a (tcp)": (None, None), "a x b (tcp)": (None, Contract.UPSTREAM),
+                     "b x a (tcp)": (Contract.UPSTREAM, None),
+                     "b x b (tcp)": (Contract.UPSTREAM, Contract.UPSTREAM)}
 
 
 def test_selection_file_accepts_empty_lists_and_rejects_numbers() -> None:

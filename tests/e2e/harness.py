@@ -127,7 +127,8 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
              test_name: str | None = None, delay_ms: int = 50,
              public_allow: tuple[str, ...] | None = None,
              timeout: float = DEFAULT_TIMEOUT_S, secure_channel: str | None = None,
-             muxer: str | None = None) -> PairResult:
+             muxer: str | None = None, dialer_contract: str = "holepunch",
+             listener_contract: str = "holepunch", holders_for_ours: bool = False) -> PairResult:
     """Run one hole-punch test the way a worker does, and always tear it down."""
     host = session.host
     test_name = test_name or f"{dialer_image[:12]} x {listener_image[:12]} ({transport})"
@@ -135,7 +136,9 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
     try:
         spec = spec_for(test_name, transport, dialer_image, listener_image, session.router_image,
                         session.next_run_id(), session.services, host, lans, delay_ms, public_allow,
-                        secure_channel=secure_channel, muxer=muxer)
+                        secure_channel=secure_channel, muxer=muxer,
+                        dialer_contract=dialer_contract, listener_contract=listener_contract,
+                        holders_for_ours=holders_for_ours)
         run = execute(spec, lambda: session.services, host, timeout)
     finally:
         host.leases.release(lans)

@@ -32,7 +32,7 @@ def golden(name: str = "rust-x-go-tcp.yaml") -> dict:
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_golden_document_is_understood(path: Path) -> None:
     plan = plan_project("hp-x", yaml.safe_load(path.read_text()))
-    assert [s.name for s in plan.services] == ["dialer", "listener", "dialer_router",
+    assert [s.name for s in plan.services][:4] == ["dialer", "listener", "dialer_router",
                                                "listener_router"]
 
 
@@ -188,3 +188,29 @@ def test_a_service_other_than_the_dialer_stopping_first_is_a_failure_with_its_na
     project_run = Project(FakeClient(api), plan_project("p", golden())).up(timeout=30)
     assert project_run.exit_code is None
     assert project_run.failure == "listener exited 1 before the dialer finished"
+
+
+def test_an_upstream_client_joins_its_holders_namespace_created_and_started_after_it() -> None:
+    api = FakeEngineAPI(dialer_exit=0)
+    host_configs: dict[str, dict] = {}
+    create = api.create_container
+
+    def recording_create(image, name, **kwargs):
+        host_configs[name] = kwargs
+        return create(image, name, **kwargs)
+    api.create_container = recording_create
+    plan = plan_project("p", golden("upstream-x-ours-tcp.yaml"))
+    project_run = Project(FakeClient(api), plan).up(timeout=30)
+    assert project_run.exit_code == 0
+    dialer = host_configs["p_dialer_1"]
+    assert dialer["host_config"]["network_mode"] == "container:p_dialer_netns_1"
+    assert dialer["networking_config"] is None and dialer["command"] == ["hole-punch-client"]
+    assert dialer["entrypoint"] is None  # the image's own (none): only the command is given
+    assert host_configs["p_redis_1"]["entrypoint"] == ["/usr/local/bin/holepunch-keyspace-proxy"]
+    calls = api.calls
+    assert calls.index("create p_dialer_netns_1") < calls.index("create p_dialer_1")
+    assert calls.index("start p_dialer_netns_1") < calls.index("start p_dialer_1")
+    assert "connect p_redis_1 hole-punch-network" in calls
+    # the client waits for its router, its namespace and its redis, each checked until it passed
+    assert api.checks == {"p_dialer_router_1": 2, "p_listener_router_1": 2,
+                          "p_dialer_netns_1": 2, "p_redis_1": 2}
