@@ -19,13 +19,14 @@ from datetime import datetime, timezone
 import redis
 from docker.errors import DockerException
 
-from cluster.labels import test_labels
+from cluster.labels import REDIS_ADDR, SERVICES, test_labels
 from cluster.imageid import image_ref
 from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.compose import TestSpec, compose_for, project_name, render
 from worker.project import Project, plan_project
 from worker.host import Host
+from worker.hosts import owner
 from worker.outcome import outcome_of
 from worker.reaper import reap_tests
 from worker.services import Services
@@ -215,7 +216,8 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         transport=transport, redis_addr=services.redis_addr, test_key=project,
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
-        extra_labels=tuple(test_labels(host.name).items()),
+        extra_labels=tuple({**test_labels(host.name, owner()), REDIS_ADDR: services.redis_addr,
+                            SERVICES: services.key}.items()),
         secure_channel=secure_channel, muxer=muxer)
 
 
@@ -229,7 +231,7 @@ def run_test(request: RunRequest, host: Host) -> RunOutput:
     ensured (they start once per host; a dead one is restarted), then run it."""
     started_at = utc_stamp()
     test = request.test
-    services = host.services.prepare_network()
+    services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     lans = host.leases.acquire(f"{request.pass_id} {test.name}",
                                occupied=engine_subnets(host.services.client))
