@@ -25,6 +25,11 @@ COMPOSE_LIMIT = 256 * 1024   # a test's compose file is a few kB
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
+# How often one run of a test (a task id at one retry count) was delivered to a task process:
+# a redelivery after its process died (OOM, a crash, SIGKILL) counts, so a test that kills its
+# process every time is given up on (worker.attempts.MAX_DELIVERIES) instead of looping forever.
+DELIVERIES_KEY = "holepunch:deliveries:{task_id}:{retries}"
+DELIVERIES_TTL = 7 * 24 * 3600
 
 
 class RunRequest(YamlModel):

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from cluster.app import app
 from cluster.errors import InfrastructureError
-from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
-from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
+from cluster.tasks import (DELIVERIES_KEY, DELIVERIES_TTL, LOG_LIMIT, RUN_TEST, RunRequest,
+                           RunResult)
+from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record, poisoned
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
 from worker.runner import RunOutput, run_test as run_one
@@ -43,6 +44,23 @@ def attempt(request: RunRequest, host: Host, test_name: str) -> RunOutput | Faul
         return Fault(str(exc))
 
 
+def count_delivery(task) -> int | None:
+    """This delivery's number for the task's current attempt, counted in the result backend
+    (the broker's Redis); None when it cannot be counted (run eagerly, a backend error)."""
+    if task.request.is_eager or not task.request.id:
+        return None
+    key = DELIVERIES_KEY.format(task_id=task.request.id, retries=task.request.retries)
+    try:
+        pipe = task.backend.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, DELIVERIES_TTL)
+        count, _ = pipe.execute()
+        return int(count)
+    except Exception as exc:  # noqa: BLE001 - counting is a guard, never a reason to fail
+        log.warning("cannot count deliveries of %s: %s", task.request.id, exc)
+        return None
+
+
 @app.task(name=RUN_TEST, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_INFRA_RETRIES)
 def run_test(self, test_name: str, request_data: dict, failures: list[str] | None = None) -> dict:
@@ -53,6 +71,11 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     """
     request = RunRequest.model_validate(request_data)
     host = this_host()
+    deliveries = count_delivery(self)
+    given_up = poisoned(request, host.name, deliveries, tuple(failures or ()))
+    if given_up is not None:
+        log.error("%s: %s", test_name, given_up.reason)
+        return RunResult(record=given_up).to_message()
     output = attempt(request, host, test_name)
     outcome = output if isinstance(output, Fault) else output.record
     step = decide(request, host.name, self.request.retries, tuple(failures or ()), outcome)
