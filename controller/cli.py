@@ -251,9 +251,11 @@ def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
     own cache (--cache-dir), whatever a message says.
     """
     from cluster.app import configure, run_worker
-    configure(broker, max_test_timeout, visibility)
+    app = configure(broker, max_test_timeout, visibility)
     from controller.results.tasks import use_cache  # registers aggregate
     use_cache(cache)
+    from controller.results.recover import LostCallbacks
+    LostCallbacks(app, cache).start()  # passes whose callback was lost: finished from results
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))
