@@ -249,6 +249,9 @@ def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
     An attached `submit` gets the outputs back and writes them itself; a detached pass's are
     written here, into the folder its registry names. Test-pass zips go into this reporter's
     own cache (--cache-dir), whatever a message says.
+
+    It also finishes a pass whose every test has a stored result but whose callback never ran
+    or failed (a lost message), from the stored results, within about 15 s.
     """
     from cluster.app import configure, run_worker
     app = configure(broker, max_test_timeout, visibility)
