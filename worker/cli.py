@@ -130,7 +130,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # A task process whose worker is gone (SIGKILL) could deliver nothing: it ends too,
         # and its test's containers are reaped (by the watchdog, or the next start).
         from cluster.lifetime import die_with_parent
-        die_with_parent(parent=int(os.environ[hosts.PID_ENV]))
+        die_with_parent(parent=int(os.environ.get(hosts.PID_ENV) or os.getppid()))
 
     @worker_shutdown.connect(weak=False)
     def _stop_services(**_: object) -> None:
