@@ -144,6 +144,13 @@ def processes(needle: str) -> dict[int, str]:
     return found
 
 
+def parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -231,9 +238,10 @@ def test_a_test_whose_process_dies_on_every_delivery_is_an_error_after_three(
     while submit.ended is None and time.monotonic() < deadline:
         fresh = [p for p in running_tests(host) if p not in killed]
         if fresh:
-            workers = [pid for pid, cmd in processes(f"-n {host}").items()
-                       if "holepunch-worker --broker" in cmd]
-            assert len(workers) == 1, workers
+            found = [pid for pid, cmd in processes(f"-n {host}").items()
+                     if "holepunch-worker --broker" in cmd]
+            workers = [pid for pid in found if parent(pid) not in found]  # its pool shares argv
+            assert len(workers) == 1, found
             for child in children(workers[0]):  # the pool's task process: SIGKILL, as the OOM killer
                 os.kill(child, signal.SIGKILL)
             killed.update(fresh)
