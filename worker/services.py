@@ -122,6 +122,7 @@ class GlobalServices:
         self.public_subnet = public_subnet
         self.lan_pool = lan_pool
         self._client = client
+        self._held: dict[str, int] = {}  # set key -> its slot, once reserved by this process
 
     @property
     def client(self) -> docker.DockerClient:
@@ -207,7 +208,11 @@ class GlobalServices:
         return taken
 
     def reserve(self, key: str) -> int:
-        """The slot of service set `key`: the one it holds, else the lowest free one."""
+        """The slot of service set `key`: the one it holds, else the lowest free one. Kept per
+        process once reserved (no engine call per test): a set's slot changes only when the
+        last live host removes every set, and this host is alive."""
+        if key in self._held:
+            return self._held[key]
         capacity = slot_capacity(self.public_subnet)
         with host_lock("service-slots"):
             slot = choose_slot(key, self.reserved(), capacity)
@@ -222,6 +227,7 @@ class GlobalServices:
             path = self._slots / str(slot)
             if not path.exists():
                 path.write_text(key, encoding="utf-8")
+            self._held[key] = slot
             return slot
 
     def _free_stale_reservations(self) -> None:
@@ -267,6 +273,7 @@ class GlobalServices:
             with host_lock("service-slots"):
                 for entry in self._slots.iterdir():
                     entry.unlink(missing_ok=True)
+            self._held.clear()
             try:
                 network = self.client.networks.get(PUBLIC_NETWORK)
             except NotFound:
