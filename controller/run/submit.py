@@ -160,6 +160,7 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     if summary is None:
         _revoke(group, console)
         summary = _finish_locally(spec, group, why)
+        _settle(app, spec.name, result.id, summary)
     summary = deliver(summary, output_dir, plan.outputs.update_readme)
     del result, group
     stop_result_listener(app)  # else the result listener's finaliser fails once Redis is gone
@@ -195,6 +196,18 @@ def _recover(app, spec: PassSpec, group, aggregate_id: str) -> PassSummary | Non
     summary = finish_pass(spec.model_copy(update={"extra_log": [lost_note("submit")]}), payloads)
     app.backend.store_result(aggregate_id, summary.to_message(), "SUCCESS")
     return summary
+
+
+def _settle(app, name: str, aggregate_id: str, summary: PassSummary) -> None:
+    """A pass submit finished itself is claimed and its summary stored under the aggregate's
+    id: neither the reporter's watch nor a late callback writes it again. Best effort: the
+    broker may be what stopped the pass."""
+    try:
+        with app.connection_for_write() as conn:
+            claim(conn.default_channel.client, name, "submit")
+        app.backend.store_result(aggregate_id, summary.to_message(), "SUCCESS")
+    except BROKER_ERRORS:
+        pass
 
 
 def _finish_locally(spec: PassSpec, group, why: str) -> PassSummary:
