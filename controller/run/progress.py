@@ -97,7 +97,12 @@ def follow(result, group, total: int, deadline: float, console: Console,
                     console.print(f"every test reported {grace:.0f} s ago but the pass's "
                                   "callback has not finished it: finishing it from the stored "
                                   "results")
-                    summary, recover = recover(), None
+                    finish, recover = recover, None
+                    try:
+                        summary = finish()
+                    except BROKER_ERRORS as exc:  # the broker is gone: the deadline decides
+                        console.print(f"could not finish it: {exc}")
+                        summary = None
                     if summary is not None:
                         return summary, ""
             if time.monotonic() > deadline:
