@@ -77,12 +77,12 @@ def docker_objects(client: docker.DockerClient, host: str) -> tuple[dict, dict, 
 
 def global_redis_keys(client: docker.DockerClient, host: str) -> tuple[list[str], list[str]]:
     """Keys of this host's global Redis that no test should leave; notes if it cannot be read."""
-    try:
-        container = client.containers.get(REDIS_NAME)
-    except docker.errors.NotFound:
-        return [], ["no global Redis running"]
-    if (container.labels or {}).get(HOST) != host:
-        return [], [f"{REDIS_NAME} belongs to host {container.labels.get(HOST)!r}, not {host!r}"]
+    found = [c for c in client.containers.list(filters={"label": [
+        f"{OWNER}={OWNER_VALUE}", f"{ROLE}=global", f"{HOST}={host}"]})
+        if c.name.startswith(f"{REDIS_NAME}-")]  # one per service set (worker.services)
+    if not found:
+        return [], [f"no global Redis of host {host!r} running"]
+    container = found[0]
     ip = container.attrs["NetworkSettings"]["Networks"][PUBLIC_NETWORK]["IPAddress"]
     store = redis.Redis(host=ip, port=REDIS_PORT, socket_timeout=5, decode_responses=True)
     try:

@@ -7,16 +7,34 @@ ROLE = "holepunch.role"        # "global" (network, Redis, relay) or "test" (a t
 HOST = "holepunch.host"        # the worker host's name
 PASS = "holepunch.pass"        # set by worker.compose on a test's containers and networks
 TEST = "holepunch.test"
+# The worker process that made it, and the machine that pid belongs to (boot id and pid
+# namespace): a start-up clean-up removes another host's tests only when that process is dead.
+HOST_PID = "holepunch.host.pid"
+HOST_MACHINE = "holepunch.host.machine"
+SERVICES = "holepunch.services"       # the service set (Redis + relay) a container is or uses
+SERVICES_SLOT = "holepunch.services.slot"
+REDIS_ADDR = "holepunch.redis"        # on a test's containers: where its Redis keys are
 
 OWNER_VALUE = "worker"
 
 
-def global_labels(host: str) -> dict[str, str]:
-    return {OWNER: OWNER_VALUE, ROLE: "global", HOST: host}
+def global_labels(host: str, services: str | None = None, slot: int | None = None,
+                  owner: tuple[str, str] | None = None) -> dict[str, str]:
+    labels = {OWNER: OWNER_VALUE, ROLE: "global", HOST: host}
+    if services is not None:
+        labels[SERVICES] = services
+    if slot is not None:
+        labels[SERVICES_SLOT] = str(slot)
+    if owner is not None:
+        labels[HOST_MACHINE], labels[HOST_PID] = owner
+    return labels
 
 
-def test_labels(host: str) -> dict[str, str]:
-    return {OWNER: OWNER_VALUE, ROLE: "test", HOST: host}
+def test_labels(host: str, owner: tuple[str, str] | None = None) -> dict[str, str]:
+    labels = {OWNER: OWNER_VALUE, ROLE: "test", HOST: host}
+    if owner is not None:
+        labels[HOST_MACHINE], labels[HOST_PID] = owner
+    return labels
 
 
 

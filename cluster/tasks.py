@@ -27,6 +27,11 @@ _CAPTURE_TEXT = 4 * ((CAPTURE_LIMIT + 2) // 3)  # base64 of CAPTURE_LIMIT bytes
 
 RUN_TEST = "holepunch.run_test"
 AGGREGATE = "holepunch.aggregate"
+# How often one run of a test (a task id at one retry count) was delivered to a task process:
+# a redelivery after its process died (OOM, a crash, SIGKILL) counts, so a test that kills its
+# process every time is given up on (worker.attempts.MAX_DELIVERIES) instead of looping forever.
+DELIVERIES_KEY = "holepunch:deliveries:{task_id}:{retries}"
+DELIVERIES_TTL = 7 * 24 * 3600
 
 
 class RunRequest(YamlModel):

@@ -266,11 +266,16 @@ def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
     An attached `submit` gets the outputs back and writes them itself; a detached pass's are
     written here, into the folder its registry names. Test-pass zips go into this reporter's
     own cache (--cache-dir), whatever a message says.
+
+    It also finishes a pass whose every test has a stored result but whose callback never ran
+    or failed (a lost message), from the stored results, within about 15 s.
     """
     from cluster.app import configure, run_worker
-    configure(broker, max_test_timeout, visibility)
+    app = configure(broker, max_test_timeout, visibility)
     from controller.results.tasks import use_cache  # registers aggregate
     use_cache(cache)
+    from controller.results.recover import LostCallbacks
+    LostCallbacks(app, cache).start()  # passes whose callback was lost: finished from results
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))

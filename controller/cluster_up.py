@@ -144,6 +144,8 @@ def build_image(root: Path, cache: Cache, base_image: str, log=print) -> str:
         for wheel in wheelhouse.glob("*.whl"):
             if not wheel.name.startswith("holepunch-"):
                 shutil.copy2(wheel, wheels / wheel.name)
+        # The releases CI tested: the wheelhouse may hold newer ones beside them.
+        shutil.copy2(root / "constraints.txt", wheels / "constraints.txt")
         # The build backend comes from the wheelhouse too (.ci/setup puts it there): no network.
         _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
               "--no-deps", "--no-index", "--find-links", str(wheelhouse), "-w", str(wheels),

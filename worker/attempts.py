@@ -6,6 +6,10 @@ Two budgets, as Celery counts them (`retries` = the task's retries so far, of ei
   MAX_INFRA_RETRIES times, then the test is an `error`: never a verdict on it;
 - a failed test is re-run (on any host) up to the request's `retries`; one that then passes is
   `flaky`, one that keeps failing says what its earlier attempts were.
+
+A third bound, before either: a test whose task process died during MAX_DELIVERIES deliveries
+of one attempt (out of memory, a crash: it never returned) is not run again but recorded as an
+`error` (`poisoned`), so one such test cannot hold a pass until its deadline.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from cluster.models import PeerRecord, Status, TestRecord, as_reason, log_file_n
 from cluster.tasks import RunRequest
 
 MAX_INFRA_RETRIES = 3
+MAX_DELIVERIES = 3
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,14 @@ def decide(request: RunRequest, host: str, retries: int, failures: tuple[str, ..
     else:
         update = {"reason": as_reason(f"{record.reason} (earlier attempts: {note})")}
     return record.model_copy(update={**update, "attempts": len(failures) + 1})
+
+
+def poisoned(request: RunRequest, host: str, deliveries: int | None,
+             failures: tuple[str, ...] = ()) -> TestRecord | None:
+    """The error record of a test delivered more than MAX_DELIVERIES times: every earlier
+    delivery's process died before it returned. None: run it."""
+    if deliveries is None or deliveries <= MAX_DELIVERIES:
+        return None
+    return error_record(request, host, f"the worker process running it died during "
+                                       f"{deliveries - 1} deliveries (out of memory, a crash, "
+                                       f"killed); not run again", failures)

@@ -15,8 +15,9 @@ from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, HolepunchError
 from cluster.imageid import bare_image_id
 from cluster.options import broker_value, visibility_option
+from worker import hosts
 from worker.host import Host
-from worker.reaper import reap_tests
+from worker.reaper import reap_abandoned, reap_tests
 from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
@@ -65,8 +66,9 @@ def default_concurrency() -> int:
                    "input). The embedded default runs it while its worker boots, so the first "
                    "test does not wait for them.")
 @click.option("--cleanup", is_flag=True,
-              help="Do not start: remove this host's test leftovers and its global services "
-                   "(Redis, relay, network, host guard), then exit.")
+              help="Do not start: remove this host's test leftovers (and a dead process's) and "
+                   "the global services (Redis, relay, network, host guard) unless another live "
+                   "host on this engine uses them, then exit.")
 def cli(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
          max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
@@ -74,8 +76,9 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     """Run a Celery worker that takes tests from the broker and runs them on this host's Docker
     engine, with one Redis and one relay of its own on an internal network.
 
-    On start it removes test containers and networks a crashed run of this host left behind;
-    on shutdown it stops its Redis, relay and network.
+    On start it removes test containers and networks a crashed run of this host left behind,
+    and those of any host on this engine whose worker process is dead; on shutdown it stops the
+    global services (Redis, relay, network), unless another live host on the engine uses them.
 
     Exit codes: 0 stopped, 2 bad input, 3 infrastructure (no engine, no broker), 4 internal
     error (a bug: the traceback is written under <cache>/logs/), 130 interrupted.
@@ -93,14 +96,17 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     if start_services:
         _start_services(host, start_services)  # without importing Celery: it runs at boot
         return
-    from celery.signals import worker_shutdown
+    from celery.signals import worker_process_init, worker_shutdown
 
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
     import worker.tasks  # noqa: F401 - registers run_test with the app
 
     try:
+        # This host's own leftovers, and any host's whose worker process is dead (a SIGKILLed
+        # embedded submit); never the tests of another live host sharing this engine.
         removed = reap_tests(host.services.client, host.name)
+        removed += reap_abandoned(host.services.client)
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -108,6 +114,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     if removed:
         click.echo(f"holepunch-worker: removed leftovers: {', '.join(removed)}", err=True)
     if cleanup:
+        hosts.unregister(host.name)
         try:
             users = host.services.stop()
         except HolepunchError as exc:
@@ -118,8 +125,16 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
                        f"{', '.join(users)} use them", err=True)
         return
 
+    @worker_process_init.connect(weak=False)
+    def _end_with_worker(**_: object) -> None:
+        # A task process whose worker is gone (SIGKILL) could deliver nothing: it ends too,
+        # and its test's containers are reaped (by the watchdog, or the next start).
+        from cluster.lifetime import die_with_parent
+        die_with_parent(parent=int(os.environ.get(hosts.PID_ENV) or os.getppid()))
+
     @worker_shutdown.connect(weak=False)
     def _stop_services(**_: object) -> None:
+        hosts.unregister(host.name)
         try:
             users = host.services.stop()
         except HolepunchError as exc:
@@ -128,6 +143,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         if users:
             log.warning("global services left running: tests of %s use them", ", ".join(users))
 
+    hosts.register(host.name)
     sys.exit(run_worker(queues=queues.split(","), concurrency=concurrency or default_concurrency(),
                         hostname=f"holepunch@{host.name}", loglevel=loglevel,
                         without_mingle=without_mingle))

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from cluster.cache import Cache, default_cache_root
 from cluster.network import DEFAULT_PUBLIC_SUBNET
+from worker.hosts import PID_ENV
 from worker.services import GlobalServices
 from worker.subnets import DEFAULT_POOL, SubnetLeases
 
@@ -44,6 +45,7 @@ class Host:
         os.environ[ENV["public_subnet"]] = self.public_subnet
         os.environ[ENV["lan_pool"]] = self.lan_pool
         os.environ["HOLEPUNCH_CACHE"] = str(self.cache.root)
+        os.environ[PID_ENV] = str(os.getpid())  # the task processes' containers name this one
         if self.image_source:
             os.environ[ENV["image_source"]] = self.image_source
 

@@ -1,4 +1,5 @@
-"""Remove what tests left behind on this host, found by label (a crashed run, a killed task)."""
+"""Remove what tests left behind, found by label: this host's (a crashed run, a killed task), and
+any host's whose worker process is dead (a SIGKILLed embedded `submit`), never a live one's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 from docker.errors import APIError, NotFound
 
-from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE
+import redis
+
+from cluster.labels import HOST, OWNER, OWNER_VALUE, REDIS_ADDR, ROLE
+from worker.hosts import abandoned
 
 
 def _filters(host: str, extra: list[str] | None = None) -> dict[str, list[str]]:
@@ -39,3 +43,40 @@ def reap_tests(client: docker.DockerClient, host: str, project: str | None = Non
         except (NotFound, APIError):
             pass  # APIError: still in use by a container another reaper is removing
     return removed
+
+
+PROJECT = "com.docker.compose.project"
+
+
+def reap_abandoned(client: docker.DockerClient) -> list[str]:
+    """Remove the test projects whose worker process is dead (hosts.abandoned), of any host on
+    this engine, and their keys in their Redis; a live host's tests stay, whoever it is."""
+    containers = client.api.containers(all=True, filters={
+        "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=test"]})
+    projects = {c["Labels"].get(PROJECT): c["Labels"] for c in containers
+                if abandoned(c.get("Labels") or {})}
+    for network in client.networks.list(filters={"label": [f"{OWNER}={OWNER_VALUE}",
+                                                            f"{ROLE}=test"]}):
+        labels = network.attrs.get("Labels") or {}
+        if abandoned(labels):
+            projects.setdefault(labels.get(PROJECT), labels)
+    removed: list[str] = []
+    for project, labels in projects.items():
+        if not project:
+            continue
+        removed += reap_tests(client, labels.get(HOST, ""), project=project)
+        _forget_keys(labels.get(REDIS_ADDR, ""), project)
+    return removed
+
+
+def _forget_keys(redis_addr: str, test_key: str) -> None:
+    """A test's keys are `<project>:*` in its service set's Redis (DESIGN.md, TEST_KEY)."""
+    host, _, port = redis_addr.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    store = redis.Redis(host=host, port=int(port), socket_timeout=2, socket_connect_timeout=1)
+    try:
+        for key in store.scan_iter(f"{test_key}:*"):
+            store.delete(key)
+    except redis.RedisError:
+        pass  # that Redis is gone: so are the keys

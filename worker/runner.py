@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import redis
 from docker.errors import DockerException
 
-from cluster.labels import test_labels
+from cluster.labels import REDIS_ADDR, SERVICES, test_labels
 from cluster.imageid import image_ref
 from cluster.errors import InfrastructureError
 from cluster.nat import DEFAULT_PRESET, PRESETS, WORKER_CARRIER_POOL
@@ -31,6 +31,7 @@ from worker.compose import TestSpec, compose_for, project_name, render
 from worker.contracts import command_for
 from worker.project import Project, plan_project
 from worker.host import Host
+from worker.hosts import owner
 from worker.outcome import Outcome, outcome_of
 from worker.steps import stopped_at
 from worker.reaper import reap_tests
@@ -245,7 +246,8 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         transport=transport, redis_addr=services.redis_addr, test_key=project,
         public_subnet=host.public_subnet, dialer_lan=lans.dialer, listener_lan=lans.listener,
         delay_ms=delay_ms, public_allow=public_allow,
-        extra_labels=tuple(test_labels(host.name).items()),
+        extra_labels=tuple({**test_labels(host.name, owner()), REDIS_ADDR: services.redis_addr,
+                            SERVICES: services.key}.items()),
         secure_channel=secure_channel, muxer=muxer, evidence=evidence, dialer_nat=dialer_nat,
         listener_nat=listener_nat,
         dialer_carrier=carriers.dialer if len(PRESETS[dialer_nat].routers) > 1 else None,
@@ -265,7 +267,7 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> 
     ensured (they start once per host; a dead one is restarted), then run it."""
     started_at = utc_stamp()
     test = request.test
-    services = host.services.prepare_network()
+    services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     lans = host.leases.acquire(f"{request.pass_id} {test.name}",
                                occupied=engine_subnets(host.services.client))

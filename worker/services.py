@@ -1,33 +1,45 @@
-"""A host's global services: the simulated internet, one Redis and one relay, shared by its tests.
+"""A host's global services: the simulated internet, and a Redis and a relay shared by its tests.
 
 `ensure` is idempotent and cheap when all is healthy, so every task calls it: a Redis or relay
 that died since the last test is noticed and restarted before the test's clients start.
 
-Redis and the relay sit at fixed addresses of the simulated internet (`fixed_addresses`), so a
-test can write its compose file and set up its routers while they are still starting: only the
-clients need them. The network has a lock of its own for that reason: a test waits for the
-network, not for a Redis or relay another process is starting.
+Several worker hosts may share one engine (two embedded `submit`s at once, from checkouts whose
+relay or base images differ). Redis and the relay are therefore a *service set* per pair of
+images (`set_key`): containers `hole-punch-redis-<key>` and `hole-punch-relay-<key>` at the
+addresses of the set's slot (`fixed_addresses`), shared by every host that runs those images and
+never replaced by a host that runs others. Slots are reserved in the run directory, under a lock.
+
+The set's addresses are known before it starts, so a test can write its compose file and set up
+its routers while Redis and the relay are still starting: only the clients need them. The network
+has a lock of its own for that reason: a test waits for the network, not for a Redis or relay
+another process is starting.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import docker
 import redis
 from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
-from cluster.imageid import image_ref
+from cluster.imageid import bare_image_id, image_ref
 from worker.guard import install_guard, remove_guard
-from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, global_labels
-from worker.locks import host_lock
+from cluster.labels import (HOST, OWNER, OWNER_VALUE, ROLE, SERVICES, SERVICES_SLOT,
+                            global_labels)
+from worker.hosts import live_hosts, owner
+from worker.locks import host_lock, run_dir
 from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 
-REDIS_NAME = "hole-punch-redis"
+REDIS_NAME = "hole-punch-redis"   # + "-<set key>"
 RELAY_NAME = "hole-punch-relay"
+MAX_SETS = 32                     # service sets at once on one engine
+STALE_RESERVATION_S = 600         # a reserved slot with no containers this long is free again
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class Services:
     relay_ip: str
     relay_addrs: dict[str, str]  # transport -> /ip4/.../p2p/<relay id>; {} until published
     relay_container: str = ""
+    key: str = ""                # the service set (set_key of its images)
 
     @property
     def redis_addr(self) -> str:
@@ -46,14 +59,38 @@ class Services:
                            socket_connect_timeout=3, decode_responses=True)
 
 
-def fixed_addresses(public_subnet: str) -> tuple[str, str, str]:
+def set_key(base_image: str, relay_image: str) -> str:
+    """The service set of a pair of images: Redis runs on the base image, the relay on its own."""
+    pair = f"{bare_image_id(base_image)}\n{bare_image_id(relay_image)}"
+    return hashlib.sha256(pair.encode()).hexdigest()[:12]
+
+
+def slot_capacity(public_subnet: str) -> int:
+    network = ipaddress.IPv4Network(public_subnet)
+    return max(0, min(MAX_SETS, (network.num_addresses // 2 - 2) // 2))
+
+
+def fixed_addresses(public_subnet: str, slot: int = 0) -> tuple[str, str, str]:
     """(Redis's IP, the relay's IP, the range the engine hands out to everyone else) on the
-    simulated internet: the first two hosts after the gateway, and the subnet's upper half."""
+    simulated internet for service set `slot`: two hosts per slot after the gateway, all in the
+    lower half of the subnet, the engine's range its upper half."""
     network = ipaddress.IPv4Network(public_subnet)
     if network.prefixlen > 28:
         raise ValueError(f"{public_subnet} is too small: a /28 or larger is needed")
+    if not 0 <= slot < slot_capacity(public_subnet):
+        raise ValueError(f"service set slot {slot} outside {public_subnet} "
+                         f"({slot_capacity(public_subnet)} slots)")
     dynamic = list(network.subnets(prefixlen_diff=1))[1]
-    return str(network.network_address + 2), str(network.network_address + 3), str(dynamic)
+    first = network.network_address + 2 + 2 * slot
+    return str(first), str(first + 1), str(dynamic)
+
+
+def choose_slot(key: str, reserved: dict[int, str], capacity: int) -> int | None:
+    """The slot `key` holds already, else the lowest free one; None when all are taken."""
+    for slot, holder in sorted(reserved.items()):
+        if holder == key:
+            return slot
+    return next((slot for slot in range(capacity) if slot not in reserved), None)
 
 
 def _published(store: redis.Redis) -> dict[str, str] | None:
@@ -85,6 +122,7 @@ class GlobalServices:
         self.public_subnet = public_subnet
         self.lan_pool = lan_pool
         self._client = client
+        self._held: dict[str, int] = {}  # set key -> its slot, once reserved by this process
 
     @property
     def client(self) -> docker.DockerClient:
@@ -97,19 +135,19 @@ class GlobalServices:
                 raise InfrastructureError(f"Docker engine not reachable: {exc}") from exc
         return self._client
 
-    @property
-    def addresses(self) -> Services:
-        """Where Redis and the relay are (or will be); no relay addresses yet."""
-        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet)
-        return Services(redis_ip, relay_ip, {})
-
-    def prepare_network(self) -> Services:
-        """The simulated internet and the host guard, made if missing; the services' fixed
-        addresses. Enough for a test to set up its project while Redis and the relay start."""
+    def prepare_network(self) -> None:
+        """The simulated internet and the host guard, made if missing."""
         with host_lock("public-network"):
             install_guard(self.lan_pool, self.public_subnet)
             self._ensure_network()
-        return self.addresses
+
+    def prepare(self, base_image: str, relay_image: str) -> Services:
+        """The network, and where the service set of these images is (or will be): enough for
+        a test to set up its project while Redis and the relay start. No relay addresses yet."""
+        self.prepare_network()
+        key = set_key(base_image, relay_image)
+        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet, self.reserve(key))
+        return Services(redis_ip, relay_ip, {}, key=key)
 
     def ensure(self, base_image: str, relay_image: str) -> Services:
         """Start what is missing or dead; return the addresses tests need, once the relay
@@ -118,27 +156,87 @@ class GlobalServices:
         return replace(services, relay_addrs=self.relay_addrs(services))
 
     def start(self, base_image: str, relay_image: str) -> Services:
-        """Start what is missing or dead, without waiting for the relay to publish its addresses
-        (`relay_addrs` is empty until it has: `relay_addrs()` waits for them)."""
-        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet)
+        """Start the service set of these images where it is missing or dead, without waiting
+        for the relay to publish its addresses (`relay_addrs()` waits for them)."""
         self.prepare_network()
+        key = set_key(base_image, relay_image)
+        slot = self.reserve(key)
+        redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet, slot)
+        redis_name, relay_name = f"{REDIS_NAME}-{key}", f"{RELAY_NAME}-{key}"
         with host_lock("global-services"):
             _, new_redis = self._ensure_container(
-                REDIS_NAME, base_image, ["redis-server", "--protected-mode", "no", "--save", "",
-                                         "--appendonly", "no"], {}, address=redis_ip)
+                redis_name, base_image, ["redis-server", "--protected-mode", "no", "--save", "",
+                                         "--appendonly", "no"], {}, address=redis_ip,
+                key=key, slot=slot)
             store = redis.Redis(host=redis_ip, port=REDIS_PORT, socket_timeout=2,
                                 decode_responses=True)
             wait_until(f"Redis at {redis_ip}", store.ping, timeout=20, interval=0.05)
             if new_redis:
-                self._remove(RELAY_NAME)  # it published its addresses into the old Redis
-            relay = self._running(RELAY_NAME, relay_image)
+                self._remove(relay_name)  # it published its addresses into the old Redis
+            relay = self._running(relay_name, relay_image)
             if relay is None:
                 # A new relay has a new peer id: its predecessor's addresses must not be read.
                 store.delete(*(f"RELAY_{t.upper()}_ADDRESS" for t in TRANSPORTS))
-                relay, _ = self._ensure_container(RELAY_NAME, relay_image, None,
+                relay, _ = self._ensure_container(relay_name, relay_image, None,
                                                   {"REDIS_ADDR": f"{redis_ip}:{REDIS_PORT}"},
-                                                  cap_add=["NET_ADMIN"], address=relay_ip)
-            return Services(redis_ip, relay_ip, _published(store) or {}, relay.id)
+                                                  cap_add=["NET_ADMIN"], address=relay_ip,
+                                                  key=key, slot=slot)
+            return Services(redis_ip, relay_ip, _published(store) or {}, relay.id, key)
+
+    # ------------------------------------------------------------------ service set slots
+
+    @property
+    def _slots(self) -> Path:
+        path = run_dir() / "service-sets" / self.public_subnet.replace("/", "_")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def reserved(self) -> dict[int, str]:
+        """slot -> set key: the reservations in the run directory, and what the engine runs
+        (a set started by a host with another run directory; an older layout's unkeyed
+        Redis and relay hold slot 0)."""
+        taken: dict[int, str] = {}
+        for entry in self._slots.iterdir():
+            if entry.name.isdigit():
+                taken[int(entry.name)] = entry.read_text(encoding="utf-8").strip()
+        for container in self.client.api.containers(all=True, filters={
+                "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=global"]}):
+            labels = container.get("Labels") or {}
+            slot = labels.get(SERVICES_SLOT, "0")
+            if slot.isdigit():
+                taken.setdefault(int(slot), labels.get(SERVICES, "unkeyed"))
+        return taken
+
+    def reserve(self, key: str) -> int:
+        """The slot of service set `key`: the one it holds, else the lowest free one. Kept per
+        process once reserved (no engine call per test): a set's slot changes only when the
+        last live host removes every set, and this host is alive."""
+        if key in self._held:
+            return self._held[key]
+        capacity = slot_capacity(self.public_subnet)
+        with host_lock("service-slots"):
+            slot = choose_slot(key, self.reserved(), capacity)
+            if slot is None:
+                self._free_stale_reservations()
+                slot = choose_slot(key, self.reserved(), capacity)
+            if slot is None:
+                raise InfrastructureError(
+                    f"no free service set slot on {self.public_subnet}: {capacity} sets of "
+                    f"other images run on this engine (holepunch-worker --cleanup removes "
+                    f"unused ones)")
+            path = self._slots / str(slot)
+            if not path.exists():
+                path.write_text(key, encoding="utf-8")
+            self._held[key] = slot
+            return slot
+
+    def _free_stale_reservations(self) -> None:
+        running = {(c.get("Labels") or {}).get(SERVICES) for c in self.client.api.containers(
+            all=True, filters={"label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=global"]})}
+        for entry in self._slots.iterdir():
+            if entry.name.isdigit() and entry.read_text(encoding="utf-8").strip() not in running \
+                    and time.time() - entry.stat().st_mtime > STALE_RESERVATION_S:
+                entry.unlink(missing_ok=True)
 
     def relay_addrs(self, services: Services) -> dict[str, str]:
         """The relay's addresses, waiting for it to publish them (outside the host lock)."""
@@ -157,29 +255,30 @@ class GlobalServices:
                           published, timeout=30, interval=0.05)
 
     def stop(self) -> list[str]:
-        """Remove the services this host started (another host's, sharing the engine, stay).
-
-        Not while another host's tests run on the simulated internet: workers sharing one engine
-        (an embedded submit beside a running worker) share its one Redis and relay, whose names
-        are fixed, and removing them breaks those tests mid-run. Then everything stays, and the
-        hosts whose tests kept it are returned; `--cleanup` removes it later.
-        """
+        """Remove the service sets, the network and the host guard, unless another host needs
+        them: a live host registered on this engine (hosts.live_hosts: another embedded
+        `submit`, a worker beside it), or another host's tests on the simulated internet. Then
+        everything stays, and those hosts are returned; the last host to stop removes it all,
+        every set included (a set is shared by every host running its images)."""
         with host_lock("global-services"):
-            users = self.other_hosts_testing()
+            users = sorted((live_hosts() - {self.host}) | set(self.other_hosts_testing()))
             if users:
                 return users
-            for name in (RELAY_NAME, REDIS_NAME):
+            for container in self.client.containers.list(all=True, ignore_removed=True, filters={
+                    "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=global"]}):
                 try:
-                    container = self.client.containers.get(name)
-                except NotFound:
-                    continue
-                if (container.labels or {}).get(HOST) == self.host:
                     container.remove(force=True, v=True)
+                except NotFound:
+                    pass
+            with host_lock("service-slots"):
+                for entry in self._slots.iterdir():
+                    entry.unlink(missing_ok=True)
+            self._held.clear()
             try:
                 network = self.client.networks.get(PUBLIC_NETWORK)
             except NotFound:
                 return []
-            if (network.attrs.get("Labels") or {}).get(HOST) != self.host:
+            if (network.attrs.get("Labels") or {}).get(OWNER) != OWNER_VALUE:
                 return []
             try:
                 network.remove()
@@ -235,7 +334,7 @@ class GlobalServices:
         return None
 
     def _ensure_container(self, name: str, image: str, command, environment: dict[str, str],
-                          address: str, cap_add: list[str] | None = None):
+                          address: str, key: str, slot: int, cap_add: list[str] | None = None):
         """(container, created): the running one, or a new one at its fixed `address`."""
         container = self._running(name, image)
         if container is not None:
@@ -244,7 +343,8 @@ class GlobalServices:
         return self.client.containers.run(
             image_ref(image), command, name=name, network=PUBLIC_NETWORK, detach=True, init=True,
             networking_config={PUBLIC_NETWORK: endpoint}, environment=environment,
-            cap_add=cap_add or [], labels=global_labels(self.host)), True
+            cap_add=cap_add or [],
+            labels=global_labels(self.host, key, slot, owner())), True
 
     def _remove(self, name: str) -> None:
         try:

@@ -11,9 +11,10 @@ from cluster.app import app
 from cluster.errors import InfrastructureError
 from cluster.models import TestRecord
 from cluster.evidence import CaptureMode
-from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
+from cluster.tasks import (DELIVERIES_KEY, DELIVERIES_TTL, LOG_LIMIT, RUN_TEST, RunRequest,
+                           RunResult)
 from worker.captures import as_message, evidence_on_pass, keeps_captures
-from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
+from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record, poisoned
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
 from worker.runner import RunOutput, run_test as run_one
@@ -58,6 +59,23 @@ def with_evidence(record: TestRecord, evidence: dict[str, bytes],
     return record.model_copy(update={"captures": sorted(evidence)}), as_message(evidence)
 
 
+def count_delivery(task) -> int | None:
+    """This delivery's number for the task's current attempt, counted in the result backend
+    (the broker's Redis); None when it cannot be counted (run eagerly, a backend error)."""
+    if task.request.is_eager or not task.request.id:
+        return None
+    key = DELIVERIES_KEY.format(task_id=task.request.id, retries=task.request.retries)
+    try:
+        pipe = task.backend.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, DELIVERIES_TTL)
+        count, _ = pipe.execute()
+        return int(count)
+    except Exception as exc:  # noqa: BLE001 - counting is a guard, never a reason to fail
+        log.warning("cannot count deliveries of %s: %s", task.request.id, exc)
+        return None
+
+
 @app.task(name=RUN_TEST, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_INFRA_RETRIES)
 def run_test(self, test_name: str, request_data: dict, failures: list[str] | None = None) -> dict:
@@ -68,6 +86,11 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     """
     request = RunRequest.model_validate(request_data)
     host = this_host()
+    deliveries = count_delivery(self)
+    given_up = poisoned(request, host.name, deliveries, tuple(failures or ()))
+    if given_up is not None:
+        log.error("%s: %s", test_name, given_up.reason)
+        return RunResult(record=given_up).to_message()
     output = attempt(request, host, test_name,
                      evidence_on_pass=evidence_on_pass(request.capture,
                                                        request.test.expected_failure,

@@ -1,7 +1,12 @@
 """The embedded default: a whole cluster on this machine for the length of one `submit`.
 
 A Redis on loopback (its own port and folder), a worker on the local Docker engine and the
-controller-side reporter, each a child process; all stopped on the way out, even on Ctrl-C.
+controller-side reporter, each a child process; all stopped on the way out, even on Ctrl-C, and
+by the watchdog (controller.run.watchdog) when `submit` is killed outright.
+
+Each embedded `submit` is a worker host of its own (`<hostname>-embedded-<pid>`), so two at once
+on one machine (two CI jobs on one runner) never remove or reuse each other's tests, leases or
+names; they share the engine's global services when their images match (worker.services).
 They boot while `submit` resolves images; the worker host's network is made meanwhile, and its
 global services (Redis, relay) start as soon as their images are known, so the first test waits
 for neither.
@@ -20,9 +25,12 @@ import time
 from pathlib import Path
 
 from cluster.errors import InfrastructureError
+from cluster.lifetime import preexec_die_with_parent
 
 WORKER_HOST_SUFFIX = "-embedded"
 LONG_RUNNING = ("redis", "worker", "reporter")
+FOLDER_PREFIX = "holepunch-embedded-"
+OWNER_FILE = "submit.pid"
 
 
 def _free_port() -> int:
@@ -35,6 +43,30 @@ def _bin(name: str) -> str:
     """Our own console scripts, next to this interpreter (the venv's bin/)."""
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_folders(tmp: Path | None = None) -> list[Path]:
+    """Remove the embedded folders (Redis's dir, logs) of submits that died without cleaning up."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # an older layout's, or one still being made
+        if not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _lower_priority(pid: int, nice: int) -> None:
@@ -59,15 +91,19 @@ class EmbeddedCluster:
         self.cache_dir = cache_dir
         self.concurrency = concurrency
         self.max_test_timeout = max_test_timeout
-        self.host = socket.gethostname() + WORKER_HOST_SUFFIX
-        self.folder = Path(tempfile.mkdtemp(prefix="holepunch-embedded-"))
+        self.host = f"{socket.gethostname()}{WORKER_HOST_SUFFIX}-{os.getpid()}"
+        reclaim_folders()
+        self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (self.folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.log_dir = log_dir or self.folder
         self.broker = ""
         self._procs: dict[str, subprocess.Popen] = {}
+        self._watchdog: subprocess.Popen | None = None
         self.interrupted = False
 
     def __enter__(self) -> EmbeddedCluster:
         try:
+            self._start_watchdog()
             port = self._start_redis()
             # The others boot while Redis starts: each needs a second of imports before it
             # connects, Redis some milliseconds to listen.
@@ -152,7 +188,36 @@ class EmbeddedCluster:
                 redis.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 redis.kill()
+        self._tell_watchdog("stop")
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _start_watchdog(self) -> None:
+        """Started first, in a session of its own: it outlives a killed submit (and a signal to
+        submit's process group) long enough to stop the children and remove what they left."""
+        logs = self.cache_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / "embedded-watchdog.log").open("a") as log:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-m", "controller.run.watchdog", str(os.getpid()), self.host,
+                 str(self.cache_dir), str(self.folder), _bin("holepunch-worker")],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
+                env=os.environ.copy())
+
+    def _tell_watchdog(self, line: str) -> None:
+        if self._watchdog is None or self._watchdog.stdin is None or self._watchdog.stdin.closed:
+            return
+        try:
+            self._watchdog.stdin.write(f"{line}\n".encode())
+            self._watchdog.stdin.flush()
+            if line == "stop":
+                self._watchdog.stdin.close()
+        except OSError:
+            pass
 
     def _start_redis(self) -> int:
         """Start redis-server on a free loopback port (without waiting for it); the port."""
@@ -179,9 +244,13 @@ class EmbeddedCluster:
     def _start(self, name: str, argv: list[str], stdin=None, nice: int = 0) -> None:
         log = (self.log_dir / f"{name}.log").open("w")
         # Own session: the terminal's Ctrl-C reaches submit only, which stops them in order.
+        # A parent-death signal: they end with submit even if it is SIGKILLed (the watchdog
+        # then removes what the worker's tests left).
         proc = self._procs[name] = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, text=True,
-            start_new_session=True, env=os.environ.copy())
+            start_new_session=True, env=os.environ.copy(),
+            preexec_fn=preexec_die_with_parent())
+        self._tell_watchdog(f"pg {proc.pid}")
         if nice:
             _lower_priority(proc.pid, nice)
 

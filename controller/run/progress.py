@@ -2,7 +2,9 @@
 while the pass runs, then the pass's summary.
 
 `follow` polls the chord's results; a broker that drops out is waited for until the pass's
-deadline, never past it.
+deadline, never past it. When every test has a result but the chord's callback has not come
+for `grace` seconds (a lost callback), it asks `recover` to finish the pass
+(controller.results.recover) instead of waiting for the deadline.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ def record_line(record: TestRecord) -> str:
 
 
 def follow(result, group, total: int, deadline: float, console: Console,
-           check: Callable[[], None] | None = None) -> tuple[PassSummary | None, str]:
+           check: Callable[[], None] | None = None,
+           recover: Callable[[], PassSummary | None] | None = None,
+           grace: float = 20.0) -> tuple[PassSummary | None, str]:
     """Show progress until the aggregate is done: (its summary, ""), or (None, why) if the
-    deadline passes first. `check` raises when the cluster is broken beyond waiting for."""
+    deadline passes first. `check` raises when the cluster is broken beyond waiting for.
+    `recover` finishes a pass whose callback is `grace` seconds overdue, once: its summary, or
+    None when someone else (the reporter) finishes it, whose result is then waited for."""
     seen: set[str] = set()
+    complete_since: float | None = None  # when the last test reported
     passed = failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("pass {task.fields[passed]} fail {task.fields[failed]}"),
@@ -84,8 +91,23 @@ def follow(result, group, total: int, deadline: float, console: Console,
                     return PassSummary.model_validate(result.result), ""
                 console.print(f"the aggregate failed: {result.result!r}")
                 return None, f"the aggregate failed: {result.result!r}"
+            if len(seen) == total and recover is not None:
+                complete_since = complete_since or time.monotonic()
+                if time.monotonic() - complete_since >= grace:
+                    console.print(f"every test reported {grace:.0f} s ago but the pass's "
+                                  "callback has not finished it: finishing it from the stored "
+                                  "results")
+                    finish, recover = recover, None
+                    try:
+                        summary = finish()
+                    except BROKER_ERRORS as exc:  # the broker is gone: the deadline decides
+                        console.print(f"could not finish it: {exc}")
+                        summary = None
+                    if summary is not None:
+                        return summary, ""
             if time.monotonic() > deadline:
-                console.print("deadline passed before every test reported")
+                console.print("deadline passed before every test reported" if len(seen) < total
+                              else "deadline passed before the pass's callback finished it")
                 return None, "the pass outlived its deadline"
             time.sleep(0.5)
 

@@ -8,6 +8,7 @@ controller.run.progress, the pass registry controller.results.registered.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from typing import Callable
@@ -28,8 +29,8 @@ from controller.plan.config import detect_kind
 from controller.plan.matrix import plan_matrix
 from controller.results.deliver import deliver
 from controller.results.finish import TIME_FORMAT, PassSpec, finish_pass
-from controller.results.registered import (claim_pass_name, outputs_entry, record_chord,
-                                           record_outputs)
+from controller.results.registered import (PASS_KEY_TTL, claim_pass_name, outputs_entry,
+                                           record_chord, record_outputs)
 from controller.run.celery_patch import stop_result_listener
 from controller.run.embedded import EmbeddedCluster
 from controller.run.outputs import check_outputs
@@ -37,6 +38,9 @@ from controller.run.pass_plan import (PassPlan, SubmitOptions, deadline_seconds,
                                       plan_pass, requests_for, settings_for)
 from controller.run.probe import engine_version, git_info, system_info
 from controller.run.progress import BROKER_ERRORS, follow, report_summary
+from controller.run.visibility import check_visibility
+from controller.results.recover import (SPEC_KEY, SUBMIT_GRACE_S, claim, lost_note,
+                                        stored_payloads)
 from controller.run.where import ExternalBroker, Where
 
 PATHS = {"output_dir", "update_readme", "cache_dir", "base_dir"}  # never in the aggregate message
@@ -74,6 +78,8 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
     matrix = planned.matrix
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     check_outputs(pass_outputs(options), where, options.timeout, options.controller_queue)
+    if isinstance(where, ExternalBroker):  # the embedded cluster is started for --timeout
+        check_visibility(configure(where.broker, options.timeout), options.timeout)
     engine = engine_version()
     images = build_images(options, cache, planned.impls, matrix, log=console.print,
                           infrastructure_ready=lambda infra: cluster and cluster.start_services(
@@ -120,8 +126,11 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
                     update_readme=str(plan.outputs.update_readme)
                     if plan.outputs.update_readme else None)
     header = [run_test_signature(r) for r in requests_for(plan, name)]
-    body = aggregate_signature(spec.model_dump(mode="json", by_alias=True, exclude=PATHS),
-                               plan.controller_queue)
+    spec_data = spec.model_dump(mode="json", by_alias=True, exclude=PATHS)
+    body = aggregate_signature(spec_data, plan.controller_queue)
+    with app.connection_for_write() as conn:  # what the reporter finishes a lost callback from
+        conn.default_channel.client.set(SPEC_KEY.format(name), json.dumps(spec_data),
+                                        ex=PASS_KEY_TTL)
     result = chord(header)(body)
     group = result.parent
     group.save()
@@ -138,7 +147,9 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     stopped_with: int | None = None  # the exit code when the pass was stopped short
     try:
         summary, why = follow(result, group, len(header), deadline, console,
-                              cluster.check if cluster else None)
+                              cluster.check if cluster else None,
+                              recover=lambda: _recover(app, spec, group, result.id),
+                              grace=SUBMIT_GRACE_S)
     except KeyboardInterrupt:
         if cluster:
             cluster.interrupted = True
@@ -150,6 +161,7 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     if summary is None:
         _revoke(group, console)
         summary = _finish_locally(spec, group, why)
+        _settle(app, spec.name, result.id, summary)
     summary = deliver(summary, output_dir, plan.outputs.update_readme)
     del result, group
     stop_result_listener(app)  # else the result listener's finaliser fails once Redis is gone
@@ -172,6 +184,31 @@ def _revoke(group, console: Console) -> None:
         group.revoke(terminate=True)
     except BROKER_ERRORS as exc:
         console.print(f"could not revoke the remaining tests: {exc}")
+
+
+def _recover(app, spec: PassSpec, group, aggregate_id: str) -> PassSummary | None:
+    """Finish a pass whose every test reported but whose callback never came, unless someone
+    else (the reporter, the callback itself) claimed it first; complete, with a note saying so.
+    The summary is stored under the aggregate's id, as the callback would have."""
+    with app.connection_for_write() as conn:
+        if not claim(conn.default_channel.client, spec.name, "submit"):
+            return None
+    payloads = stored_payloads(group) or []
+    summary = finish_pass(spec.model_copy(update={"extra_log": [lost_note("submit")]}), payloads)
+    app.backend.store_result(aggregate_id, summary.to_message(), "SUCCESS")
+    return summary
+
+
+def _settle(app, name: str, aggregate_id: str, summary: PassSummary) -> None:
+    """A pass submit finished itself is claimed and its summary stored under the aggregate's
+    id: neither the reporter's watch nor a late callback writes it again. Best effort: the
+    broker may be what stopped the pass."""
+    try:
+        with app.connection_for_write() as conn:
+            claim(conn.default_channel.client, name, "submit")
+        app.backend.store_result(aggregate_id, summary.to_message(), "SUCCESS")
+    except BROKER_ERRORS:
+        pass
 
 
 def _finish_locally(spec: PassSpec, group, why: str) -> PassSummary:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
-EMBEDDED_HOST = socket.gethostname() + "-embedded"
+EMBEDDED_HOST = socket.gethostname() + "-embedded"  # + "-<submit's pid>": a host per submit
 SMALL = ("rust-v0.57 x rust-v0.57 (tcp, noise, yamux|go-v0.51 x go-v0.51 (tcp, noise, yamux"
          "|rust-v0.57 x go-v0.51 (tcp, noise, yamux")
 
@@ -40,13 +40,21 @@ def submit(out: Path, *args: str, timeout: float = 900) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+def embedded_labelled(kind: str, *filters: str) -> list[str]:
+    """Names of containers (`ps -a`) or networks (`network ls`) of any embedded host here."""
+    argv = ["docker", *(["ps", "-a"] if kind == "container" else ["network", "ls"])]
+    for extra in filters:
+        argv += ["--filter", extra]
+    lines = subprocess.run([*argv, "--filter", "label=holepunch.host", "--format",
+                            ('{{.Names}}' if kind == "container" else '{{.Name}}')
+                            + ' {{.Label "holepunch.host"}}'],
+                           capture_output=True, text=True).stdout.splitlines()
+    return [line.split()[0] for line in lines
+            if len(line.split()) == 2 and line.split()[1].startswith(EMBEDDED_HOST + "-")]
+
+
 def leftovers() -> list[str]:
-    names = subprocess.run(["docker", "ps", "-a", "--filter", f"label=holepunch.host={EMBEDDED_HOST}",
-                            "--format", "{{.Names}}"], capture_output=True, text=True).stdout.split()
-    nets = subprocess.run(["docker", "network", "ls", "--filter",
-                           f"label=holepunch.host={EMBEDDED_HOST}", "--format", "{{.Name}}"],
-                          capture_output=True, text=True).stdout.split()
-    return names + nets
+    return embedded_labelled("container") + embedded_labelled("network")
 
 
 def embedded_redis_running() -> bool:
@@ -73,7 +81,7 @@ def test_small_pass_results_match_reality(small_pass) -> None:
     assert results["metadata"]["partial"] is False
     for test in results["tests"]:
         assert test["status"] == "pass" and test["rttMs"] >= 180, test
-        assert test["host"] == EMBEDDED_HOST
+        assert test["host"].startswith(EMBEDDED_HOST + "-")
         assert (out / test["logFile"]).read_text().strip()
     assert "## Transport: tcp, noise, yamux" in (out / "results.md").read_text()
     zip_line = next(line for line in run.stderr.splitlines() if line.startswith("test pass: "))
@@ -166,9 +174,7 @@ def test_dead_embedded_worker_stops_the_pass_as_partial_with_exit_3(tmp_path: Pa
     deadline = time.monotonic() + 600
     while True:
         assert proc.poll() is None and time.monotonic() < deadline, "no test started"
-        running = subprocess.run(["docker", "ps", "-q", "--filter", "label=holepunch.role=test",
-                                  "--filter", f"label=holepunch.host={EMBEDDED_HOST}"],
-                                 capture_output=True, text=True).stdout.split()
+        running = embedded_labelled("container", "label=holepunch.role=test", "status=running")
         if running:
             break
         time.sleep(0.2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_the_embedded_default_starts_an_embedded_cluster_of_its_settings(tmp_pat
     cluster = start_cluster(EmbeddedDefault(workers=2, max_test_timeout=77), tmp_path)
     assert isinstance(cluster, EmbeddedCluster)  # not entered: nothing started
     assert (cluster.cache_dir, cluster.concurrency, cluster.max_test_timeout) == (tmp_path, 2, 77)
-    cluster.folder.rmdir()
+    shutil.rmtree(cluster.folder)  # its submit.pid only
 
 
 def test_a_broker_starts_nothing(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from harness import E2E_HOST, REPO, Impl, Session, image_yaml_id, newest_built, 
 from harness import run_pair as _run_pair
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
+from worker import hosts
 from worker.host import Host
 from worker.reaper import reap_tests
 from cluster.network import DEFAULT_PUBLIC_SUBNET
@@ -55,14 +56,17 @@ def global_services(docker_client, tmp_path_factory):
     host = Host(name=E2E_HOST, cache=Cache(tmp_path_factory.mktemp("cache")),
                 public_subnet=DEFAULT_PUBLIC_SUBNET, lan_pool=DEFAULT_POOL, image_source=None)
     reap_tests(host.services.client, host.name)  # what a crashed session of ours left
+    hosts.register(host.name)  # a worker sharing this engine leaves our services alone
     try:
         services = host.services.ensure(base_image, relay_image)
     except InfrastructureError as err:
+        hosts.unregister(host.name)
         host.services.stop()
         pytest.fail(f"global services did not start: {err}")
     print(f"\n[e2e] redis {services.redis_addr}, relay {services.relay_ip}: {services.relay_addrs}")
     yield Session(host=host, services=services, router_image=router_image)
     reap_tests(host.services.client, host.name)
+    hosts.unregister(host.name)
     host.services.stop()
 
 
