@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from functools import lru_cache
+from typing import NoReturn
 
+from celery import states
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from cluster.app import app
+from cluster.failover import FIRST_RESULT_KEY, keep_result
 from cluster.errors import InfrastructureError
 from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
@@ -67,9 +73,53 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
                          countdown=step.countdown, max_retries=step.max_retries,
                          exc=InfrastructureError(output.reason) if isinstance(output, Fault) else None)
     if isinstance(output, Fault):
-        return RunResult(record=step, log=output.reason[-LOG_LIMIT:]).to_message()
+        return first_result(self, RunResult(record=step, log=output.reason[-LOG_LIMIT:]).to_message())
     try:
-        return RunResult(record=step, log=output.log, compose=output.compose).to_message()
+        message = RunResult(record=step, log=output.log, compose=output.compose).to_message()
     except ValidationError as exc:  # never a lost test: the reporter would only refuse it
         reason = f"its result failed validation: {exc.errors()[0]['msg']}"
-        return RunResult(record=error_record(request, host.name, reason)).to_message()
+        message = RunResult(record=error_record(request, host.name, reason)).to_message()
+    return first_result(self, message)
+
+
+def first_result(task, message: dict) -> dict:
+    """`message` if this is the task's first result; else Ignore (no stored result, no second
+    count towards the chord, the message acknowledged).
+
+    Two runs of one task finish when a host the reporter took for lost (paused, cut off) comes
+    back and completes the test that was meanwhile re-run elsewhere. The first to claim the
+    task's record (SET NX on the result backend) keeps it; cluster.failover.keep_result decides
+    for the other.
+    """
+    if task.request.is_eager:  # apply() in this process: no broker, no second run
+        return message
+    return message if claim_first(task.backend, task.request.id, task.request.hostname) \
+        else _drop(task, message)
+
+
+def claim_first(backend, task_id: str, host: str | None) -> bool:
+    client = backend.client
+    key = FIRST_RESULT_KEY.format(task_id)
+    mine = json.dumps({"host": host, "at": time.time()})
+    ttl = int(app.conf.result_expires)  # as long as the results it guards
+    if client.set(key, mine, nx=True, ex=ttl):
+        return True
+    raw = client.get(key)
+    try:
+        claim = json.loads(raw) if raw else {}
+        age = time.time() - float(claim["at"])
+    except (ValueError, KeyError, TypeError):
+        claim, age = {}, None
+    stored = backend.get_task_meta(task_id).get("status") == states.SUCCESS
+    if keep_result(False, stored, age):
+        client.set(key, mine, ex=ttl)  # the claimant died before storing: this result counts
+        return True
+    log.warning("%s: a result of this test is already recorded (by %s): dropping this one",
+                task_id, claim.get("host", "another run"))
+    return False
+
+
+def _drop(task, message: dict) -> NoReturn:
+    name = message.get("record", {}).get("name", task.request.id)
+    log.warning("%s finished here after its re-run elsewhere was recorded: not recorded twice", name)
+    raise Ignore()

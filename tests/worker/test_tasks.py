@@ -75,3 +75,60 @@ def test_a_result_the_reporter_would_refuse_is_an_error_not_a_lost_test(monkeypa
     record = run.result["record"]
     assert (record["status"], record["name"]) == ("error", "a x b (tcp)")
     assert record["reason"].startswith("infrastructure: its result failed validation")
+
+
+class FakeRedis:
+    """Stands in for the result backend's Redis client: SET (NX) and GET on a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def set(self, key: str, value: str, nx: bool = False, ex: int | None = None) -> bool:
+        if nx and key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.client = FakeRedis()
+        self.states: dict[str, str] = {}
+
+    def get_task_meta(self, task_id: str) -> dict:
+        return {"status": self.states.get(task_id, "PENDING")}
+
+
+class FakeTask:
+    """What first_result asks of the bound task: its request and its backend."""
+
+    def __init__(self, backend: FakeBackend, task_id: str, host: str) -> None:
+        from types import SimpleNamespace
+        self.backend = backend
+        self.request = SimpleNamespace(is_eager=False, id=task_id, hostname=host)
+
+
+def test_the_late_result_of_a_healed_host_is_dropped_not_recorded_twice() -> None:
+    from celery.exceptions import Ignore
+    backend = FakeBackend()
+    message = {"record": {"name": "a x b (tcp)"}}
+    # The re-run on worker-a finishes first: its result is kept.
+    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a"), message) is message
+    backend.states["t1"] = "SUCCESS"
+    # worker-b, taken for lost while paused, comes back and finishes the same test.
+    with pytest.raises(Ignore):
+        tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-b"), message)
+    # Another test is unaffected.
+    assert tasks.first_result(FakeTask(backend, "t2", "holepunch@worker-b"), message) is message
+
+
+def test_a_claim_whose_winner_never_stored_its_result_is_taken_over(monkeypatch) -> None:
+    import json
+    backend = FakeBackend()
+    backend.client.data["holepunch:first-result:t1"] = json.dumps({"host": "b", "at": 0})
+    message = {"record": {"name": "a x b (tcp)"}}
+    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a"), message) is message
+    assert json.loads(backend.client.data["holepunch:first-result:t1"])["host"] == "holepunch@worker-a"
