@@ -11,8 +11,13 @@ DEAD_AFTER_SECONDS (killed, paused, cut off) is dead, and the messages it holds 
 once, whatever the visibility timeout.
 
 A "dead" host may come back (a partition heals) and finish its test after all. Its result and
-the re-run's are two results of one task: the first to claim the task's record wins, the other
-is dropped without a record (and without counting twice towards the pass's chord).
+the re-run's are two results of one task. The restore marks the task as lost on that host (in
+the same transaction: the lost delivery's tag; the re-run gets a new one), and the lost run
+never records a result nor re-queues the test: the re-run's result is the one that counts,
+whenever each finishes (even when the re-run lands on the same host, restarted). Any
+other two results of one task (a race between an ack and a restore): the first to claim the
+task's record wins, the other is dropped without a record (and without counting twice towards
+the pass's chord).
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ def to_restore(entries: list[Unacked], watch: HostWatch, dead: set[str],
 # --- the first result wins ------------------------------------------------------------------
 
 FIRST_RESULT_KEY = "holepunch:first-result:{}"
+LOST_KEY = "holepunch:lost-delivery:{}"  # the delivery tag of a message taken from a lost host
 # A claim whose task has no stored result this long after it was made: its winner died between
 # claiming and storing (a second at most in practice), so a later result may take over.
 CLAIM_GRACE_SECONDS = 60

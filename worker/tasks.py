@@ -13,7 +13,7 @@ from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from cluster.app import app
-from cluster.failover import FIRST_RESULT_KEY, keep_result
+from cluster.failover import FIRST_RESULT_KEY, LOST_KEY, keep_result
 from cluster.errors import InfrastructureError
 from cluster.tasks import LOG_LIMIT, RUN_TEST, RunRequest, RunResult
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record
@@ -60,6 +60,8 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     request = RunRequest.model_validate(request_data)
     host = this_host()
     output = attempt(request, host, test_name)
+    if lost_here(self):  # the reporter took this host for lost and re-queued the test meanwhile
+        _drop(self, test_name)
     outcome = output if isinstance(output, Fault) else output.record
     step = decide(request, host.name, self.request.retries, tuple(failures or ()), outcome)
     if isinstance(step, Again):
@@ -93,8 +95,17 @@ def first_result(task, message: dict) -> dict:
     """
     if task.request.is_eager:  # apply() in this process: no broker, no second run
         return message
-    return message if claim_first(task.backend, task.request.id, task.request.hostname) \
-        else _drop(task, message)
+    if lost_here(task) or not claim_first(task.backend, task.request.id, task.request.hostname):
+        _drop(task, message.get("record", {}).get("name", task.request.id))
+    return message
+
+
+def lost_here(task) -> bool:
+    """The reporter took this delivery of the task from its host (lost) and re-queued it."""
+    if task.request.is_eager:
+        return False
+    tag = (getattr(task.request, "properties", None) or {}).get("delivery_tag")
+    return bool(tag) and bool(task.backend.client.exists(LOST_KEY.format(tag)))
 
 
 def claim_first(backend, task_id: str, host: str | None) -> bool:
@@ -119,7 +130,7 @@ def claim_first(backend, task_id: str, host: str | None) -> bool:
     return False
 
 
-def _drop(task, message: dict) -> NoReturn:
-    name = message.get("record", {}).get("name", task.request.id)
-    log.warning("%s finished here after its re-run elsewhere was recorded: not recorded twice", name)
+def _drop(task, name: str) -> NoReturn:
+    log.warning("%s: its re-run elsewhere counts (this host was taken for lost, or another "
+                "result is recorded): this run records nothing", name)
     raise Ignore()

@@ -21,7 +21,7 @@ import uuid
 from celery import Celery, states
 
 from cluster.celeryconfig import HOST_WATCH_SWEEP_SECONDS
-from cluster.failover import HostWatch, Unacked, task_id_of, to_restore
+from cluster.failover import LOST_KEY, HostWatch, Unacked, task_id_of, to_restore
 
 log = logging.getLogger("holepunch.hostwatch")
 
@@ -85,12 +85,14 @@ class HostWatcher:
                            if e.task_id and self.watch.holder(e.task_id) is None]
             started_on = self._started_on(unknown)
             with self.lock:
-                chosen = to_restore(entries, self.watch, dead, started_on)
-            restored = [entry for entry in chosen if _restore(channel, entry.tag)]
+                chosen = [(entry, self.watch.holder(entry.task_id, started_on.get(entry.task_id)))
+                          for entry in to_restore(entries, self.watch, dead, started_on)]
+            ttl = int(self.app.conf.result_expires)
+            restored = [(entry, host) for entry, host in chosen
+                        if _restore(channel, entry, host, ttl)]
             with self.lock:
-                lost = {}
-                for entry in restored:
-                    host = self.watch.holder(entry.task_id, started_on.get(entry.task_id))
+                lost: dict[str, list[str]] = {}
+                for entry, host in restored:
                     lost.setdefault(host, []).append(entry.task_id)
                     self.watch.restored(entry.task_id)
                 silent = {host: self.watch.silent_for(host, now) for host in lost}
@@ -119,10 +121,12 @@ class HostWatcher:
         return found
 
 
-def _restore(channel, tag: str) -> bool:
-    """Move one unacked message back to the front of its queue with a new delivery tag, in one
-    transaction (WATCH on the unacked hash: an ack racing it wins and nothing is restored)."""
+def _restore(channel, entry: Unacked, host: str, ttl: int) -> bool:
+    """Move one unacked message back to the front of its queue with a new delivery tag, and mark
+    the old delivery lost (taken from `host`), in one transaction (WATCH on the unacked hash:
+    an ack racing it wins and nothing is restored)."""
     client = channel.client
+    tag = entry.tag
     key, index = channel.unacked_key, channel.unacked_index_key
     restored = False
 
@@ -139,6 +143,7 @@ def _restore(channel, tag: str) -> bool:
         message.setdefault("headers", {})["redelivered"] = True
         pipe.zrem(index, tag)
         pipe.hdel(key, tag)
+        pipe.set(LOST_KEY.format(tag), host, ex=ttl)
         for queue in channel._lookup(exchange, routing_key):
             priority = channel._get_message_priority(message, reverse=False)
             # Consumers pop from the right: the re-run is the next test a free slot takes.

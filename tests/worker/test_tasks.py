@@ -92,6 +92,9 @@ class FakeRedis:
     def get(self, key: str) -> str | None:
         return self.data.get(key)
 
+    def exists(self, key: str) -> int:
+        return int(key in self.data)
+
 
 class FakeBackend:
     def __init__(self) -> None:
@@ -105,22 +108,21 @@ class FakeBackend:
 class FakeTask:
     """What first_result asks of the bound task: its request and its backend."""
 
-    def __init__(self, backend: FakeBackend, task_id: str, host: str) -> None:
+    def __init__(self, backend: FakeBackend, task_id: str, host: str, tag: str = "tag-1") -> None:
         from types import SimpleNamespace
         self.backend = backend
-        self.request = SimpleNamespace(is_eager=False, id=task_id, hostname=host)
+        self.request = SimpleNamespace(is_eager=False, id=task_id, hostname=host,
+                                       properties={"delivery_tag": tag})
 
 
-def test_the_late_result_of_a_healed_host_is_dropped_not_recorded_twice() -> None:
+def test_two_results_of_one_test_the_first_wins_the_second_is_dropped() -> None:
     from celery.exceptions import Ignore
     backend = FakeBackend()
     message = {"record": {"name": "a x b (tcp)"}}
-    # The re-run on worker-a finishes first: its result is kept.
-    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a"), message) is message
+    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a", "tag-2"), message) is message
     backend.states["t1"] = "SUCCESS"
-    # worker-b, taken for lost while paused, comes back and finishes the same test.
     with pytest.raises(Ignore):
-        tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-b"), message)
+        tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-b", "tag-1"), message)
     # Another test is unaffected.
     assert tasks.first_result(FakeTask(backend, "t2", "holepunch@worker-b"), message) is message
 
@@ -132,3 +134,21 @@ def test_a_claim_whose_winner_never_stored_its_result_is_taken_over(monkeypatch)
     message = {"record": {"name": "a x b (tcp)"}}
     assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a"), message) is message
     assert json.loads(backend.client.data["holepunch:first-result:t1"])["host"] == "holepunch@worker-a"
+
+
+def test_the_run_on_a_host_taken_for_lost_never_counts_even_when_it_finishes_first() -> None:
+    """worker-b was paused; the reporter re-queued its test (marking the old delivery lost); it
+    comes back and finishes before the re-run: dropped, and the re-run's result is the record,
+    even on worker-b itself, restarted."""
+    from celery.exceptions import Ignore
+    from cluster.failover import LOST_KEY
+    backend = FakeBackend()
+    backend.client.data[LOST_KEY.format("tag-1")] = "holepunch@worker-b"
+    message = {"record": {"name": "a x b (tcp)"}}
+    healed = FakeTask(backend, "t1", "holepunch@worker-b", "tag-1")
+    assert tasks.lost_here(healed)
+    with pytest.raises(Ignore):
+        tasks.first_result(healed, message)
+    rerun = FakeTask(backend, "t1", "holepunch@worker-b", "tag-2")
+    assert not tasks.lost_here(rerun)
+    assert tasks.first_result(rerun, message) is message
