@@ -87,29 +87,41 @@ class HostWatch:
 
 @dataclass(frozen=True)
 class Unacked:
-    """One entry of kombu's unacked hash: the delivery tag and the task it carries."""
+    """One entry of kombu's unacked hash: the delivery tag, the task ID and the task's name."""
 
     tag: str
     task_id: str | None
+    task: str | None = None
 
 
 def task_id_of(entry: bytes | str) -> str | None:
     """The task ID in an unacked entry (JSON: [message, exchange, routing key]); None if the
     entry is not a Celery task message."""
+    return unacked(b"", entry).task_id
+
+
+def unacked(tag: bytes | str, entry: bytes | str) -> Unacked:
+    """An entry of the unacked hash, read (the IDs None where it is not a Celery task message)."""
+    tag = tag.decode() if isinstance(tag, bytes) else tag
     try:
-        message = json.loads(entry)[0]
-        task_id = message["headers"]["id"]
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None
-    return task_id if isinstance(task_id, str) else None
+        headers = json.loads(entry)[0]["headers"]
+        task_id, task = headers.get("id"), headers.get("task")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return Unacked(tag, None)
+    return Unacked(tag, task_id if isinstance(task_id, str) else None,
+                   task if isinstance(task, str) else None)
 
 
 def to_restore(entries: list[Unacked], watch: HostWatch, dead: set[str],
-               started_on: dict[str, str] | None = None) -> list[Unacked]:
+               started_on: dict[str, str] | None = None,
+               tasks: frozenset[str] | None = None) -> list[Unacked]:
     """The entries held by a dead host. `started_on`: task id -> host, from stored STARTED
-    states, for tasks the events never named a holder of."""
+    states, for tasks the events never named a holder of. `tasks`: only messages of these task
+    names move (the tests: never a pass's aggregate, which the reporter, busy with one and
+    silent meanwhile, holds itself)."""
     started_on = started_on or {}
     return [entry for entry in entries if entry.task_id is not None
+            and (tasks is None or entry.task in tasks)
             and watch.holder(entry.task_id, started_on.get(entry.task_id)) in dead]
 
 

@@ -21,15 +21,18 @@ import uuid
 from celery import Celery, states
 
 from cluster.celeryconfig import HOST_WATCH_SWEEP_SECONDS
-from cluster.failover import LOST_KEY, HostWatch, Unacked, task_id_of, to_restore
+from cluster.failover import LOST_KEY, HostWatch, Unacked, to_restore, unacked
+from cluster.tasks import RUN_TEST
 
 log = logging.getLogger("holepunch.hostwatch")
 
 
 class HostWatcher:
-    def __init__(self, app: Celery, watch: HostWatch | None = None) -> None:
+    def __init__(self, app: Celery, watch: HostWatch | None = None,
+                 tasks: frozenset[str] = frozenset({RUN_TEST})) -> None:
         self.app = app
         self.watch = watch or HostWatch()
+        self.tasks = tasks  # the task names whose messages move (the tests)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.restored_total = 0
@@ -78,15 +81,14 @@ class HostWatcher:
             channel = conn.default_channel
             client = channel.client
             raw = client.hgetall(channel.unacked_key)
-            entries = [Unacked(tag.decode() if isinstance(tag, bytes) else tag, task_id_of(value))
-                       for tag, value in raw.items()]
+            entries = [unacked(tag, value) for tag, value in raw.items()]
             with self.lock:
                 unknown = [e.task_id for e in entries
                            if e.task_id and self.watch.holder(e.task_id) is None]
             started_on = self._started_on(unknown)
             with self.lock:
                 chosen = [(entry, self.watch.holder(entry.task_id, started_on.get(entry.task_id)))
-                          for entry in to_restore(entries, self.watch, dead, started_on)]
+                          for entry in to_restore(entries, self.watch, dead, started_on, self.tasks)]
             ttl = int(self.app.conf.result_expires)
             restored = [(entry, host) for entry, host in chosen
                         if _restore(channel, entry, host, ttl)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from cluster.failover import (CLAIM_GRACE_SECONDS, QUEUED, HostWatch, Unacked, keep_result,
-                              task_id_of, to_restore)
+                              task_id_of, to_restore, unacked)
 
 
 def _watch(**kw) -> HostWatch:
@@ -79,11 +79,21 @@ def test_a_late_release_by_the_lost_host_does_not_forget_the_rerun_holder() -> N
     assert watch.holder("t1") == "a"
 
 
+def test_only_the_tests_move_never_an_aggregate_the_busy_reporter_holds() -> None:
+    watch = _watch()
+    watch.event({"type": "task-started", "hostname": "reporter@c", "uuid": "agg"}, now=0)
+    watch.event({"type": "task-started", "hostname": "reporter@c", "uuid": "t1"}, now=0)
+    entries = [Unacked("tag1", "agg", "holepunch.aggregate"), Unacked("tag2", "t1", "holepunch.run_test")]
+    chosen = to_restore(entries, watch, {"reporter@c"}, tasks=frozenset({"holepunch.run_test"}))
+    assert chosen == [Unacked("tag2", "t1", "holepunch.run_test")]
+
+
 def test_the_task_id_of_an_unacked_entry() -> None:
     entry = json.dumps([{"headers": {"id": "abc", "task": "holepunch.run_test"},
                          "properties": {"delivery_tag": "x"}}, "holepunch.tests", "holepunch.tests"])
     assert task_id_of(entry) == "abc"
     assert task_id_of(entry.encode()) == "abc"
+    assert unacked(b"x", entry) == Unacked("x", "abc", "holepunch.run_test")
     for junk in ("not json", "[]", "{}", json.dumps([{"headers": {}}]),
                  json.dumps([{"headers": {"id": 5}}])):
         assert task_id_of(junk) is None
