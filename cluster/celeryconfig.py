@@ -13,6 +13,14 @@ DEFAULT_TEST_TIMEOUT = 120
 # cover all of it, or kombu's Redis transport re-queues a running task and starts a duplicate.
 TASK_OVERHEAD_SECONDS = 240
 RESTORE_SWEEP_SECONDS = 5
+# Workers send a heartbeat event this often (Celery's default). The reporter's host watch
+# (cluster/failover.py) takes a host silent for DEAD_AFTER_SECONDS as lost and puts the tests it
+# held back on the queue, checking every HOST_WATCH_SWEEP_SECONDS: a lost host's tests start
+# again elsewhere about DEAD_AFTER + SWEEP seconds after its last heartbeat, whatever the
+# visibility timeout. Five missed heartbeats: a host slowed down by a busy machine is not lost.
+HEARTBEAT_SECONDS = 2.0
+DEAD_AFTER_SECONDS = 10.0
+HOST_WATCH_SWEEP_SECONDS = 1.0
 
 
 # The aggregate of a pass runs on the controller's own queue, never on a test host, so outputs
@@ -22,10 +30,10 @@ CONTROLLER_QUEUE = "holepunch.controller"
 
 def visibility_timeout(max_test_timeout: int, override: int | None = None) -> int:
     """Just above the longest a run_test task can take: shorter starts duplicates of running
-    tests; much longer delays the re-run of a dead worker's test by as much. This is how long a
-    killed host's tests wait before another host takes them, so a cluster whose images are
-    already on every host may set it lower (`--visibility-timeout`). Every consumer of one
-    broker (workers, reporter) must use the same value: the smallest one re-queues for all."""
+    tests. It is only the safety net now: the reporter's host watch restores a lost host's
+    messages within seconds (DEAD_AFTER_SECONDS), so the visibility timeout matters only while
+    no reporter runs, and needs no tuning. Every consumer of one broker (workers, reporter) must
+    use the same value: the smallest one re-queues for all."""
     return override or max_test_timeout + TASK_OVERHEAD_SECONDS
 
 

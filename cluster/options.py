@@ -21,9 +21,11 @@ def _optional_seconds(ctx: click.Context, param: click.Parameter, value: str | N
 visibility_option = click.option(
     "--visibility-timeout", "visibility", default=None, callback=_optional_seconds,
     metavar="SECONDS",
-    help="Seconds before an unacknowledged test (its host died) is handed to another host. "
-         "Default: --max-test-timeout + 240 (room for image fetch and compose up/down). Give "
-         "every worker and the reporter of one broker the same value.")
+    help="Seconds before the broker itself hands an unacknowledged test to another host: the "
+         "safety net for when no reporter runs (the reporter's host watch moves a lost host's "
+         "tests within seconds). Default: --max-test-timeout + 240 (room for image fetch and "
+         "compose up/down); no need to tune it. Give every worker and the reporter of one "
+         "broker the same value.")
 
 
 def broker_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

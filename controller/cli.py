@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
-from cluster.celeryconfig import CONTROLLER_QUEUE
+from cluster.celeryconfig import CONTROLLER_QUEUE, DEAD_AFTER_SECONDS
 from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
                             HolepunchError, UsageError)
 from cluster.evidence import CaptureMode
@@ -258,14 +258,20 @@ def status(pass_name: str, broker: str) -> None:
 @click.option("--without-mingle", is_flag=True,
               help="Skip Celery's start-up sync with other workers (a second): for a reporter "
                    "alone on its broker, as the embedded default's is.")
+@click.option("--host-watch/--no-host-watch", default=True, show_default=True,
+              help="Watch the worker hosts' heartbeats and put a lost host's tests (silent for "
+                   f"{DEAD_AFTER_SECONDS:.0f} s: killed, paused, cut off) back on the queue at "
+                   "once, instead of after the visibility timeout.")
 @click.pass_obj
 def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
-             visibility: int | None, name: str | None, without_mingle: bool) -> None:
+             visibility: int | None, name: str | None, without_mingle: bool,
+             host_watch: bool) -> None:
     """Run the controller-side reporter: a Celery worker that finishes passes (aggregate).
 
     An attached `submit` gets the outputs back and writes them itself; a detached pass's are
     written here, into the folder its registry names. Test-pass zips go into this reporter's
-    own cache (--cache-dir), whatever a message says.
+    own cache (--cache-dir), whatever a message says. Its host watch puts a lost worker
+    host's tests back on the queue within seconds (cluster/failover.py).
 
     It also finishes a pass whose every test has a stored result but whose callback never ran
     or failed (a lost message), from the stored results, within about 15 s.
@@ -276,6 +282,9 @@ def reporter(cache: Cache, broker: str, queue: str, max_test_timeout: int,
     use_cache(cache)
     from controller.results.recover import LostCallbacks
     LostCallbacks(app, cache).start()  # passes whose callback was lost: finished from results
+    if host_watch:
+        from controller.run.hostwatch import HostWatcher
+        HostWatcher(app).start()
     raise click.exceptions.Exit(run_worker(
         queues=[queue], concurrency=1, pool="solo", without_mingle=without_mingle,
         hostname=name or f"reporter@{socket.gethostname()}"))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from functools import lru_cache
+from typing import NoReturn
 
+from celery import states
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from cluster.app import app
+from cluster.failover import FIRST_RESULT_KEY, LOST_KEY, keep_result
 from cluster.errors import InfrastructureError
 from cluster.models import TestRecord
 from cluster.evidence import CaptureMode
@@ -90,11 +96,13 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
     given_up = poisoned(request, host.name, deliveries, tuple(failures or ()))
     if given_up is not None:
         log.error("%s: %s", test_name, given_up.reason)
-        return RunResult(record=given_up).to_message()
+        return first_result(self, RunResult(record=given_up).to_message())
     output = attempt(request, host, test_name,
                      evidence_on_pass=evidence_on_pass(request.capture,
                                                        request.test.expected_failure,
                                                        bool(failures)))
+    if lost_here(self):  # the reporter took this host for lost and re-queued the test meanwhile
+        _drop(self, test_name)
     outcome = output if isinstance(output, Fault) else output.record
     step = decide(request, host.name, self.request.retries, tuple(failures or ()), outcome)
     if isinstance(step, Again):
@@ -108,11 +116,65 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
                          countdown=step.countdown, max_retries=step.max_retries,
                          exc=InfrastructureError(output.reason) if isinstance(output, Fault) else None)
     if isinstance(output, Fault):
-        return RunResult(record=step, log=output.reason[-LOG_LIMIT:]).to_message()
+        return first_result(self, RunResult(record=step,
+                                            log=output.reason[-LOG_LIMIT:]).to_message())
     record, captures = with_evidence(step, output.evidence, request.capture)
     try:
-        return RunResult(record=record, log=output.log, compose=output.compose,
-                         captures=captures).to_message()
+        message = RunResult(record=record, log=output.log, compose=output.compose,
+                            captures=captures).to_message()
     except ValidationError as exc:  # never a lost test: the reporter would only refuse it
         reason = f"its result failed validation: {exc.errors()[0]['msg']}"
-        return RunResult(record=error_record(request, host.name, reason)).to_message()
+        message = RunResult(record=error_record(request, host.name, reason)).to_message()
+    return first_result(self, message)
+
+
+def first_result(task, message: dict) -> dict:
+    """`message` if this is the task's first result; else Ignore (no stored result, no second
+    count towards the chord, the message acknowledged).
+
+    Two runs of one task finish when a host the reporter took for lost (paused, cut off) comes
+    back and completes the test that was meanwhile re-run elsewhere. The first to claim the
+    task's record (SET NX on the result backend) keeps it; cluster.failover.keep_result decides
+    for the other.
+    """
+    if task.request.is_eager:  # apply() in this process: no broker, no second run
+        return message
+    if lost_here(task) or not claim_first(task.backend, task.request.id, task.request.hostname):
+        _drop(task, message.get("record", {}).get("name", task.request.id))
+    return message
+
+
+def lost_here(task) -> bool:
+    """The reporter took this delivery of the task from its host (lost) and re-queued it."""
+    if task.request.is_eager:
+        return False
+    tag = (getattr(task.request, "properties", None) or {}).get("delivery_tag")
+    return bool(tag) and bool(task.backend.client.exists(LOST_KEY.format(tag)))
+
+
+def claim_first(backend, task_id: str, host: str | None) -> bool:
+    client = backend.client
+    key = FIRST_RESULT_KEY.format(task_id)
+    mine = json.dumps({"host": host, "at": time.time()})
+    ttl = int(app.conf.result_expires)  # as long as the results it guards
+    if client.set(key, mine, nx=True, ex=ttl):
+        return True
+    raw = client.get(key)
+    try:
+        claim = json.loads(raw) if raw else {}
+        age = time.time() - float(claim["at"])
+    except (ValueError, KeyError, TypeError):
+        claim, age = {}, None
+    stored = backend.get_task_meta(task_id).get("status") == states.SUCCESS
+    if keep_result(False, stored, age):
+        client.set(key, mine, ex=ttl)  # the claimant died before storing: this result counts
+        return True
+    log.warning("%s: a result of this test is already recorded (by %s): dropping this one",
+                task_id, claim.get("host", "another run"))
+    return False
+
+
+def _drop(task, name: str) -> NoReturn:
+    log.warning("%s: its re-run elsewhere counts (this host was taken for lost, or another "
+                "result is recorded): this run records nothing", name)
+    raise Ignore()

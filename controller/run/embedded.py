@@ -117,6 +117,7 @@ class EmbeddedCluster:
             self._start("reporter", [_bin("holepunch-controller"), "--cache-dir",
                                      str(self.cache_dir), "reporter", "--broker", self.broker,
                                      "--name", f"reporter@{self.host}", "--without-mingle",
+                                     "--no-host-watch",  # one host: it is lost with the pass
                                      "--max-test-timeout", str(self.max_test_timeout)], nice=19)
             # The host's global services: its network now, Redis and the relay as soon as
             # start_services() names their images (standard input).

@@ -103,8 +103,22 @@ def ping(node: str, timeout: float = 120) -> bool:
     return False
 
 
+# A cluster whose visibility timeout is far above any test: a lost host's tests can move only
+# because the reporter's host watch moved them (tests/cluster_e2e/test_failover.py).
+FAR_VISIBILITY = 3600
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    yield from _cluster(VISIBILITY)
+
+
+@pytest.fixture(scope="module")
+def cluster_far_visibility():
+    yield from _cluster(FAR_VISIBILITY)
+
+
+def _cluster(visibility: int):
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.skip("no Docker engine")
     if shutil.which("docker-compose") is None:
@@ -112,7 +126,7 @@ def cluster():
     up = controller("cluster", "up", "--root", str(REPO), "--broker-port", str(BROKER_PORT),
                     "--flower-port", str(FLOWER_PORT), "--cache-port", str(CACHE_PORT),
                     "--concurrency", "2",
-                    "--max-test-timeout", "120", "--visibility-timeout", str(VISIBILITY),
+                    "--max-test-timeout", "120", "--visibility-timeout", str(visibility),
                     timeout=1200)
     try:
         assert up.returncode == 0, up.stderr[-4000:]

@@ -75,3 +75,80 @@ def test_a_result_the_reporter_would_refuse_is_an_error_not_a_lost_test(monkeypa
     record = run.result["record"]
     assert (record["status"], record["name"]) == ("error", "a x b (tcp)")
     assert record["reason"].startswith("infrastructure: its result failed validation")
+
+
+class FakeRedis:
+    """Stands in for the result backend's Redis client: SET (NX) and GET on a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def set(self, key: str, value: str, nx: bool = False, ex: int | None = None) -> bool:
+        if nx and key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def exists(self, key: str) -> int:
+        return int(key in self.data)
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.client = FakeRedis()
+        self.states: dict[str, str] = {}
+
+    def get_task_meta(self, task_id: str) -> dict:
+        return {"status": self.states.get(task_id, "PENDING")}
+
+
+class FakeTask:
+    """What first_result asks of the bound task: its request and its backend."""
+
+    def __init__(self, backend: FakeBackend, task_id: str, host: str, tag: str = "tag-1") -> None:
+        from types import SimpleNamespace
+        self.backend = backend
+        self.request = SimpleNamespace(is_eager=False, id=task_id, hostname=host,
+                                       properties={"delivery_tag": tag})
+
+
+def test_two_results_of_one_test_the_first_wins_the_second_is_dropped() -> None:
+    from celery.exceptions import Ignore
+    backend = FakeBackend()
+    message = {"record": {"name": "a x b (tcp)"}}
+    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a", "tag-2"), message) is message
+    backend.states["t1"] = "SUCCESS"
+    with pytest.raises(Ignore):
+        tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-b", "tag-1"), message)
+    # Another test is unaffected.
+    assert tasks.first_result(FakeTask(backend, "t2", "holepunch@worker-b"), message) is message
+
+
+def test_a_claim_whose_winner_never_stored_its_result_is_taken_over(monkeypatch) -> None:
+    import json
+    backend = FakeBackend()
+    backend.client.data["holepunch:first-result:t1"] = json.dumps({"host": "b", "at": 0})
+    message = {"record": {"name": "a x b (tcp)"}}
+    assert tasks.first_result(FakeTask(backend, "t1", "holepunch@worker-a"), message) is message
+    assert json.loads(backend.client.data["holepunch:first-result:t1"])["host"] == "holepunch@worker-a"
+
+
+def test_the_run_on_a_host_taken_for_lost_never_counts_even_when_it_finishes_first() -> None:
+    """worker-b was paused; the reporter re-queued its test (marking the old delivery lost); it
+    comes back and finishes before the re-run: dropped, and the re-run's result is the record,
+    even on worker-b itself, restarted."""
+    from celery.exceptions import Ignore
+    from cluster.failover import LOST_KEY
+    backend = FakeBackend()
+    backend.client.data[LOST_KEY.format("tag-1")] = "holepunch@worker-b"
+    message = {"record": {"name": "a x b (tcp)"}}
+    healed = FakeTask(backend, "t1", "holepunch@worker-b", "tag-1")
+    assert tasks.lost_here(healed)
+    with pytest.raises(Ignore):
+        tasks.first_result(healed, message)
+    rerun = FakeTask(backend, "t1", "holepunch@worker-b", "tag-2")
+    assert not tasks.lost_here(rerun)
+    assert tasks.first_result(rerun, message) is message
