@@ -20,7 +20,6 @@ import argparse
 import io
 import os
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -162,7 +161,6 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
                 requests.append(request(f"leak {i:03d} {test.kind} x rust ({test.transport})",
                                         dialer, rust, pass_id, transport=test.transport,
                                         timeout=FAILING_TIMEOUT_S if test.kind == "timeout" else 120))
-            started = time.monotonic()
             seconds, payloads = cluster.run(requests)
             after = take()
             load = os.getloadavg()
@@ -174,7 +172,7 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
 
     outcomes = Counter()
     wrong = []
-    for test, payload in zip(planned, payloads):
+    for test, payload in zip(planned, payloads, strict=True):
         record = payload["record"]
         outcomes[(test.kind, test.transport, record["status"], record.get("reason") == "timeout")] += 1
         meant = {"pass": record["status"] == "pass",

@@ -153,7 +153,7 @@ class LocalCluster:
             except OSError:
                 if self.redis.poll() is not None:
                     raise RuntimeError(f"redis-server on port {self.port} exited: "
-                                       + (self.tmp / "redis.log").read_text()[-2000:])
+                                       + (self.tmp / "redis.log").read_text()[-2000:]) from None
                 self.deadline.left()
                 time.sleep(0.05)
 

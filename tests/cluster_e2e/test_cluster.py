@@ -130,7 +130,7 @@ def test_two_passes_at_once_do_not_collide(cluster, out_dir) -> None:
                               stderr=subprocess.STDOUT, text=True, cwd=REPO)
              for name, flt in (("first", first_filter), ("second", second_filter))]
     outputs = [proc.communicate(timeout=900)[0] for proc in procs]
-    for proc, output in zip(procs, outputs):
+    for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
     first, second = results(out_dir / "first"), results(out_dir / "second")
     assert first["metadata"]["testPass"] != second["metadata"]["testPass"]

@@ -201,7 +201,7 @@ filters: {testFilter: [], testIgnore: [experimental]}
 system: {platform: x86_64, os: Linux, docker: '27.0', dockerCompose: null}
 execution: {workerCount: 4, verbose: false, cacheDir: /cache, timeoutSeconds: 120, retries: 1}
 git: {repository: null, branch: main, commit: %s, dirtyWorkingTree: false}
-""" % SHA
+""" % SHA  # noqa: UP031 (YAML flow mappings: an f-string would need every brace doubled)
 IMAGE = f"imageID: {'a' * 64}\nimageName: holepunch-rust-v0-53\nbuiltAt: 2026-01-01T00:00:00Z\n" \
         f"arch: x86_64\nsnapshot: snapshots/{'b' * 64}.zip\n"
 IMAGES = dump_yaml({"rust-v0.53": yaml.safe_load(IMAGE), "base": yaml.safe_load(IMAGE)})

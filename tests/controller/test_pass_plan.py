@@ -34,7 +34,10 @@ def planned(repo: Path, tmp_path: Path):
     return matrix, {name: image(name) for name in names}
 
 
-def plan_of(planned, options: SubmitOptions, where=EmbeddedDefault(None, 120)):
+DEFAULT_WHERE = EmbeddedDefault(None, 120)
+
+
+def plan_of(planned, options: SubmitOptions, where=DEFAULT_WHERE):
     matrix, images = planned
     return plan_pass(options, where, "rust", "--kind rust", matrix, images, "27.0", GIT,
                      Path("impl/base"))

@@ -201,7 +201,7 @@ def test_rerun_sh_rebuilds_offline_and_passes_again(auto_pass, tmp_path: Path) -
     finally:
         sink.close()
         docker("load", "-q", "-i", str(saved))
-        for key, (image_id, tags) in removed.items():
+        for image_id, tags in removed.values():
             for tag in tags:
                 docker("tag", image_id, tag)
         for tag, image_id in tag_before.items():
