@@ -28,14 +28,16 @@ def endpoints(primary, alternate, port1, port2):
 
 
 def add_alternate(primary, alternate):
-    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True,
+                         check=True).stdout
     if f" {alternate}/" in out:
         return
     for line in out.splitlines():
         fields = line.split()
         if fields[3].startswith(primary + "/"):
             prefix = fields[3].split("/")[1]
-            subprocess.run(["ip", "addr", "add", f"{alternate}/{prefix}", "dev", fields[1].split("@")[0]], check=True)
+            device = fields[1].split("@")[0]
+            subprocess.run(["ip", "addr", "add", f"{alternate}/{prefix}", "dev", device], check=True)
             return
     sys.exit(f"nat-probe server: no interface holds {primary}")
 

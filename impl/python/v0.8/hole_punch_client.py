@@ -269,7 +269,8 @@ async def ping_rtts(conn: INetConn, count: int) -> list[float]:
 
 
 @contextlib.asynccontextmanager
-async def running_host(settings: Settings, roles: RelayRole) -> AsyncIterator[tuple[IHost, CircuitV2Transport]]:
+async def running_host(settings: Settings,
+                       roles: RelayRole) -> AsyncIterator[tuple[IHost, CircuitV2Transport]]:
     """A started host with the Circuit v2 STOP handler and DCUtR, plus the relay transport."""
     host = make_host(settings)
     protocol = CircuitV2Protocol(host, allow_hop=False)
@@ -455,7 +456,8 @@ def main() -> int:
             reason = f"{type(exc).__name__}: {exc}"
         print(f"hole_punch_client: error: {reason}", file=sys.stderr, flush=True)
         return 1
-    if settings is not None and settings.mode == "dial":  # run_dialer leaves through finish(); anything else failed
+    # run_dialer leaves through finish(); anything else failed
+    if settings is not None and settings.mode == "dial":
         print("hole_punch_client: error: the dialer ended without a result", file=sys.stderr, flush=True)
         return 1
     return 0
