@@ -14,11 +14,13 @@ PUB = "11.250.0.10"
 
 
 def fake_transport(*, primary: int, alt_address: int, alt_both: int, local: int = 40000,
-                   received=("primary",), filter_local: int = 40001, filter_port: int | None = None) -> TransportObservation:
+                   received=("primary",), filter_local: int = 40001,
+                   filter_port: int | None = None) -> TransportObservation:
     """What the probe client would print for a NAT that mapped the ports given."""
     return TransportObservation.model_validate({
         "mapping": {"localPort": local, "observed": {
-            "primary": f"{PUB}:{primary}", "altAddress": f"{PUB}:{alt_address}", "altBoth": f"{PUB}:{alt_both}"}},
+            "primary": f"{PUB}:{primary}", "altAddress": f"{PUB}:{alt_address}",
+            "altBoth": f"{PUB}:{alt_both}"}},
         "filtering": {"localPort": filter_local, "observed": f"{PUB}:{filter_port or filter_local}",
                       "received": list(received)},
     })
@@ -40,8 +42,10 @@ def test_every_preset_keeps_the_50ms_per_peer_so_the_direct_rtt_stays_200ms():
 
 def test_the_default_behaviour_adds_no_router_environment():
     assert DEFAULT_BEHAVIOUR.router_env() == {}
-    assert Behaviour(EIM, EIF, True).router_env() == {"NAT_MAPPING": "eim", "NAT_FILTERING": "eif", "NAT_PORTS": "preserve"}
-    assert Behaviour(APDM, APDF, False).router_env() == {"NAT_MAPPING": "apdm", "NAT_FILTERING": "apdf", "NAT_PORTS": "random"}
+    assert Behaviour(EIM, EIF, True).router_env() == {
+        "NAT_MAPPING": "eim", "NAT_FILTERING": "eif", "NAT_PORTS": "preserve"}
+    assert Behaviour(APDM, APDF, False).router_env() == {
+        "NAT_MAPPING": "apdm", "NAT_FILTERING": "apdf", "NAT_PORTS": "random"}
     assert Behaviour(EIM, ADF, True).router_env()["NAT_FILTERING"] == "adf"
     with pytest.raises(ValueError):
         Behaviour(ADM, APDF, False).router_env()
@@ -63,13 +67,15 @@ def test_mapping_classification():
 
 def test_a_different_external_address_is_a_different_mapping():
     obs = fake_transport(primary=40000, alt_address=40000, alt_both=40000)
-    moved = obs.mapping.model_copy(update={"observed": {**obs.mapping.observed, "altAddress": "11.250.0.11:40000"}})
+    moved = obs.mapping.model_copy(
+        update={"observed": {**obs.mapping.observed, "altAddress": "11.250.0.11:40000"}})
     assert classify_mapping(moved) != EIM
 
 
 def test_filtering_classification():
     def filtering(*received):
-        return classify_filtering(fake_transport(primary=1, alt_address=1, alt_both=1, received=received).filtering)
+        observation = fake_transport(primary=1, alt_address=1, alt_both=1, received=received)
+        return classify_filtering(observation.filtering)
     assert filtering("primary", "altPort", "altAddress", "altBoth") == EIF
     assert filtering("primary", "altBoth") == EIF
     assert filtering("primary", "altPort") == ADF
@@ -98,7 +104,8 @@ def test_port_preservation_needs_every_mapping_to_keep_its_port():
 
 def test_report_shape():
     assert behaviour_report(Behaviour(APDM, APDF, False)) == {
-        "mapping": "address-and-port-dependent", "filtering": "address-and-port-dependent", "portPreserved": False}
+        "mapping": "address-and-port-dependent", "filtering": "address-and-port-dependent",
+        "portPreserved": False}
 
 
 def test_observation_rejects_unknown_keys():
@@ -118,7 +125,8 @@ def test_symmetric_pairs():
     assert verdict("symmetric", "full-cone").possible
     assert verdict("symmetric", "full-cone").directions == ("dialer->listener",)
     assert verdict("full-cone", "symmetric").directions == ("listener->dialer",)
-    assert verdict("symmetric", "restricted-cone").possible   # the listener opened its port to the dialer's address
+    # the listener opened its port to the dialer's address
+    assert verdict("symmetric", "restricted-cone").possible
     assert not verdict("symmetric", "port-restricted-cone").possible
     assert not verdict("port-restricted-cone", "symmetric").possible
     assert not verdict("symmetric", "cgnat").possible

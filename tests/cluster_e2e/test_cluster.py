@@ -60,7 +60,8 @@ def _tests_running_on(host: str) -> list[str]:
 
 
 def test_killed_host_loses_no_test_and_rejoins(cluster, out_dir) -> None:
-    wanted = FAST + "|rust-v0.57 x rust-v0.57 (quic|go-v0.51 x go-v0.51 (quic|rust-v0.57 x go-v0.51 (quic|go-v0.51 x rust-v0.57 (quic"
+    wanted = (FAST + "|rust-v0.57 x rust-v0.57 (quic|go-v0.51 x go-v0.51 (quic"
+              "|rust-v0.57 x go-v0.51 (quic|go-v0.51 x rust-v0.57 (quic")
     proc = subprocess.Popen(submit_args(out_dir / "killed", wanted, "--deadline", "600"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:

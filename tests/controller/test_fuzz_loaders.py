@@ -107,7 +107,8 @@ def real_repo(tmp_path: Path) -> Path:
 def matrix_outcome(run_cli, root: Path, tmp_path: Path, name: str) -> None:
     out = tmp_path / "m.yaml"
     out.unlink(missing_ok=True)
-    cached = sorted((run_cli.cache / "test-matrix").glob("*")) if (run_cli.cache / "test-matrix").is_dir() else []
+    matrices = run_cli.cache / "test-matrix"
+    cached = sorted(matrices.glob("*")) if matrices.is_dir() else []
     code, stdout, stderr = run_cli("matrix", "--root", str(root), "-o", str(out))
     assert code in (EXIT_OK, EXIT_BAD_INPUT), stderr
     assert "Traceback" not in stderr

@@ -33,7 +33,8 @@ IMAGE := holepunch-test-seeded:latest
 all:
 \t@test -f '$(CACHE_DIR)/$(SNAPSHOT)' || { echo "missing $(CACHE_DIR)/$(SNAPSHOT)" >&2; exit 1; }
 \trm -rf src && mkdir src && cd src && python3 -m zipfile -e '$(CACHE_DIR)/$(SNAPSHOT)' .
-\tdocker build -q --label holepunch.owner=tests -t $(IMAGE) src/seeded-$(notdir $(basename $(SNAPSHOT))) >/dev/null
+\tdocker build -q --label holepunch.owner=tests -t $(IMAGE) \\
+\t  src/seeded-$(notdir $(basename $(SNAPSHOT))) >/dev/null
 \t{ echo "imageID: $$(docker image inspect -f '{{.Id}}' $(IMAGE) | cut -d: -f2)"; \\
 \t  echo "imageName: $(IMAGE)"; echo "builtAt: $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \\
 \t  echo "arch: $$(uname -m)"; echo "snapshot: $(SNAPSHOT)"; } > image.yaml

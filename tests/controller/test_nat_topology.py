@@ -44,6 +44,7 @@ def test_cgnat_layout_two_routers_split_the_delay():
 
 def test_free_subnet_skips_what_the_engine_uses():
     assert free_subnet("10.250.0.0/16", []) == "10.250.0.0/24"
-    assert free_subnet("10.250.0.0/16", ["10.250.0.0/24", "10.250.1.128/25", "172.17.0.0/16"]) == "10.250.2.0/24"
+    taken = ["10.250.0.0/24", "10.250.1.128/25", "172.17.0.0/16"]
+    assert free_subnet("10.250.0.0/16", taken) == "10.250.2.0/24"
     with pytest.raises(LookupError):
         free_subnet("10.250.0.0/23", ["10.250.0.0/16"])

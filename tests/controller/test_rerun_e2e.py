@@ -155,7 +155,8 @@ def test_update_readme_through_the_aggregate(auto_pass) -> None:
     assert f"**Test Pass**: {results['metadata']['testPass']}" in dashboard
     assert f"| **{IMPL}** | 🟢" in dashboard or f"| **{IMPL}** | 🟡" in dashboard
     assert "No pass has been recorded here yet" not in dashboard
-    before, after = (REPO / "README.md").read_text().split(DASHBOARD_START)[0], readme.split(DASHBOARD_START)[0]
+    before = (REPO / "README.md").read_text().split(DASHBOARD_START)[0]
+    after = readme.split(DASHBOARD_START)[0]
     assert before == after  # only the dashboard changed
 
 

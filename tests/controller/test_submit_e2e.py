@@ -116,7 +116,8 @@ def test_snapshots_travel_solid_or_thin_and_restore_exactly(small_pass, tmp_path
 
 
 def test_second_submit_rebuilds_nothing(small_pass, tmp_path: Path) -> None:
-    again = submit(tmp_path, "--test-filter", "rust-v0.57 x rust-v0.57 (tcp, noise, yamux", "--test-ignore", "")
+    again = submit(tmp_path, "--test-filter", "rust-v0.57 x rust-v0.57 (tcp, noise, yamux",
+                   "--test-ignore", "")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "building from" not in again.stderr and "vendoring" not in again.stderr
     assert again.stderr.count(": up to date") == 3  # router, relay, the one implementation

@@ -197,7 +197,8 @@ def test_zip_step_finds_this_pass_zip(tmp_path: Path) -> None:
 
 # -- the README dashboard commit -----------------------------------------------------------------
 
-README = "# project\n\nintro\n\n## Dashboard\n\n<!--INTEROP_DASHBOARD_START-->\nnothing yet\n<!--INTEROP_DASHBOARD_END-->\n"
+README = ("# project\n\nintro\n\n## Dashboard\n\n"
+          "<!--INTEROP_DASHBOARD_START-->\nnothing yet\n<!--INTEROP_DASHBOARD_END-->\n")
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -45,7 +45,8 @@ KNOWN_FAILING = [
 def _explain(result: PairResult) -> str:
     return (f"{result.summary()}\ncompose file: {result.compose_file}\n"
             f"--- dialer stdout ---\n{result.dialer_stdout[-2000:]}\n"
-            f"--- dialer stderr ---\n{result.dialer_stderr[-3000:]}\n--- compose log ---\n{result.log[-4000:]}")
+            f"--- dialer stderr ---\n{result.dialer_stderr[-3000:]}\n"
+            f"--- compose log ---\n{result.log[-4000:]}")
 
 
 def reported_direct(dialer_stderr: str) -> list[str]:
@@ -55,7 +56,8 @@ def reported_direct(dialer_stderr: str) -> list[str]:
             and "/p2p-circuit" not in line]
 
 
-def _run(built, run_pair, pair_results, dialer_lang, listener_lang, transport, suffix="", **opts) -> PairResult:
+def _run(built, run_pair, pair_results, dialer_lang, listener_lang, transport, suffix="",
+         **opts) -> PairResult:
     dialer, listener = built(dialer_lang), built(listener_lang)
     name = f"{dialer.name} x {listener.name} ({transport}){suffix}"
     result = run_pair(dialer.image_id, listener.image_id, transport, test_name=name, **opts)
@@ -69,7 +71,8 @@ def test_hole_punch(built, run_pair, pair_results, dialer_lang, listener_lang, t
     result = _run(built, run_pair, pair_results, dialer_lang, listener_lang, transport)
     assert result.exit_code == 0, _explain(result)
     assert result.rtt_ms is not None, _explain(result)
-    assert result.rtt_ms >= MIN_RTT_MS, f"RTT {result.rtt_ms} ms: the routers did not delay\n" + _explain(result)
+    assert result.rtt_ms >= MIN_RTT_MS, (f"RTT {result.rtt_ms} ms: the routers did not delay\n"
+                                         + _explain(result))
     assert reported_direct(result.dialer_stderr), (
         "the dialer's stderr names no direct connection (a line with 'direct connection' and its "
         "address, not /p2p-circuit)\n" + _explain(result))

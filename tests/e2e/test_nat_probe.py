@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def router_image(docker_client):
-    image = present_image(docker_client, image_yaml_id(REPO / "router")) or present_image(docker_client, "holepunch-router")
+    image = (present_image(docker_client, image_yaml_id(REPO / "router"))
+             or present_image(docker_client, "holepunch-router"))
     if not image:
         pytest.skip("router image is not built (router/image.yaml or tag holepunch-router)")
     return image

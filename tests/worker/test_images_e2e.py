@@ -117,7 +117,8 @@ def test_tags_inside_a_tarball_never_move_or_add_a_tag(tmp_path: Path, monkeypat
     client = docker_or_skip()
     base = built_image("impl/base")
     victim, new = f"holepunch-e2e-victim:{tmp_path.name}", f"holepunch-e2e-new:{tmp_path.name}"
-    dockerfile = f"FROM sha256:{base.image_id}\nLABEL holepunch.owner=tests holepunch.nonce=tag-{tmp_path.name}\n"
+    dockerfile = (f"FROM sha256:{base.image_id}\n"
+                  f"LABEL holepunch.owner=tests holepunch.nonce=tag-{tmp_path.name}\n")
     image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
     image_id = image.id.removeprefix("sha256:")
     (tmp_path / "images").mkdir()

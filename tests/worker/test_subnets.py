@@ -87,5 +87,6 @@ class FakeClient:
 
 
 def test_engine_subnets_reads_ipv4_subnets_of_every_network() -> None:
-    client = FakeClient([FakeNetwork("172.17.0.0/16"), FakeNetwork(), FakeNetwork("10.201.4.0/24", "fd00::/64")])
+    client = FakeClient([FakeNetwork("172.17.0.0/16"), FakeNetwork(),
+                         FakeNetwork("10.201.4.0/24", "fd00::/64")])
     assert engine_subnets(client) == ["172.17.0.0/16", "10.201.4.0/24"]
