@@ -35,6 +35,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from cluster.yamlio import read_yaml  # noqa: E402 - the repository is on sys.path now
+
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 BROKER_PORT = 16391
 SECRETS = Path(tempfile.mkdtemp(prefix="holepunch-bench-failover-secrets-"))

@@ -24,7 +24,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import docker
-
 from localcluster import Deadline, LocalCluster, bounded_main
 from probes import Snapshot, docker_objects, guard_rules, snapshot
 from testcases import newest_rust, request

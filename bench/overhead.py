@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import redis
-
 from localcluster import Deadline, LocalCluster, bounded_main
 from testcases import newest_rust, request
 

@@ -16,8 +16,8 @@ import docker
 import redis
 
 from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE
-from worker.guard import COMMENT as GUARD_COMMENT
 from cluster.network import PUBLIC_NETWORK, REDIS_PORT
+from worker.guard import COMMENT as GUARD_COMMENT
 from worker.services import REDIS_NAME
 
 GLOBAL_KEYS = {"RELAY_TCP_ADDRESS", "RELAY_QUIC_ADDRESS"}  # the relay's own, read by every test

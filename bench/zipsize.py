@@ -29,13 +29,12 @@ sys.path.insert(0, str(REPO))
 
 from cluster.cache import Cache, default_cache_root  # noqa: E402
 from cluster.matrix import matrix_to_yaml  # noqa: E402
-from cluster.models import (ImageInfo, PeerRecord, Settings, Status, TestRecord,  # noqa: E402
-                            log_file_name)
+from cluster.models import ImageInfo, PeerRecord, Settings, Status, TestRecord, log_file_name  # noqa: E402
 from cluster.tasks import RunResult  # noqa: E402
 from cluster.yamlio import load_model  # noqa: E402
 from controller.images import solid  # noqa: E402
-from controller.results.finish import PassSpec, finish_pass  # noqa: E402
 from controller.plan.matrix import plan_matrix  # noqa: E402
+from controller.results.finish import PassSpec, finish_pass  # noqa: E402
 
 # (label, test-filter): every test among these implementations, both transports.
 PASSES = [

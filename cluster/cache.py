@@ -9,10 +9,10 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 FOLDERS = ("snapshots", "makefiles", "test-matrix", "docker-compose", "images", "test-passes",
            "cluster")  # cluster: settings of `cluster up` (its secrets live elsewhere)

@@ -11,7 +11,7 @@ import re
 import sys
 import tempfile
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cluster.cache import default_cache_root
@@ -44,7 +44,7 @@ def redacted_command(argv: list[str]) -> str:
 def write_crash_log(prog: str, exc: BaseException, cache_root: Path | None = None) -> Path | None:
     """Write `exc`'s traceback under `<cache>/logs/` (else the temporary folder); None if
     neither can be written."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = redact("".join(traceback.format_exception(exc)))
     header = f"{prog} {redacted_command(sys.argv[1:])}\n"
     for folder in (Path(cache_root or default_cache_root()) / LOGS_FOLDER,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from cluster.models import DEFAULT_RELAY, MatrixMetadata, TestCase, TestMatrix, to_yaml_data
 from cluster.nat import DEFAULT_PRESET
@@ -13,7 +13,7 @@ from cluster.yamlio import dump_yaml, parse_yaml, validate
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_matrix(tests: list[TestCase], selection: Selection, kind: str,

@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel,
-                      StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from cluster.imageid import bare_image_id, image_ref
-from cluster.progress import FAILED_STEPS
 from cluster.nat import DEFAULT_PRESET, PRESETS
+from cluster.progress import FAILED_STEPS
 
 # Checked with fullmatch: `$` in a pattern would also accept a trailing newline.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -109,7 +122,7 @@ def _timestamp_text(value: object) -> object:
     """YAML reads an unquoted `2025-11-08T12:34:56Z` as a datetime; we keep the seed's text."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
 

@@ -12,12 +12,21 @@ selects all), then the ignore list drops a test when any pattern matches: ignore
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from cluster.errors import ConfigError
-from cluster.models import (DEFAULT_RELAY, Contract, ImplsFile, Implementation, Relay, SelectionFile,
-                            TestCase, Theory, Transport)
+from cluster.models import (
+    DEFAULT_RELAY,
+    Contract,
+    Implementation,
+    ImplsFile,
+    Relay,
+    SelectionFile,
+    TestCase,
+    Theory,
+    Transport,
+)
 from cluster.nat import DEFAULT_PRESET, PRESETS, punch_verdict
 
 Predicate = Callable[[str], bool]

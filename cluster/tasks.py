@@ -17,8 +17,17 @@ from pydantic import Field, StrictStr, StringConstraints, ValidationError
 from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.evidence import CAPTURE_LIMIT, CaptureMode
-from cluster.models import (CAPTURE_SOURCES, NAME_LIMIT, CaptureFile, ImageInfo, Status,
-                            TestCase, TestRecord, YamlModel, to_yaml_data)
+from cluster.models import (
+    CAPTURE_SOURCES,
+    NAME_LIMIT,
+    CaptureFile,
+    ImageInfo,
+    Status,
+    TestCase,
+    TestRecord,
+    YamlModel,
+    to_yaml_data,
+)
 from cluster.network import DEFAULT_DELAY_MS
 
 LOG_LIMIT = 512 * 1024       # a result travels through the broker: a worker keeps a log's tail

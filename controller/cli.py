@@ -17,8 +17,14 @@ from rich.console import Console
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
 from cluster.celeryconfig import CONTROLLER_QUEUE, DEAD_AFTER_SECONDS
-from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
-                            HolepunchError, UsageError)
+from cluster.errors import (
+    EXIT_INFRASTRUCTURE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    HolepunchError,
+    UsageError,
+)
 from cluster.evidence import CaptureMode
 from cluster.options import broker_value, visibility_option
 
@@ -330,10 +336,18 @@ def cluster_up(cache: Cache, root: Path, broker_port: int, flower_port: int, cac
     submit with `--broker <secrets>/broker-url`.
     """
     from cluster.app import configure
+    from controller.cluster_up import (
+        BROKER_URL_FILE,
+        FLOWER_AUTH_FILE,
+        ClusterSettings,
+        build_image,
+        compose,
+        make_secrets,
+        save_settings,
+        secrets_dir,
+        wait_ready,
+    )
     from controller.images.build import Builder
-    from controller.cluster_up import (BROKER_URL_FILE, FLOWER_AUTH_FILE, ClusterSettings,
-                                       build_image, compose, make_secrets, save_settings,
-                                       secrets_dir, wait_ready)
     root = root.resolve()
     if not (root / "compose.cluster.yml").is_file():
         raise UsageError("--root", f"{root} has no compose.cluster.yml (give the checkout)")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

@@ -16,8 +16,8 @@ import tarfile
 
 from docker.errors import DockerException
 
-from cluster.models import CAPTURE_SOURCES, Status, TestRecord, capture_file_name
 from cluster.evidence import CAPTURE_LIMIT, CaptureMode
+from cluster.models import CAPTURE_SOURCES, Status, TestRecord, capture_file_name
 
 # Where the router and the clients write them (worker.compose gives the clients the variable).
 ROUTER_CAPTURE_FILE = "/tmp/holepunch-public.pcap"

@@ -14,11 +14,11 @@ from cluster.cache import Cache, default_cache_root
 from cluster.celeryconfig import BROKER_ENV, DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, HolepunchError
 from cluster.imageid import bare_image_id
+from cluster.network import DEFAULT_PUBLIC_SUBNET
 from cluster.options import broker_value, visibility_option
 from worker import hosts
 from worker.host import Host
 from worker.reaper import reap_abandoned, reap_tests
-from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
 

@@ -17,14 +17,14 @@ from typing import Any
 import yaml
 
 from cluster.errors import ConfigError
-from cluster.labels import PASS as LABEL_PASS, TEST as LABEL_TEST
+from cluster.evidence import CAPTURE_LIMIT
+from cluster.labels import PASS as LABEL_PASS
+from cluster.labels import TEST as LABEL_TEST
 from cluster.models import Muxer, SecureChannel
 from cluster.nat import DEFAULT_PRESET, PEER_DELAY_MS, PRESETS, Preset
 from cluster.network import DEFAULT_DELAY_MS, PUBLIC_NETWORK, TRANSPORTS
-from cluster.evidence import CAPTURE_LIMIT
 from worker.captures import CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE
 from worker.contracts import CONTRACTS, apply_contracts
-
 
 # Where the router sits on its LAN (the bridge's gateway, the host side, takes .1).
 ROUTER_HOST_OFFSET = 2

@@ -28,8 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.models import Contract
 from cluster.network import PUBLIC_NETWORK
-from cluster.upstream import (CLIENT_COMMAND, KEYSPACE_PROXY, KEYSPACE_READY_FILE, NETNS_HOLDER,
-                              NETNS_READY_FILE, REDIS_HOST)
+from cluster.upstream import (
+    CLIENT_COMMAND,
+    KEYSPACE_PROXY,
+    KEYSPACE_READY_FILE,
+    NETNS_HOLDER,
+    NETNS_READY_FILE,
+    REDIS_HOST,
+)
 
 if TYPE_CHECKING:
     from worker.compose import TestSpec

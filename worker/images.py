@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -30,8 +29,9 @@ from docker.errors import DockerException, NotFound
 from pydantic import ValidationError
 
 from cluster.errors import InfrastructureError
+from cluster.imagefile import SUFFIX as DIGEST_SUFFIX
+from cluster.imagefile import TarballDigest
 from cluster.imageid import bare_image_id, image_ref
-from cluster.imagefile import SUFFIX as DIGEST_SUFFIX, TarballDigest
 from worker.locks import host_lock
 
 SUFFIXES = (".tar.zst", ".tar")

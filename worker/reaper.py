@@ -6,9 +6,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
-from docker.errors import APIError, NotFound
-
 import redis
+from docker.errors import APIError, NotFound
 
 from cluster.labels import HOST, OWNER, OWNER_VALUE, REDIS_ADDR, ROLE
 from worker.hosts import abandoned

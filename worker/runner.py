@@ -14,28 +14,28 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from docker.errors import DockerException
 
-from cluster.labels import REDIS_ADDR, SERVICES, test_labels
-from cluster.imageid import image_ref
 from cluster.errors import InfrastructureError
-from cluster.nat import DEFAULT_PRESET, PRESETS, WORKER_CARRIER_POOL
-from cluster.models import Contract, PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.evidence import CaptureMode
+from cluster.imageid import image_ref
+from cluster.labels import REDIS_ADDR, SERVICES, test_labels
+from cluster.models import Contract, PeerRecord, Status, TestRecord, as_reason, log_file_name
+from cluster.nat import DEFAULT_PRESET, PRESETS, WORKER_CARRIER_POOL
 from cluster.tasks import LOG_LIMIT, RunRequest
 from worker.captures import read_evidence
 from worker.compose import TestSpec, compose_for, project_name, render
 from worker.contracts import command_for
-from worker.project import Project, plan_project
 from worker.host import Host
 from worker.hosts import owner
 from worker.outcome import Outcome, outcome_of
-from worker.steps import stopped_at
+from worker.project import Project, plan_project
 from worker.reaper import reap_tests
 from worker.services import Services
+from worker.steps import stopped_at
 from worker.subnets import engine_subnets, lan_pair
 
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
@@ -259,7 +259,7 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
 
 def utc_stamp() -> str:
     """Now, as UTC ISO with milliseconds: `2026-12-03T07:40:01.123Z`."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> RunOutput:

@@ -29,12 +29,11 @@ from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
 from cluster.imageid import bare_image_id, image_ref
+from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, SERVICES, SERVICES_SLOT, global_labels
+from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 from worker.guard import install_guard, remove_guard
-from cluster.labels import (HOST, OWNER, OWNER_VALUE, ROLE, SERVICES, SERVICES_SLOT,
-                            global_labels)
 from worker.hosts import live_hosts, owner
 from worker.locks import host_lock, run_dir
-from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 
 REDIS_NAME = "hole-punch-redis"   # + "-<set key>"
 RELAY_NAME = "hole-punch-relay"

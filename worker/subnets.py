@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import InfrastructureError

@@ -13,17 +13,17 @@ from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from cluster.app import app
-from cluster.failover import FIRST_RESULT_KEY, LOST_KEY, keep_result
 from cluster.errors import InfrastructureError
-from cluster.models import TestRecord
 from cluster.evidence import CaptureMode
-from cluster.tasks import (DELIVERIES_KEY, DELIVERIES_TTL, LOG_LIMIT, RUN_TEST, RunRequest,
-                           RunResult)
-from worker.captures import as_message, evidence_on_pass, keeps_captures
+from cluster.failover import FIRST_RESULT_KEY, LOST_KEY, keep_result
+from cluster.models import TestRecord
+from cluster.tasks import DELIVERIES_KEY, DELIVERIES_TTL, LOG_LIMIT, RUN_TEST, RunRequest, RunResult
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record, poisoned
+from worker.captures import as_message, evidence_on_pass, keeps_captures
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
-from worker.runner import RunOutput, run_test as run_one
+from worker.runner import RunOutput
+from worker.runner import run_test as run_one
 
 log = logging.getLogger(__name__)
 

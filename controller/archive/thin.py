@@ -21,7 +21,6 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import Field, StrictInt, StrictStr, StringConstraints, model_validator

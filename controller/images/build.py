@@ -12,17 +12,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
-from controller.images import rootfs
-from controller.images import solid
+from controller.images import rootfs, solid
 from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
-from cluster.imageid import image_ref
 from cluster.imagefile import digest_path, write_digest
+from cluster.imageid import image_ref
 
 
 def export_image(cache: Cache, image_id: str) -> tuple[Path, bool]:

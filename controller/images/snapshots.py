@@ -16,9 +16,10 @@ import stat
 import tempfile
 import time
 import zipfile
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
@@ -153,7 +154,7 @@ def store_snapshot(folder: Path, name: str, cache: Cache, origin: str) -> Path:
         stubs = unused_crates(folder)
         write_zip(folder, tmp, stubs)
         metadata = {"source": origin, "sourceDigest": name, "stubbedCrates": len(stubs),
-                    "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "size": tmp.stat().st_size, "sha256": sha256_file(tmp)}
         os.replace(tmp, target)
     except BaseException:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import stat
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from cluster.cache import sha256_file, written_beside
 from cluster.errors import InfrastructureError

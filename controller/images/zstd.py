@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, ContextManager, Iterator
+from typing import IO, ContextManager
 
 from cluster.errors import InfrastructureError
 

@@ -25,10 +25,24 @@ import yaml
 
 from cluster.errors import InfrastructureError
 from cluster.labels import HOST, OWNER, PROBE, PROBE_OWNER_VALUE, PROBE_PID, probe_labels
-from cluster.nat import (PEER_DELAY_MS, Behaviour, Preset, ProbeFailed, ProbeObservation, behaviour_report,
-                         classify)
-from controller.nat.topology import (CARRIER_POOL, INET_POOL, LAN_POOL, ContainerPlan, Topology,
-                                     free_subnet, plan)
+from cluster.nat import (
+    PEER_DELAY_MS,
+    Behaviour,
+    Preset,
+    ProbeFailed,
+    ProbeObservation,
+    behaviour_report,
+    classify,
+)
+from controller.nat.topology import (
+    CARRIER_POOL,
+    INET_POOL,
+    LAN_POOL,
+    ContainerPlan,
+    Topology,
+    free_subnet,
+    plan,
+)
 
 ROUTER_TAG = "holepunch-router"
 READY_FILE = "/tmp/setup-done"

@@ -11,8 +11,8 @@ from cluster.errors import ConfigError
 from cluster.matrix import build_matrix, matrix_cache_key, matrix_from_yaml, matrix_to_yaml
 from cluster.models import ImplsFile, TestMatrix
 from cluster.selection import Selection, resolve_selection, select_tests
-from controller.plan.config import RepoConfig, load_config
 from controller.images.sources import snapshot_name
+from controller.plan.config import RepoConfig, load_config
 
 
 @dataclass(frozen=True)

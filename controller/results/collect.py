@@ -15,11 +15,21 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.errors import EXIT_INFRASTRUCTURE
-from cluster.models import (NAME_LIMIT, PeerRecord, Results, ResultsMetadata, Status, TestCase,
-                            TestMatrix, TestRecord, as_reason, capture_file_names,
-                            log_file_name)
-from cluster.timings import rtt_anomaly
+from cluster.models import (
+    NAME_LIMIT,
+    PeerRecord,
+    Results,
+    ResultsMetadata,
+    Status,
+    TestCase,
+    TestMatrix,
+    TestRecord,
+    as_reason,
+    capture_file_names,
+    log_file_name,
+)
 from cluster.tasks import Rejected, RunResult, read_result
+from cluster.timings import rtt_anomaly
 from cluster.yamlio import read_yaml, validate
 from controller.results.report import summarize
 

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import Field
 
 from cluster.cache import Cache, atomic_write
+from cluster.matrix import drop_default_dimensions, matrix_from_yaml
 from cluster.models import ImageInfo, ResultsMetadata, Settings, YamlModel, to_yaml_data
 from cluster.tasks import PassSummary
-from cluster.matrix import drop_default_dimensions
 from cluster.yamlio import dump_yaml
-from controller.images import rootfs
-from controller.images import solid
-from controller.results.collect import Collected, collect, exit_code_of
-from controller.results.html import link_from, render_results_html
-from controller.results.report import inject_dashboard, render_results_md
-from cluster.matrix import matrix_from_yaml
 from controller.archive.selfwheel import DISTRIBUTION, running_wheel
 from controller.archive.testpass import rerun_script, write_test_pass
 from controller.archive.thin import thin_snapshots
+from controller.images import rootfs, solid
+from controller.results.collect import Collected, collect, exit_code_of
+from controller.results.html import link_from, render_results_html
+from controller.results.report import inject_dashboard, render_results_md
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -56,7 +54,7 @@ class PassSpec(YamlModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def output_log(collected: Collected, extra: list[str]) -> str:
@@ -122,7 +120,7 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     cache = Cache(Path(spec.cache_dir))
     out = Path(spec.output_dir) if spec.output_dir else None
     completed = _now()
-    started = datetime.strptime(spec.started_at, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    started = datetime.strptime(spec.started_at, TIME_FORMAT).replace(tzinfo=UTC)
     matrix = matrix_from_yaml(spec.matrix_yaml)
     metadata = ResultsMetadata(
         test_pass=spec.name, started_at=spec.started_at, completed_at=completed.strftime(TIME_FORMAT),

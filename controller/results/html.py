@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Collection, Mapping
 from urllib.parse import quote
 
 from cluster.models import Results, Status, TestRecord
@@ -99,7 +99,7 @@ def _instant(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- the timeline, as data

@@ -9,12 +9,12 @@ what it claims: flagged, never hidden. Pure: records in, lines out.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from cluster.models import Status, TestRecord, Theory, Transport
-from cluster.selection import theory_of
 from cluster.nat import DEFAULT_PRESET, PRESETS
+from cluster.selection import theory_of
 
 WORSE, BETTER, AS_THEORY_NO = "🔴", "❗", "⛔"
 PASS, FLAKY, ERROR, NOT_RUN = "🟢", "🟡", "⚫", "⚪"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from cluster.errors import ConfigError
 from cluster.models import Results, Status, Summary, TestRecord
-from cluster.progress import STEP_WORDS
 from cluster.network import DIRECT_RTT_MS, RTT_ANOMALY_SHARE
+from cluster.progress import STEP_WORDS
 from cluster.timings import rtt_anomaly
 from controller.results.natreport import is_default_pair, render_nat_section
 

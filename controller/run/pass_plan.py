@@ -14,8 +14,7 @@ from pathlib import Path
 
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
 from cluster.evidence import CaptureMode
-from cluster.models import (Execution, Filters, GitInfo, ImageInfo, PassInfo, Settings,
-                            TestMatrix)
+from cluster.models import Execution, Filters, GitInfo, ImageInfo, PassInfo, Settings, TestMatrix
 from cluster.tasks import RunRequest
 from controller.run.where import ExternalBroker, Where
 

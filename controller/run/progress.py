@@ -10,8 +10,8 @@ for `grace` seconds (a lost callback), it asks `recover` to finish the pass
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import kombu.exceptions
 import redis.exceptions

@@ -9,9 +9,9 @@ machine none is there and all are rebuilt. The pass's own timeout and retries ho
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
@@ -20,10 +20,10 @@ from cluster.errors import InfrastructureError
 from cluster.matrix import matrix_from_yaml
 from cluster.models import ImageInfo, ImagesFile, Settings
 from cluster.yamlio import load_model, read_text
+from controller.archive.thin import restore_snapshots
 from controller.images import rootfs
 from controller.images.build import Builder
 from controller.images.solid import restore_solid
-from controller.archive.thin import restore_snapshots
 from controller.run.pass_plan import SubmitOptions, plan_pass
 from controller.run.probe import engine_version, git_info
 from controller.run.progress import report_summary

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from celery import chord
 from rich.console import Console
@@ -29,18 +29,29 @@ from controller.plan.config import detect_kind
 from controller.plan.matrix import plan_matrix
 from controller.results.deliver import deliver
 from controller.results.finish import TIME_FORMAT, PassSpec, finish_pass
-from controller.results.registered import (PASS_KEY_TTL, claim_pass_name, outputs_entry,
-                                           record_chord, record_outputs)
+from controller.results.recover import SPEC_KEY, SUBMIT_GRACE_S, claim, lost_note, stored_payloads
+from controller.results.registered import (
+    PASS_KEY_TTL,
+    claim_pass_name,
+    outputs_entry,
+    record_chord,
+    record_outputs,
+)
 from controller.run.celery_patch import stop_result_listener
 from controller.run.embedded import EmbeddedCluster
 from controller.run.outputs import check_outputs
-from controller.run.pass_plan import (PassPlan, SubmitOptions, deadline_seconds, pass_outputs,
-                                      plan_pass, requests_for, settings_for)
+from controller.run.pass_plan import (
+    PassPlan,
+    SubmitOptions,
+    deadline_seconds,
+    pass_outputs,
+    plan_pass,
+    requests_for,
+    settings_for,
+)
 from controller.run.probe import engine_version, git_info, system_info
 from controller.run.progress import BROKER_ERRORS, follow, report_summary
 from controller.run.visibility import check_visibility
-from controller.results.recover import (SPEC_KEY, SUBMIT_GRACE_S, claim, lost_note,
-                                        stored_payloads)
 from controller.run.where import ExternalBroker, Where
 
 PATHS = {"output_dir", "update_readme", "cache_dir", "base_dir"}  # never in the aggregate message
@@ -110,7 +121,7 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     if cluster is not None:
         console.print(f"embedded cluster: Redis {broker}, worker {cluster.host}")
         cluster.start_services(plan.images["base"].image_id, plan.images["rust-relay"].image_id)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
         name = claim_pass_name(client, cache, pass_name(plan.kind, started.astimezone()))

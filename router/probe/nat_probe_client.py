@@ -37,7 +37,7 @@ def udp_ask(sock, target, request):
         while time.monotonic() < deadline:
             try:
                 data, _ = sock.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 break
             msg = json.loads(data)
             if msg.get("id") == request["id"]:
@@ -72,7 +72,7 @@ def udp(eps):
         while time.monotonic() < deadline:
             try:
                 data, _ = f.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             msg = json.loads(data)
             if msg.get("id") == 100:
@@ -123,7 +123,7 @@ def tcp(eps):
         while time.monotonic() < deadline:
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             with conn:
                 conn.settimeout(2)

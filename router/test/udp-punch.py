@@ -4,7 +4,11 @@
   udp-punch.py probe LPORT PEER_IP PEER_PORT [N]      punch, then N timed round trips; prints ms
   udp-punch.py burst-recv PORT SECONDS                count packets, check their order
   udp-punch.py burst-send N IP PORT                   send N numbered packets as fast as possible"""
-import socket, sys, time, statistics
+import socket
+import statistics
+import sys
+import time
+
 if sys.argv[1] == "burst-recv":
     r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -17,7 +21,7 @@ if sys.argv[1] == "burst-recv":
             got += 1
             out_of_order += seq < last
             last = max(last, seq)
-    except socket.timeout:
+    except TimeoutError:
         pass
     print(f"burst: received {got}, out of order {out_of_order}")
     sys.exit(0)
@@ -42,7 +46,7 @@ while True:
         data, addr = s.recvfrom(2048)
         print(f"{mode}: got {data[:10]!r} from {addr[0]}:{addr[1]}", file=sys.stderr)
         break
-    except socket.timeout:
+    except TimeoutError:
         if time.time() > deadline:
             sys.exit(f"{mode}: punch failed")
 s.sendto(b"punch", (peer, pport))
@@ -57,7 +61,7 @@ else:
     s.settimeout(0.05)
     try:  # drain leftover punch packets
         while True: s.recvfrom(2048)
-    except socket.timeout:
+    except TimeoutError:
         pass
     s.settimeout(2)
     rtts = []

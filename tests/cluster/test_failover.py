@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import json
 
-from cluster.failover import (CLAIM_GRACE_SECONDS, QUEUED, HostWatch, Unacked, keep_result,
-                              task_id_of, to_restore, unacked)
+from cluster.failover import (
+    CLAIM_GRACE_SECONDS,
+    QUEUED,
+    HostWatch,
+    Unacked,
+    keep_result,
+    task_id_of,
+    to_restore,
+    unacked,
+)
 
 
 def _watch(**kw) -> HostWatch:

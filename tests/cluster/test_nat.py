@@ -5,10 +5,28 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import ConfigError
-from cluster.nat import (ADF, ADM, APDF, APDM, DEFAULT_BEHAVIOUR, DEFAULT_PRESET, EIF, EIM, PRESETS,
-                         Behaviour, ProbeFailed, ProbeObservation, TransportObservation,
-                         behaviour_report, classify, classify_filtering, classify_mapping,
-                         preset, punch_verdict, theory_table)
+from cluster.nat import (
+    ADF,
+    ADM,
+    APDF,
+    APDM,
+    DEFAULT_BEHAVIOUR,
+    DEFAULT_PRESET,
+    EIF,
+    EIM,
+    PRESETS,
+    Behaviour,
+    ProbeFailed,
+    ProbeObservation,
+    TransportObservation,
+    behaviour_report,
+    classify,
+    classify_filtering,
+    classify_mapping,
+    preset,
+    punch_verdict,
+    theory_table,
+)
 
 PUB = "11.250.0.10"
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cluster.models import (REASON_LIMIT, ImageInfo, PeerRecord, Status, TestRecord, as_reason,
-                            log_file_name)
+from cluster.models import REASON_LIMIT, ImageInfo, PeerRecord, Status, TestRecord, as_reason, log_file_name
 from cluster.tasks import Rejected, RunResult, read_result
 
 GOOD = {"name": "a x b (tcp)", "status": "pass", "rttMs": 201, "dialer": {"version": "a"},

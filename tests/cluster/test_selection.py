@@ -6,8 +6,15 @@ from hypothesis import strategies as st
 
 from cluster.errors import ConfigError
 from cluster.models import ImplsFile, SelectionFile
-from cluster.selection import (MAX_ALIAS_DEPTH, Selection, check_aliases, compile_patterns,
-                               resolve_selection, select_tests, split_patterns)
+from cluster.selection import (
+    MAX_ALIAS_DEPTH,
+    Selection,
+    check_aliases,
+    compile_patterns,
+    resolve_selection,
+    select_tests,
+    split_patterns,
+)
 
 
 def impls(*entries, aliases=None) -> ImplsFile:

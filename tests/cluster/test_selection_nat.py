@@ -10,11 +10,9 @@ from cluster.errors import ConfigError, UsageError
 from cluster.matrix import build_matrix, matrix_from_yaml, matrix_to_yaml
 from cluster.models import ImplsFile, Relay, SelectionFile, Theory
 from cluster.nat import PRESETS
-from cluster.selection import (Selection, parse_nat, parse_relays, resolve_selection,
-                               select_tests)
+from cluster.selection import Selection, parse_nat, parse_relays, resolve_selection, select_tests
 from cluster.selection import test_name as name_of
 from cluster.yamlio import load_model
-
 
 
 def impls(*entries, aliases=None) -> ImplsFile:
@@ -140,9 +138,10 @@ def test_matrix_records_the_pairs_and_keeps_the_seeds_shape_by_default() -> None
 
 
 def test_the_repository_default_pass_is_unchanged() -> None:
+    import tempfile
+
     from cluster.cache import Cache
     from controller.plan.matrix import plan_matrix
-    import tempfile
     plan = plan_matrix(REPO, "full", None, None, Cache(Path(tempfile.mkdtemp())))
     assert len(plan.matrix.tests) == 85
     assert not any("[" in t.name for t in plan.matrix.tests)

@@ -25,8 +25,8 @@ def test_bound_to_our_app_not_the_current_one() -> None:
 
 
 def test_an_upstream_side_reaches_the_worker_in_the_message() -> None:
-    from cluster.models import Contract
     from cluster.matrix import matrix_from_yaml, matrix_to_yaml
+    from cluster.models import Contract
     test = TestCase(name="a x b (tcp)", dialer="a", listener="b", transport=Transport("tcp"),
                     dialer_contract=Contract.UPSTREAM)
     request = RunRequest(pass_id="p", test=test, dialer=_image("a"), listener=_image("b"),

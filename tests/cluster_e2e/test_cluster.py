@@ -18,9 +18,24 @@ from pathlib import Path
 import pytest
 import redis
 
-from .conftest import (BROKER_PORT, CACHE_PORT, CONTROLLER, FAST, FAST_NAMES, FLOWER_PORT, HOSTS,
-                       REPO, SECRETS, broker_url, container, flower_auth, ping, results, submit,
-                       submit_args)
+from .conftest import (
+    BROKER_PORT,
+    CACHE_PORT,
+    CONTROLLER,
+    FAST,
+    FAST_NAMES,
+    FLOWER_PORT,
+    HOSTS,
+    REPO,
+    SECRETS,
+    broker_url,
+    container,
+    flower_auth,
+    ping,
+    results,
+    submit,
+    submit_args,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from .conftest import (FAR_VISIBILITY, FAST, FAST_NAMES, broker_url, container, ping, results,
-                       submit_args)
+from .conftest import FAR_VISIBILITY, FAST, FAST_NAMES, broker_url, container, ping, results, submit_args
 
 pytestmark = pytest.mark.e2e
 

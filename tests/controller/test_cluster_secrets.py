@@ -31,7 +31,7 @@ def test_secrets_are_private_files_outside_the_cache_and_kept(tmp_path: Path) ->
     assert (folder / "redis.conf").read_text() == f"requirepass {first.broker_password}\n"
     assert (folder / "broker-url").read_text().strip() == \
         f"redis://:{first.broker_password}@127.0.0.1:16379/0"
-    assert f"@broker:6379/0" in (folder / "broker.env").read_text()
+    assert "@broker:6379/0" in (folder / "broker.env").read_text()
     assert "FLOWER_BASIC_AUTH" not in (folder / "broker.env").read_text()
     assert (folder / "flower.env").read_text() == f"FLOWER_BASIC_AUTH={first.flower_auth}\n"
     assert make_secrets(folder, cache, 16379, None) == first, "generated once, then kept"

@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from tests.controller.test_workflow_steps import (
-    VENV_BIN, bash, free_port, literal_env, render_env, runner_env, step)
+    VENV_BIN,
+    bash,
+    free_port,
+    literal_env,
+    render_env,
+    runner_env,
+    step,
+)
 
 pytestmark = pytest.mark.e2e
 

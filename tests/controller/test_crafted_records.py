@@ -5,8 +5,8 @@ one that names no test of the pass is dropped, and the test is missing (the pass
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml

@@ -6,11 +6,19 @@ from pathlib import Path
 import yaml
 
 from cluster.matrix import build_matrix, matrix_to_yaml
-from cluster.models import (ImageInfo, PeerRecord, Settings, Status, TestCase, TestRecord, Transport,
-                            to_yaml_data)
+from cluster.models import (
+    ImageInfo,
+    PeerRecord,
+    Settings,
+    Status,
+    TestCase,
+    TestRecord,
+    Transport,
+    to_yaml_data,
+)
 from cluster.selection import Selection
-from controller.results.finish import PassSpec, finish_pass
 from controller.archive.testpass import pass_name
+from controller.results.finish import PassSpec, finish_pass
 
 
 def case(dialer: str, listener: str) -> TestCase:
@@ -89,6 +97,7 @@ def test_pass_name_is_the_seeds() -> None:
 
 def test_snapshot_keeps_nested_build_folders_and_symlinks(tmp_path: Path) -> None:
     import os
+
     from controller.images.snapshots import extract_zip, write_zip
     src = tmp_path / "src"
     (src / "vendor" / "thiserror" / "build").mkdir(parents=True)

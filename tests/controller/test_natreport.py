@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord, Theory
-from controller.results.natreport import BETTER, WORSE, AS_THEORY_NO, nat_cell, theory_counts
+from controller.results.natreport import AS_THEORY_NO, BETTER, WORSE, nat_cell, theory_counts
 from controller.results.report import render_results_md
 
 

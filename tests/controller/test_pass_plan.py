@@ -11,11 +11,18 @@ import pytest
 
 from cluster.cache import Cache
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
+from cluster.evidence import CaptureMode
 from cluster.models import GitInfo, ImageInfo
 from controller.plan.matrix import plan_matrix
-from cluster.evidence import CaptureMode
-from controller.run.pass_plan import (PassOutputs, SubmitOptions, deadline_seconds,
-                                      default_deadline, plan_pass, requests_for, settings_for)
+from controller.run.pass_plan import (
+    PassOutputs,
+    SubmitOptions,
+    deadline_seconds,
+    default_deadline,
+    plan_pass,
+    requests_for,
+    settings_for,
+)
 from controller.run.where import EmbeddedDefault, ExternalBroker
 
 GIT = GitInfo(repository="origin", branch="main", commit="c" * 40, dirty_working_tree=False)

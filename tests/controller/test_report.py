@@ -7,8 +7,13 @@ import pytest
 from cluster.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from cluster.models import PeerRecord, Results, Status, TestRecord
 from cluster.yamlio import load_model
-from controller.results.report import (DASHBOARD_END, DASHBOARD_START, inject_dashboard,
-                               render_results_md, summarize)
+from controller.results.report import (
+    DASHBOARD_END,
+    DASHBOARD_START,
+    inject_dashboard,
+    render_results_md,
+    summarize,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -26,8 +26,13 @@ import pytest
 import yaml
 
 from controller.results.report import DASHBOARD_END, DASHBOARD_START
-from tests.controller.test_submit_e2e import (CONTROLLER, REPO, embedded_redis_running,
-                                              engine_or_skip, leftovers)
+from tests.controller.test_submit_e2e import (
+    CONTROLLER,
+    REPO,
+    embedded_redis_running,
+    engine_or_skip,
+    leftovers,
+)
 
 pytestmark = pytest.mark.e2e
 

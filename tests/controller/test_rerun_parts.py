@@ -13,10 +13,10 @@ import pytest
 
 from cluster.errors import InfrastructureError
 from cluster.models import ImageInfo, Settings
-from controller.images import rootfs
-from controller.run.rerun import plan_rerun, recorded_options
 from controller.archive.selfwheel import build_wheel, package_files
+from controller.images import rootfs
 from controller.run.pass_plan import SubmitOptions
+from controller.run.rerun import plan_rerun, recorded_options
 
 
 def image(char: str, snapshot: str | None) -> ImageInfo:
@@ -92,9 +92,9 @@ def test_rootfs_compressed_once_and_unpacked_to_its_checked_name(tmp_path: Path)
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
 def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Path) -> None:
-    from tests.controller.test_finish import case, payload, spec_for
     from cluster.models import Status
     from controller.results.finish import finish_pass
+    from tests.controller.test_finish import case, payload, spec_for
 
     test = case("go-v0.51", "go-v0.51")
     spec = spec_for(tmp_path, [test])

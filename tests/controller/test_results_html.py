@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import EXIT_OK
-from cluster.models import (PeerRecord, Results, ResultsMetadata, Status, TestRecord,
-                            to_yaml_data)
+from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord, to_yaml_data
 from cluster.yamlio import dump_yaml, load_model
 from controller.results import report
-from controller.results.html import (LOOKS, group_of, lay_out_timeline, look_of, outcome_of,
-                                     render_results_html, ticks)
+from controller.results.html import (
+    LOOKS,
+    group_of,
+    lay_out_timeline,
+    look_of,
+    outcome_of,
+    render_results_html,
+    ticks,
+)
 from controller.results.report import DASHBOARD_END, DASHBOARD_START
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -46,7 +52,7 @@ HOSTILE = '<script>alert("x")</script>'
 
 
 def test_every_string_from_a_record_renders_as_text() -> None:
-    bad = record(f"a{HOSTILE} x b (tcp)", Status.FAIL, host=f'h"><img src=x onerror=alert(1)>',
+    bad = record(f"a{HOSTILE} x b (tcp)", Status.FAIL, host='h"><img src=x onerror=alert(1)>',
                  reason=f"died {HOSTILE}", duration="<b>1s</b>",
                  log_file="logs/a.log", docker_compose="docker-compose/c.yaml")
     page = render_results_html(results_of(bad), {"logs/a.log": f"line\n</pre>{HOSTILE}\n"})

@@ -15,14 +15,13 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from cluster.models import (PeerRecord, Results, ResultsMetadata, Status, TestRecord,
-                            to_yaml_data)
+from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord, to_yaml_data
 from cluster.yamlio import dump_yaml
 from controller.results.html import outcome_of
 from controller.results.report import summarize
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 IMPLS = ("go-v0.51", "python-v0.8", "rust-v0.57")
 HOSTILE = '<script>document.title="owned"</script>'
-T0 = datetime(2026, 12, 3, 8, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 3, 8, 0, 0, tzinfo=UTC)
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000")

@@ -12,10 +12,10 @@ import pytest
 from cluster.cache import sha256_file
 from cluster.errors import InfrastructureError
 from cluster.yamlio import dump_yaml
+from controller.archive.thin import restore_snapshots, thin_snapshots
 from controller.images.cargoprune import stub
 from controller.images.snapshots import write_zip
 from controller.images.solid import SUFFIX, packed, restore_solid, stored_files
-from controller.archive.thin import restore_snapshots, thin_snapshots
 
 pytestmark = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from cluster.cache import sha256_file
-from controller.images.solid import restore_solid
 from controller.archive.thin import restore_snapshots
+from controller.images.solid import restore_solid
 
 pytestmark = pytest.mark.e2e
 

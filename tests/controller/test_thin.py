@@ -10,8 +10,8 @@ import pytest
 
 from cluster.cache import sha256_file
 from cluster.errors import InfrastructureError
-from controller.images.snapshots import write_zip
 from controller.archive.thin import THIN_MANIFEST, THIN_ZIP, restore_snapshots, thin_snapshots
+from controller.images.snapshots import write_zip
 
 
 def folder(root: Path, files: dict[str, bytes]) -> Path:

@@ -13,15 +13,15 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import DockerException
-
 from harness import E2E_HOST, REPO, Impl, Session, image_yaml_id, newest_built, present_image
 from harness import run_pair as _run_pair
+
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
+from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker import hosts
 from worker.host import Host
 from worker.reaper import reap_tests
-from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker.subnets import DEFAULT_POOL
 
 

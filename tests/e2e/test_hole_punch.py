@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from harness import PairResult
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from harness import REPO, image_yaml_id, present_image
+
 from cluster.labels import PROBE
 from cluster.nat import PEER_DELAY_MS, PRESETS, behaviour_report
 from controller.cli import main

@@ -16,10 +16,10 @@ import re
 import uuid
 
 import pytest
-
-from cluster import labels
 from harness import E2E_HOST, PairResult
 from test_hole_punch import MIN_RTT_MS, _explain, reported_direct
+
+from cluster import labels
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from harness import REPO, Session, image_yaml_id, present_image, run_pair
+
 from cluster.cache import Cache
 from cluster.labels import SERVICES
 from cluster.network import DEFAULT_PUBLIC_SUBNET

@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import PairResult
 
 import worker.contracts as contracts
-from harness import PairResult
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,6 @@ Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest -m e2e tests/e2e/
 from __future__ import annotations
 
 import pytest
-
 from harness import REPO, image_yaml_id, present_image
 
 pytestmark = pytest.mark.e2e

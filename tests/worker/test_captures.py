@@ -10,12 +10,19 @@ import pytest
 
 from cluster.evidence import CAPTURE_LIMIT, CaptureMode
 from cluster.models import PeerRecord, Status, TestRecord
-from worker.captures import (CLIENT_KEYLOG_FILE, ROUTER_CAPTURE_FILE, evidence_from,
-                             evidence_on_pass, file_from_tar,
-                             keeps_captures, packet_count, whole_packets)
+from tests.worker.test_compose import spec
+from worker.captures import (
+    CLIENT_KEYLOG_FILE,
+    ROUTER_CAPTURE_FILE,
+    evidence_from,
+    evidence_on_pass,
+    file_from_tar,
+    keeps_captures,
+    packet_count,
+    whole_packets,
+)
 from worker.compose import compose_for
 from worker.tasks import with_evidence
-from tests.worker.test_compose import spec
 
 NAME = "go-v0.51 x go-v0.51 (tcp, noise, yamux)"
 STEM = "go-v0.51_x_go-v0.51_tcp_noise_yamux"

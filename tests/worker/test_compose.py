@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cluster.errors import ConfigError
 from worker.compose import (

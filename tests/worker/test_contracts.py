@@ -8,11 +8,10 @@ import yaml
 
 from cluster.errors import ConfigError
 from cluster.network import PUBLIC_NETWORK
+from tests.worker.test_compose import GOLDEN, UPDATE, spec
 from worker.compose import compose_for, render
 from worker.contracts import command_for
 from worker.project import plan_project
-
-from tests.worker.test_compose import GOLDEN, UPDATE, spec
 
 UPSTREAM_DIALER = dict(test_name="rust-upstream-v0.53 x go-v0.51 (tcp)", dialer_contract="upstream",
                        dialer_command=("hole-punch-client",))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+import worker.tasks as tasks
 from cluster.models import ImageInfo, TestCase, Transport
 from cluster.tasks import RunRequest
 from worker.attempts import MAX_DELIVERIES, poisoned
-import worker.tasks as tasks
 
 IMAGE = ImageInfo(image_id="c" * 64, image_name="x", built_at="2026-11-25T09:00:00Z", arch="x86_64")
 TEST = TestCase(name="a x b (tcp)", dialer="a", listener="b", transport=Transport.TCP)

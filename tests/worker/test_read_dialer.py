@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from docker.errors import NotFound
 
@@ -39,7 +39,7 @@ class FakeDockerClient:
 
 
 def test_reads_stdout_stderr_and_timings_of_the_projects_dialer() -> None:
-    up_started = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    up_started = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC).timestamp()
     dialer = FakeDialerContainer(b'log\n{"rtt_to_holepunched_peer_millis": 201}\n', b"punched\n",
                                  "2026-11-25T12:00:01.500000000Z", "2026-11-25T12:00:09.250000123Z")
     containers = FakeContainers({"hp-a": dialer, "hp-b": FakeDialerContainer(b"", b"", "", "")})

@@ -16,8 +16,7 @@ from cluster import labels
 from cluster.network import PUBLIC_NETWORK
 from worker import hosts
 from worker.reaper import reap_abandoned
-from worker.services import (GlobalServices, choose_slot, fixed_addresses, set_key,
-                             slot_capacity)
+from worker.services import GlobalServices, choose_slot, fixed_addresses, set_key, slot_capacity
 
 BASE_A, RELAY_A = "a" * 64, "b" * 64
 RELAY_B = "c" * 64

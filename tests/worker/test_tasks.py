@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+import worker.tasks as tasks
 from cluster.errors import EXIT_INFRASTRUCTURE, InfrastructureError
 from cluster.matrix import build_matrix
 from cluster.models import ImageInfo, ResultsMetadata, TestCase, Transport
 from cluster.selection import Selection
 from cluster.tasks import RunRequest
 from controller.results.collect import collect, exit_code_of
-import worker.tasks as tasks
 
 IMAGE = ImageInfo(image_id="c" * 64, image_name="x", built_at="2026-11-25T09:00:00Z", arch="x86_64")
 
@@ -141,6 +141,7 @@ def test_the_run_on_a_host_taken_for_lost_never_counts_even_when_it_finishes_fir
     comes back and finishes before the re-run: dropped, and the re-run's result is the record,
     even on worker-b itself, restarted."""
     from celery.exceptions import Ignore
+
     from cluster.failover import LOST_KEY
     backend = FakeBackend()
     backend.client.data[LOST_KEY.format("tag-1")] = "holepunch@worker-b"
