@@ -261,5 +261,5 @@ def punch_verdict(dialer: Behaviour, listener: Behaviour, transport: str) -> Ver
 
 def theory_table() -> dict[tuple[str, str, str], Verdict]:
     """(dialer preset, listener preset, transport) -> verdict, for every preset pair."""
-    return {(d, l, t): punch_verdict(PRESETS[d].behaviour, PRESETS[l].behaviour, t)
-            for d in PRESETS for l in PRESETS for t in TRANSPORTS}
+    return {(dialer, listener, t): punch_verdict(PRESETS[dialer].behaviour, PRESETS[listener].behaviour, t)
+            for dialer in PRESETS for listener in PRESETS for t in TRANSPORTS}

@@ -60,7 +60,8 @@ else:
     time.sleep(0.5)
     s.settimeout(0.05)
     try:  # drain leftover punch packets
-        while True: s.recvfrom(2048)
+        while True:
+            s.recvfrom(2048)
     except TimeoutError:
         pass
     s.settimeout(2)

@@ -133,8 +133,8 @@ def test_observation_rejects_unknown_keys():
 
 # --- theory ---
 
-def verdict(d, l, t="tcp"):
-    return punch_verdict(PRESETS[d].behaviour, PRESETS[l].behaviour, t)
+def verdict(dialer, listener, t="tcp"):
+    return punch_verdict(PRESETS[dialer].behaviour, PRESETS[listener].behaviour, t)
 
 
 def test_symmetric_pairs():
@@ -152,8 +152,8 @@ def test_symmetric_pairs():
 
 def test_cone_pairs_punch_both_ways():
     for d in ("full-cone", "restricted-cone", "port-restricted-cone", "cgnat"):
-        for l in ("full-cone", "restricted-cone", "port-restricted-cone", "cgnat"):
-            assert verdict(d, l).directions == ("dialer->listener", "listener->dialer"), (d, l)
+        for lis in ("full-cone", "restricted-cone", "port-restricted-cone", "cgnat"):
+            assert verdict(d, lis).directions == ("dialer->listener", "listener->dialer"), (d, lis)
 
 
 def test_cgnat_is_a_port_restricted_cone_for_theory():
