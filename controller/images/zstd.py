@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import IO, ContextManager
+from typing import IO
 
 from cluster.errors import InfrastructureError
 
@@ -67,14 +67,14 @@ def _piped(process: subprocess.Popen, stream: IO[bytes], what: str,
     _check(process, what)
 
 
-def writer(target: Path, args: list[str], what: str) -> ContextManager[IO[bytes]]:
+def writer(target: Path, args: list[str], what: str) -> AbstractContextManager[IO[bytes]]:
     """A stream whose bytes zstd compresses into `target` (overwritten)."""
     process = subprocess.Popen(_command([*args, "-f", "-o", str(target)]), stdin=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     return _piped(process, process.stdin, what)
 
 
-def reader(source: Path, args: list[str], what: str) -> ContextManager[IO[bytes]]:
+def reader(source: Path, args: list[str], what: str) -> AbstractContextManager[IO[bytes]]:
     """A stream of `source` decompressed; zstd checks the frame's checksum at its end."""
     process = subprocess.Popen(_command(["-d", "-c", *args, str(source)]), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
