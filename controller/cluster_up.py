@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,13 +38,13 @@ REDIS_CONF, BROKER_ENV, FLOWER_ENV, BROKER_URL_FILE, FLOWER_AUTH_FILE = (
     "redis.conf", "broker.env", "flower.env", "broker-url", "flower-auth")
 
 
-def secrets_dir(environ: dict[str, str] | None = None) -> Path:
+def secrets_dir(environ: Mapping[str, str] | None = None) -> Path:
     """$HOLEPUNCH_CLUSTER_SECRETS, else $XDG_CONFIG_HOME/holepunch/cluster, else
     ~/.config/holepunch/cluster."""
-    environ = os.environ if environ is None else environ
-    if environ.get(SECRETS_ENV):
-        return Path(environ[SECRETS_ENV]).expanduser()
-    config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    env = os.environ if environ is None else environ
+    if env.get(SECRETS_ENV):
+        return Path(env[SECRETS_ENV]).expanduser()
+    config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config).expanduser() / "holepunch" / "cluster"
 
 

@@ -95,7 +95,8 @@ def choose_slot(key: str, reserved: dict[int, str], capacity: int) -> int | None
 def _published(store: redis.Redis) -> dict[str, str] | None:
     """The relay's addresses once it has published one per transport."""
     addrs = {t: store.get(f"RELAY_{t.upper()}_ADDRESS") for t in TRANSPORTS}
-    return addrs if all(addrs.values()) else None
+    published = {t: addr for t, addr in addrs.items() if isinstance(addr, str) and addr}  # decoded
+    return published if len(published) == len(addrs) else None
 
 
 def wait_until(what: str, probe, timeout: float, interval: float = 0.1):
@@ -327,7 +328,8 @@ class GlobalServices:
             container = self.client.containers.get(name)
         except NotFound:
             return None
-        if container.status == "running" and container.image.id == image_ref(image):
+        if (container.status == "running" and container.image is not None
+                and container.image.id == image_ref(image)):
             return container
         container.remove(force=True, v=True)
         return None

@@ -38,13 +38,15 @@ _DATA_DESCRIPTOR = 0x08
 
 def _record(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """The entry's local header, name, extra and stored data, exactly as in the archive."""
-    archive.fp.seek(info.header_offset)
-    header = archive.fp.read(_LOCAL_HEADER.size)
+    fp = archive.fp
+    assert fp is not None  # an open archive
+    fp.seek(info.header_offset)
+    header = fp.read(_LOCAL_HEADER.size)
     fields = _LOCAL_HEADER.unpack(header)
     if fields[0] != b"PK\x03\x04":
         raise InfrastructureError(f"{archive.filename}: bad local header for {info.filename}")
     name_length, extra_length = fields[-2], fields[-1]
-    return header + archive.fp.read(name_length + extra_length + info.compress_size)
+    return header + fp.read(name_length + extra_length + info.compress_size)
 
 
 def movable(archive: zipfile.ZipFile) -> bool:
@@ -57,14 +59,17 @@ def write_records(target: io.BufferedIOBase | Path,
                   records: list[tuple[zipfile.ZipInfo, bytes]]) -> None:
     """A zip of the given entries in this order, each record written as it was stored."""
     with zipfile.ZipFile(target, "w") as out:
+        fp = out.fp
+        assert fp is not None  # an open archive
         for info, record in records:
             moved = copy.copy(info)
-            moved.header_offset = out.fp.tell()
-            out.fp.write(record)
+            moved.header_offset = fp.tell()
+            fp.write(record)
             out.filelist.append(moved)
             out.NameToInfo[moved.filename] = moved
-        out.start_dir = out.fp.tell()
-        out._didModify = True  # the central directory is written from filelist on close
+        out.start_dir = fp.tell()
+        # the central directory is written from filelist on close (a private flag typeshed lacks)
+        out._didModify = True  # type: ignore[attr-defined]
 
 
 EntryName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=4096)]

@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from cluster.cache import Cache, atomic_write, sha256_file
 from cluster.yamlio import dump_yaml
@@ -58,7 +58,7 @@ def snapshot_entries(folder: Path, skip: frozenset[str] = frozenset()) -> list[P
 
 # An entry of a snapshot zip: its name, its st_mode (a link or a file; only the executable bit
 # of a file counts) and its content (a link's target), as bytes or a readable stream.
-Entry = tuple[str, int, "bytes | BinaryIO"]
+Entry = tuple[str, int, "bytes | IO[bytes]"]
 
 
 def write_entries(target: Path, entries: Iterable[Entry]) -> None:
@@ -69,6 +69,7 @@ def write_entries(target: Path, entries: Iterable[Entry]) -> None:
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.create_system = 3  # unix, so external_attr carries the mode
             if stat.S_ISLNK(mode):
+                assert isinstance(content, bytes)  # a link's content is its target
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
                 archive.writestr(info, content, compress_type=zipfile.ZIP_STORED)
                 continue

@@ -92,7 +92,9 @@ def _entries(tar: tarfile.TarFile) -> Iterator[Entry]:
         if member.issym():
             yield member.name, stat.S_IFLNK | 0o777, member.linkname.encode("utf-8")
         elif member.isfile():
-            yield member.name, stat.S_IFREG | member.mode, tar.extractfile(member)
+            stream = tar.extractfile(member)
+            assert stream is not None  # a regular file has a stream
+            yield member.name, stat.S_IFREG | member.mode, stream
         else:
             raise ValueError(f"unexpected {member.type!r} entry {member.name!r}")
 

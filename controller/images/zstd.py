@@ -71,6 +71,7 @@ def writer(target: Path, args: list[str], what: str) -> AbstractContextManager[I
     """A stream whose bytes zstd compresses into `target` (overwritten)."""
     process = subprocess.Popen(_command([*args, "-f", "-o", str(target)]), stdin=subprocess.PIPE,
                                stderr=subprocess.PIPE)
+    assert process.stdin is not None  # stdin=PIPE
     return _piped(process, process.stdin, what)
 
 
@@ -78,4 +79,5 @@ def reader(source: Path, args: list[str], what: str) -> AbstractContextManager[I
     """A stream of `source` decompressed; zstd checks the frame's checksum at its end."""
     process = subprocess.Popen(_command(["-d", "-c", *args, str(source)]), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
+    assert process.stdout is not None  # stdout=PIPE
     return _piped(process, process.stdout, what, drain=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,7 @@ def _run(client, image: str, run_id: str, topology: Topology, log: Log) -> str:
     _wait_for(lambda: b"nat-probe server:" in server.logs(), server, "the probe server")
     for router in topology.routers:
         container = _start(client, image, run_id, router, net_ids, labels)
-        _wait_for(lambda c=container: c.exec_run(["test", "-f", READY_FILE]).exit_code == 0,
-                  container, router.key)
+        _wait_for(partial(_has_file, container, READY_FILE), container, router.key)
     log(f"nat-probe {run_id}: server and {len(topology.routers)} router(s) ready; probing")
     probe = _start(client, image, run_id, topology.client, net_ids, labels)
     status = probe.wait(timeout=CLIENT_TIMEOUT_S)
@@ -174,6 +174,10 @@ def _start(client, image: str, run_id: str, spec: ContainerPlan, net_ids: dict[s
         api.connect_container_to_network(created["Id"], net_ids[net], ipv4_address=ip)
     api.start(created["Id"])
     return client.containers.get(created["Id"])
+
+
+def _has_file(container: Any, path: str) -> bool:
+    return container.exec_run(["test", "-f", path]).exit_code == 0
 
 
 def _wait_for(ready: Callable[[], bool], container, what: str) -> None:

@@ -56,11 +56,11 @@ def plan(preset: Preset, inet: str, lan: str, carrier: str | None) -> Topology:
     hops = len(preset.routers)
     if hops not in (1, 2):
         raise ValueError(f"{preset.name}: the probe lays out one or two routers, not {hops}")
-    if hops == 2 and carrier is None:
-        raise ValueError(f"{preset.name}: two routers need a carrier subnet")
     # nets[0] is the client's LAN, nets[-1] the internet; router i joins nets[i] and nets[i + 1]
     nets = [NetworkPlan("lan", lan, False)]
     if hops == 2:
+        if carrier is None:
+            raise ValueError(f"{preset.name}: two routers need a carrier subnet")
         nets.append(NetworkPlan("carrier", carrier, False))
     nets.append(NetworkPlan("inet", inet, True))
     primary, alternate = _host(inet, 100), _host(inet, 101)

@@ -168,7 +168,8 @@ def _record_or_error(item: object) -> object:
         return TestRecord.model_validate(item)
     except ValidationError as exc:
         name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not 0 < len(name) <= NAME_LIMIT or not name.isprintable():
+        if (not isinstance(item, dict) or not isinstance(name, str) or not 0 < len(name) <= NAME_LIMIT
+                or not name.isprintable()):
             return item
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -152,6 +152,7 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     images_yaml = dump_yaml({key: to_yaml_data(image) for key, image in spec.images.items()})
     zip_started = time.monotonic()
     wheel_name, wheel = running_wheel()
+    texts: dict[str, str | bytes]  # text and the wheel's bytes
     texts = {"report.yaml": results_yaml, "results.md": results_md, "output.log": log_text,
              "results.html": render_results_html(results, collected.logs, linked={
                  *collected.logs, *collected.composes, *captures}),

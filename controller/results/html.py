@@ -146,12 +146,12 @@ def lay_out_timeline(results: Results) -> Timeline:
     for host in sorted(by_host):
         lane_ends: list[float] = []
         bars = []
-        for index, start, end in sorted(by_host[host], key=lambda item: (item[1], item[2])):
-            lane = next((n for n, busy in enumerate(lane_ends) if busy <= start), len(lane_ends))
+        for index, start_s, end_s in sorted(by_host[host], key=lambda item: (item[1], item[2])):
+            lane = next((n for n, busy in enumerate(lane_ends) if busy <= start_s), len(lane_ends))
             if lane == len(lane_ends):
-                lane_ends.append(end)
-            lane_ends[lane] = end
-            bars.append(Bar(index, start, end, lane))
+                lane_ends.append(end_s)
+            lane_ends[lane] = end_s
+            bars.append(Bar(index, start_s, end_s, lane))
         hosts[host] = bars
     return Timeline(origin, span, hosts, untimed)
 
@@ -277,8 +277,8 @@ def _filters(results: Results) -> str:
 
 def _matrices(results: Results) -> str:
     by_group: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-    for index, record in enumerate(results.tests):
-        by_group[group_of(record)][(record.dialer.version, record.listener.version)] = index
+    for position, test in enumerate(results.tests):
+        by_group[group_of(test)][(test.dialer.version, test.listener.version)] = position
     out = []
     for group in sorted(by_group):
         table = by_group[group]

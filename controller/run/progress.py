@@ -114,6 +114,7 @@ def follow(result, group, total: int, deadline: float, console: Console,
 
 def report_summary(summary: PassSummary, console: Console) -> None:
     """results.md, the counts, where the outputs are; the tests that ended on an error last."""
+    assert summary.results_md is not None  # set by controller.results.deliver before this
     console.print(Path(summary.results_md).read_text(encoding="utf-8"), markup=False)
     state = "PARTIAL" if summary.partial else "complete"
     counts = [f"{summary.passed} passed", f"{summary.failed} failed",
