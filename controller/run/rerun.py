@@ -83,13 +83,13 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
         console.print(f"snapshots/{restored}: restored from its thin zip and the entries it shares")
     builder = Builder(cache, log=console.print)
     images = {"base": builder.build_base(folder / "base")}
-    plan = plan_rerun(recorded, builder.has_image)
-    for key, image in plan.reuse.items():
+    rebuilt = plan_rerun(recorded, builder.has_image)
+    for key, image in rebuilt.reuse.items():
         console.print(f"{key}: the engine has image {short(image.image_id)}, the one the pass "
                       f"ran: not rebuilt")
-    for key, snapshot in plan.rebuild.items():
+    for key, snapshot in rebuilt.rebuild.items():
         images[key] = builder.build_snapshot(key, snapshot)
-    images.update(plan.reuse)
+    images.update(rebuilt.reuse)
     reason = f"re-run of {settings.test_pass.name}"
     options = recorded_options(options, settings)
     where = where_pass_runs(options.broker, options.detach, options.workers, options.timeout)

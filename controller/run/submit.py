@@ -12,8 +12,10 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 from celery import chord
+from celery.result import GroupResult
 from rich.console import Console
 
 from cluster.app import configure
@@ -92,9 +94,13 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
     if isinstance(where, ExternalBroker):  # the embedded cluster is started for --timeout
         check_visibility(configure(where.broker, options.timeout), options.timeout)
     engine = engine_version()
+
+    def infrastructure_ready(infra: dict[str, ImageInfo]) -> None:
+        if cluster is not None:
+            cluster.start_services(infra["base"].image_id, infra["rust-relay"].image_id)
+
     images = build_images(options, cache, planned.impls, matrix, log=console.print,
-                          infrastructure_ready=lambda infra: cluster and cluster.start_services(
-                              infra["base"].image_id, infra["rust-relay"].image_id))
+                          infrastructure_ready=infrastructure_ready)
     plan = plan_pass(options, where, kind, reason, matrix, images, engine,
                      git_info(options.root), options.root.resolve() / "impl" / "base")
     summary, code = run_pass(plan, cache, console, cluster)
@@ -123,7 +129,7 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
         cluster.start_services(plan.images["base"].image_id, plan.images["rust-relay"].image_id)
     started = datetime.now(UTC)
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        client = conn.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel
         name = claim_pass_name(client, cache, pass_name(plan.kind, started.astimezone()))
         outputs = outputs_entry(output_dir, plan.outputs.update_readme, plan.base_dir,
                                 plan.detached)
@@ -143,11 +149,12 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
         conn.default_channel.client.set(SPEC_KEY.format(name), json.dumps(spec_data),
                                         ex=PASS_KEY_TTL)
     result = chord(header)(body)
-    group = result.parent
+    group = cast(GroupResult, result.parent)  # a chord's parent: the group of its header
     group.save()
+    assert group.id is not None  # a saved group has its id
     with app.connection_for_write() as conn:
-        record_chord(conn.default_channel.client, name, group.id, result.id, len(header),
-                     output_dir, outputs)
+        client = conn.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel
+        record_chord(client, name, group.id, result.id, len(header), output_dir, outputs)
     console.print(f"pass {name}: {len(header)} tests submitted")
     if plan.detached:
         console.print(f"detached; follow it with: holepunch-controller status {name}")
