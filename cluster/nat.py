@@ -222,11 +222,13 @@ def _admits(sender: Behaviour, receiver: Behaviour) -> tuple[bool, str]:
     if receiver.filtering == EIF:
         return True, "endpoint-independent filter lets anyone in"
     if receiver.mapping != EIM:
-        return False, "its own packets leave from a new port, so its advertised port stays open to the relay only"
+        return False, ("its own packets leave from a new port, "
+                       "so its advertised port stays open to the relay only")
     if receiver.filtering == ADF:
         return True, "it has sent to the sender's address from its advertised port"
     if sender.mapping == EIM:
-        return True, "it has sent to the sender's advertised address:port, which the sender's packets come from"
+        return True, ("it has sent to the sender's advertised address:port, "
+                      "which the sender's packets come from")
     return False, "the sender's packets come from a new port it never sent to"
 
 
@@ -245,7 +247,8 @@ def punch_verdict(dialer: Behaviour, listener: Behaviour, transport: str) -> Ver
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
     d_to_l, why_l = _admits(dialer, listener)
     l_to_d, why_d = _admits(listener, dialer)
-    directions = tuple(name for name, ok in (("dialer->listener", d_to_l), ("listener->dialer", l_to_d)) if ok)
+    directions = tuple(name for name, ok in (("dialer->listener", d_to_l), ("listener->dialer", l_to_d))
+                       if ok)
     if d_to_l and l_to_d:
         reason = "both directions pass"
     elif d_to_l:

@@ -151,7 +151,8 @@ class TestSpec:
                 try:
                     ipaddress.IPv4Address(addr)
                 except ValueError:
-                    self._bad("public_allow", f"expected IPv4 addresses (the router takes no subnets), got {addr!r}")
+                    self._bad("public_allow",
+                              f"expected IPv4 addresses (the router takes no subnets), got {addr!r}")
 
     def _bad(self, key: str, problem: str) -> None:
         raise ConfigError("TestSpec", key, problem)

@@ -4,8 +4,9 @@ A snapshot is named by the sha256 of the folder's own source (controller.images.
 github snapshot is named by its commit: the lock files in that source pin the vendored
 dependencies it carries. Zips are deterministic (sorted entries, fixed timestamps) and keep
 symlinks (node_modules/.bin) and executable bits; a link out of the folder (a version's link to
-its language's shared source) is stored as the files it leads to (controller.images.sources). Vendored crates no build for this platform uses
-are stored as stubs (controller.images.cargoprune): the name stays, the zip shrinks.
+its language's shared source) is stored as the files it leads to (controller.images.sources).
+Vendored crates no build for this platform uses are stored as stubs (controller.images.cargoprune):
+the name stays, the zip shrinks.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def router_image(client, root: Path) -> str:
                               f"`holepunch-controller build` first")
 
 
-def run_probe(preset: Preset, root: Path, log: Log = lambda line: None, image: str | None = None) -> ProbeResult:
+def run_probe(preset: Preset, root: Path, log: Log = lambda line: None,
+              image: str | None = None) -> ProbeResult:
     import docker
     from docker.errors import DockerException
 
