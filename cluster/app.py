@@ -48,9 +48,10 @@ def _forget_connections() -> None:
     pool = getattr(app, "_pool", None)
     if pool is not None:
         pool.force_close_all()
-    app._pool = None
+    # The private attributes are absent from Celery's stubs, hence the narrow ignores.
+    app._pool = None  # type: ignore[attr-defined]
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
-    app._backend_cache = None  # a thread-safe backend is cached here, others per thread
-    app._local.__dict__.pop("backend", None)
+    app._backend_cache = None  # type: ignore[attr-defined]  # a thread-safe backend; others per thread
+    app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]

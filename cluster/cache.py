@@ -9,7 +9,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,13 @@ ENV_VAR = "HOLEPUNCH_CACHE"
 
 
 def default_cache_root(cli_value: str | Path | None = None,
-                       environ: dict[str, str] | None = None) -> Path:
+                       environ: Mapping[str, str] | None = None) -> Path:
     """`--cache-dir`, else `$HOLEPUNCH_CACHE`, else `~/.cache/holepunch`."""
-    environ = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ
     if cli_value:
         return Path(cli_value).expanduser()
-    if environ.get(ENV_VAR):
-        return Path(environ[ENV_VAR]).expanduser()
+    if env.get(ENV_VAR):
+        return Path(env[ENV_VAR]).expanduser()
     return Path.home() / ".cache" / "holepunch"
 
 

@@ -10,7 +10,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -636,6 +636,6 @@ class Settings(YamlModel):
     git: GitInfo = Field(default_factory=GitInfo)
 
 
-def to_yaml_data(model: BaseModel) -> dict:
+def to_yaml_data(model: BaseModel) -> dict[str, Any]:
     """A model as YAML-ready data with the files' own (camelCase / dashed) keys."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)

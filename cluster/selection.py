@@ -21,7 +21,9 @@ from cluster.models import (
     Contract,
     Implementation,
     ImplsFile,
+    Muxer,
     Relay,
+    SecureChannel,
     SelectionFile,
     TestCase,
     Theory,
@@ -268,7 +270,8 @@ def _marked(contract: Contract) -> Contract | None:
     return None if contract is Contract.HOLEPUNCH else contract
 
 
-def _tcp_variants(dialer: Implementation, listener: Implementation, transport: Transport):
+def _tcp_variants(dialer: Implementation, listener: Implementation,
+                  transport: Transport) -> list[tuple[SecureChannel | None, Muxer | None]]:
     """(secure channel, muxer) pairs a test multiplies over; (None, None) keeps the seed's name."""
     lists_both = all((dialer.secure_channels, dialer.muxers,
                       listener.secure_channels, listener.muxers))

@@ -70,7 +70,7 @@ def run_test_signature(request: RunRequest) -> Signature:
                      queue=TEST_QUEUE, argsrepr=repr((request.test.name,)), kwargsrepr="{}")
 
 
-def aggregate_signature(spec: dict, queue: str) -> Signature:
+def aggregate_signature(spec: dict[str, Any], queue: str) -> Signature:
     """The chord's body; Celery passes the list of run_test results first."""
     return app.signature(AGGREGATE, args=(spec,), queue=queue)
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from cluster.errors import ConfigError
 
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:  # libyaml's loader when it is there; both share SafeLoader's constructor
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,7 +32,7 @@ class UniqueKeyLoader(_SafeLoader):
     """The safe loader, refusing a mapping that names one key twice (`<<` merges still work:
     keys given beside a merge override it, as YAML means them to)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             first_seen: dict[Any, yaml.Node] = {}
             for key_node, _ in node.value:
@@ -120,14 +124,14 @@ def load_model(model: type[M], path: Path) -> M:
 _VALIDATOR_STEP = re.compile(r"(function-[a-z]+|list|dict|union|nullable|tagged-union)\[.*\]|str|int")
 
 
-def _describe(err: dict[str, Any]) -> tuple[str, str]:
+def _describe(err: ErrorDetails) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _VALIDATOR_STEP.fullmatch(p)))
     if loc and loc[-1] == "[key]":  # the key itself is wrong, not its value
         return key_path(loc[:-1]) + " (the key)", _describe_problem(err)
     return key_path(loc), _describe_problem(err)
 
 
-def _describe_problem(err: dict[str, Any]) -> str:
+def _describe_problem(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required key is missing"
