@@ -163,7 +163,9 @@ def strip_tags(src: IO[bytes], dst: IO[bytes]) -> None:
             if name == "repositories":  # the oldest format's tags
                 continue
             if member.isfile() and name in TAG_FILES:
-                data = _untagged(member, tar_in.extractfile(member).read())
+                stream = tar_in.extractfile(member)
+                assert stream is not None  # a regular file has a stream
+                data = _untagged(member, stream.read())
                 member.size = len(data)
                 tar_out.addfile(member, io.BytesIO(data))
             else:
@@ -181,6 +183,12 @@ def _engine_images() -> tuple[dict[str, str], set[str]]:
     return tags, {bare_image_id(image["Id"]) for image in images}
 
 
+def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    """A stream Popen was asked to pipe (which it then always has)."""
+    assert stream is not None
+    return stream
+
+
 def _load(tarball: Path) -> tuple[list[str], list[str]]:
     """`docker load` the tarball, its tags stripped; (image IDs, tags) it reported. A broken
     decompression is a corrupt download (fetched again); a refused tar is a mismatch."""
@@ -189,21 +197,22 @@ def _load(tarball: Path) -> tuple[list[str], list[str]]:
                   if tarball.name.endswith(".zst") else None)
     load = subprocess.Popen(["docker", "load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+    sink = _pipe(load.stdin)
     stripped: Exception | None = None
     try:
-        with (decompress.stdout if decompress else tarball.open("rb")) as src:
-            strip_tags(src, load.stdin)
+        with (_pipe(decompress.stdout) if decompress else tarball.open("rb")) as src:
+            strip_tags(src, sink)
     except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
         stripped = exc
     finally:
         try:
-            load.stdin.close()
+            sink.close()
         except OSError:
             pass
         load.stdin = None  # closed: communicate() must not flush it
     out, err = load.communicate()
     if decompress:
-        zstd_err = decompress.stderr.read().decode(errors="replace")
+        zstd_err = _pipe(decompress.stderr).read().decode(errors="replace")
         if decompress.wait() != 0:
             raise ImageFetchError(f"{tarball.name} does not decompress: {zstd_err.strip()[-300:]}")
     if stripped is not None and not isinstance(stripped, BrokenPipeError):

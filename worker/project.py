@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import docker
@@ -98,6 +99,12 @@ class ServicePlan:
     joins: str | None = None        # the service whose network namespace this one shares
     entrypoint: tuple[str, ...] | None = None      # None: the image's own
     command: tuple[str, ...] | None = None         # None: the image's own
+
+
+def _interval_s(service: ServicePlan) -> float:
+    """The healthcheck interval of a service another waits on as service_healthy."""
+    assert service.healthcheck is not None, f"{service.name}: service_healthy with no healthcheck"
+    return float(service.healthcheck["interval"]) / 1e9
 
 
 @dataclass(frozen=True)
@@ -248,11 +255,11 @@ class Project:
         deadline = time.monotonic() + timeout
         run = ProjectRun()
         since = int(time.time()) - 1  # the engine's clock is this machine's: events from here on
-        self._parallel([lambda n=n: self._create_network(n) for n in self.plan.networks
+        self._parallel([partial(self._create_network, n) for n in self.plan.networks
                         if not n.external])
         # A service that joins another's network namespace is created once that one exists.
-        self._parallel([lambda s=s: self._create(s) for s in self.plan.services if not s.joins])
-        self._parallel([lambda s=s: self._create(s) for s in self.plan.services if s.joins])
+        self._parallel([partial(self._create, s) for s in self.plan.services if not s.joins])
+        self._parallel([partial(self._create, s) for s in self.plan.services if s.joins])
         for index, wave in enumerate(self.plan.waves()):
             failure = self._wait_for_dependencies(wave, deadline)
             if failure:
@@ -260,7 +267,7 @@ class Project:
                 run.timed_out = time.monotonic() >= deadline
                 run.log = self.logs()
                 return run
-            self._parallel([lambda s=s: self.api.start(self._ids[s.name]) for s in wave])
+            self._parallel([partial(self._start, s) for s in wave])
             if index == 0:
                 prepare()
         stopped = self._first_stop(since, deadline)
@@ -309,14 +316,19 @@ class Project:
         self.api.create_network(network.name, driver=network.driver, options=network.options,
                                 ipam=ipam, labels=network.labels, check_duplicate=True)
 
+    def _start(self, service: ServicePlan) -> None:
+        self.api.start(self._ids[service.name])
+
     def _create(self, service: ServicePlan) -> None:
         api = self.api
-        first, *others = service.networks or [(None, None)]
+        first: tuple[str | None, str | None] = service.networks[0] if service.networks else (None, None)
+        others = service.networks[1:]
 
         def endpoint(address: str | None):
             return api.create_endpoint_config(ipv4_address=address, aliases=[service.name])
 
-        networking = (api.create_networking_config({first[0]: endpoint(first[1])})
+        # types-docker takes one EndpointConfig here; docker-py takes {network: EndpointConfig}
+        networking = (api.create_networking_config({first[0]: endpoint(first[1])})  # type: ignore[arg-type]
                       if first[0] else None)
         network_mode = first[0]
         if service.joins:
@@ -340,7 +352,7 @@ class Project:
     def _wait_for_dependencies(self, wave: list[ServicePlan], deadline: float) -> str | None:
         """Until every dependency of `wave` meets its condition; else why not."""
         needs = {dep: cond for service in wave for dep, cond in service.depends_on.items()}
-        poll = min([HEALTH_POLL_S, *(self.plan.service(dep).healthcheck["interval"] / 1e9
+        poll = min([HEALTH_POLL_S, *(_interval_s(self.plan.service(dep))
                                      for dep, cond in needs.items() if cond == "service_healthy")])
         while needs:
             for dep, condition in list(needs.items()):
@@ -371,7 +383,7 @@ class Project:
             return self.api.exec_inspect(check["Id"]).get("ExitCode") == 0
         except APIError:
             return False  # the container is stopping: the next state check says so
-    def _first_stop(self, since: float, deadline: float) -> tuple[str, int] | None:
+    def _first_stop(self, since: int, deadline: float) -> tuple[str, int] | None:
         """(service, exit code) of the first container of the project to stop, or None if
         none stops before `deadline`. From the engine's events, so nothing is polled."""
         until = math.ceil(time.time() + max(0.0, deadline - time.monotonic()))

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -163,7 +163,7 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
 
 
 @contextmanager
-def termination_deferred():
+def termination_deferred() -> Iterator[None]:
     """Hold SIGTERM and SIGINT back until the block is done, then deliver them.
 
     Celery terminates a running late-ack task when the broker connection drops: billiard's
