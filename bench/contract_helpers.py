@@ -76,7 +76,7 @@ def main() -> int:
                                       detach=True, network=name, labels=LABELS, init=True)
             started.append(c)
             ip = ip_of(c, name)
-            until(lambda: redis.Redis(host=ip, socket_timeout=1).ping())
+            until(lambda ip=ip: redis.Redis(host=ip, socket_timeout=1).ping())
             per_test.append(time.monotonic() - t0)
 
             t0 = time.monotonic()
@@ -86,7 +86,7 @@ def main() -> int:
                                                    "UPSTREAM": f"{global_ip}:6379"})
             started.append(c)
             ip = ip_of(c, name)
-            until(lambda: redis.Redis(host=ip, socket_timeout=1).ping())  # through to the global one
+            until(lambda ip=ip: redis.Redis(host=ip, socket_timeout=1).ping())  # through to the global one
             proxy.append(time.monotonic() - t0)
             redis.Redis(host=ip, socket_timeout=2).rpush("K", "v")
             assert redis.Redis(host=global_ip).lpop(f"bench-{i}:K") == b"v"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.celeryconfig import DEAD_AFTER_SECONDS
 
@@ -47,7 +48,7 @@ class HostWatch:
     holders: dict[str, str] = field(default_factory=dict)  # task id -> host (QUEUED: restored)
     offline: set[str] = field(default_factory=set)  # said goodbye (a warm stop restores its own)
 
-    def event(self, event: dict, now: float) -> None:
+    def event(self, event: dict[str, Any], now: float) -> None:
         """One Celery event, as the event receiver hands it over."""
         host = event.get("hostname")
         kind = event.get("type", "")

@@ -12,6 +12,7 @@ import ctypes.util
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 
@@ -35,7 +36,7 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> boo
     return True
 
 
-def preexec_die_with_parent(sig: int = signal.SIGKILL):
+def preexec_die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], bool]:
     """A `preexec_fn` for subprocess.Popen: the child ends with the process starting it."""
     parent = os.getpid()
     return lambda: die_with_parent(sig, parent)

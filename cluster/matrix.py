@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from cluster.models import DEFAULT_RELAY, MatrixMetadata, TestCase, TestMatrix, to_yaml_data
 from cluster.nat import DEFAULT_PRESET
@@ -38,7 +39,7 @@ def matrix_cache_key(inputs: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
-def drop_default_dimensions(data: dict) -> dict:
+def drop_default_dimensions(data: dict[str, Any]) -> dict[str, Any]:
     """A test (or record) of the default NAT pair and relay keeps the seed's shape: its NAT
     pair, relay and theory are written only when the pair or relay is not the default."""
     if ((data.get("dialerNat"), data.get("listenerNat"), data.get("relay"))

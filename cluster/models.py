@@ -85,7 +85,8 @@ class Theory(str, Enum):
     """What theory (cluster/nat.py punch_verdict) says of a test's NAT pair."""
 
     POSSIBLE = "possible"        # both directions' punch packets get through
-    ONE_WAY = "one-way"          # only one direction's do: enough by the spec, an implementation's limit shows
+    # only one direction's do: enough by the spec, an implementation's limit shows
+    ONE_WAY = "one-way"
     IMPOSSIBLE = "impossible"    # neither without port prediction: a pass means the harness is wrong
 
 

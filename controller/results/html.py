@@ -376,9 +376,9 @@ def _test_list(results: Results) -> str:
 _OPTIONAL = (("time_to_direct_ms", "Time to direct connection", "{:.0f} ms"),)
 
 
-def _timing_facts(record: TestRecord) -> list[tuple[str, object]]:
+def _timing_facts(record: TestRecord) -> list[tuple[str, str]]:
     """What the details add from a record's timings, failed step and anomaly."""
-    facts: list[tuple[str, object]] = []
+    facts: list[tuple[str, str]] = []
     if record.rtt_samples_ms:
         facts.append(("RTT samples", ", ".join(f"{v:.1f}" for v in record.rtt_samples_ms) + " ms"
                       + " (the RTT is their median)"))

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from celery.result import AsyncResult, GroupResult
 
@@ -88,7 +89,7 @@ class LostCallbacks:
         info = json.loads(raw) if raw else {}
         if "group" not in info or "aggregate" not in info:
             return False  # still being submitted
-        aggregate = AsyncResult(info["aggregate"], app=self.app)
+        aggregate: AsyncResult[Any] = AsyncResult(info["aggregate"], app=self.app)
         if aggregate.successful():
             self.done.add(name)
             return False

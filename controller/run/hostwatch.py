@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 from celery import Celery, states
 
@@ -78,7 +79,7 @@ class HostWatcher:
         if not dead:
             return 0
         with self.app.connection_for_write() as conn:
-            channel = conn.default_channel
+            channel: Any = conn.default_channel  # kombu's Redis channel (client, unacked keys)
             client = channel.client
             raw = client.hgetall(channel.unacked_key)
             entries = [unacked(tag, value) for tag, value in raw.items()]
@@ -86,17 +87,21 @@ class HostWatcher:
                 unknown = [e.task_id for e in entries
                            if e.task_id and self.watch.holder(e.task_id) is None]
             started_on = self._started_on(unknown)
+            chosen: list[tuple[Unacked, str, str]] = []  # entry, its task id, its dead holder
             with self.lock:
-                chosen = [(entry, self.watch.holder(entry.task_id, started_on.get(entry.task_id)))
-                          for entry in to_restore(entries, self.watch, dead, started_on, self.tasks)]
+                for entry in to_restore(entries, self.watch, dead, started_on, self.tasks):
+                    task_id = entry.task_id
+                    host = self.watch.holder(task_id, started_on.get(task_id)) if task_id else None
+                    if task_id and host:
+                        chosen.append((entry, task_id, host))
             ttl = int(self.app.conf.result_expires)
-            restored = [(entry, host) for entry, host in chosen
+            restored = [(task_id, host) for entry, task_id, host in chosen
                         if _restore(channel, entry, host, ttl)]
             with self.lock:
                 lost: dict[str, list[str]] = {}
-                for entry, host in restored:
-                    lost.setdefault(host, []).append(entry.task_id)
-                    self.watch.restored(entry.task_id)
+                for task_id, host in restored:
+                    lost.setdefault(host, []).append(task_id)
+                    self.watch.restored(task_id)
                 silent = {host: self.watch.silent_for(host, now) for host in lost}
         for host, task_ids in sorted(lost.items()):
             log.warning("host watch: %s silent for %.1f s: %d of its tests back on the queue (%s)",
@@ -108,7 +113,7 @@ class HostWatcher:
         """task id -> the host its stored STARTED state names."""
         if not task_ids:
             return {}
-        backend = self.app.backend
+        backend: Any = self.app.backend  # the Redis result backend (get, get_key_for_task)
         found: dict[str, str] = {}
         for task_id in task_ids:
             raw = backend.get(backend.get_key_for_task(task_id))

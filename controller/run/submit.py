@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import cast
 
 from celery import chord
@@ -146,7 +147,8 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     spec_data = spec.model_dump(mode="json", by_alias=True, exclude=PATHS)
     body = aggregate_signature(spec_data, plan.controller_queue)
     with app.connection_for_write() as conn:  # what the reporter finishes a lost callback from
-        conn.default_channel.client.set(SPEC_KEY.format(name), json.dumps(spec_data),
+        conn.default_channel.client.set(  # type: ignore[attr-defined]  # kombu's Redis channel
+            SPEC_KEY.format(name), json.dumps(spec_data),
                                         ex=PASS_KEY_TTL)
     result = chord(header)(body)
     group = cast(GroupResult, result.parent)  # a chord's parent: the group of its header
@@ -166,7 +168,7 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     try:
         summary, why = follow(result, group, len(header), deadline, console,
                               cluster.check if cluster else None,
-                              recover=lambda: _recover(app, spec, group, result.id),
+                              recover=partial(_recover, app, spec, group, result.id),
                               grace=SUBMIT_GRACE_S)
     except KeyboardInterrupt:
         if cluster:

@@ -19,12 +19,12 @@ def _word(verdict) -> str:
 
 def test_the_readme_table_is_theorys() -> None:
     lines = README.read_text().splitlines()
-    start = lines.index(next(l for l in lines if l.startswith("| dialer \\ listener |")))
+    start = lines.index(next(line for line in lines if line.startswith("| dialer \\ listener |")))
     header = [c.strip() for c in lines[start].strip("|").split("|")][1:]
     assert header == list(PRESETS)
     table = theory_table()
     for row in lines[start + 2:start + 2 + len(PRESETS)]:
         dialer, *cells = [c.strip() for c in row.strip("|").split("|")]
-        for listener, cell in zip(header, cells):
+        for listener, cell in zip(header, cells, strict=True):
             for transport in ("tcp", "quic"):
                 assert cell == _word(table[(dialer, listener, transport)]), (dialer, listener)

@@ -180,7 +180,7 @@ def test_two_passes_at_once_complete_with_their_own_results(tmp_path: Path) -> N
     for submit, host in ((first, host_a), (second, host_b)):
         found = records(submit.results())
         print(f"[two passes] {host}: " + ", ".join(
-            f"{name}={t['status']}{'' if t.get('rttMs') is None else ' %.0f ms' % t['rttMs']}"
+            f"{name}={t['status']}" + ("" if t.get("rttMs") is None else f" {t['rttMs']:.0f} ms")
             for name, t in found.items()))
         assert set(found) == set(SMALL), submit.output[-3000:]
         assert not submit.results()["metadata"].get("partial"), submit.output[-3000:]

@@ -62,7 +62,7 @@ def registered_pass(app, tmp_path: Path, stored: int):
     tests = [case("a", "a"), case("a", "b"), case("b", "a")]
     spec = spec_for(tmp_path, tests)
     ids = [str(uuid.uuid4()) for _ in tests]
-    for task_id, test in list(zip(ids, tests))[:stored]:
+    for task_id, test in list(zip(ids, tests, strict=True))[:stored]:
         app.backend.store_result(task_id, payload(test, Status.PASS), "SUCCESS")
     group = GroupResult(str(uuid.uuid4()), [AsyncResult(i, app=app) for i in ids], app=app)
     group.save()

@@ -33,7 +33,7 @@ def nat_pass(tmp_path_factory):
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.skip("no Docker engine")
     out = tmp_path_factory.mktemp("nat-pass")
-    pairs = "|".join(f"{PAIR} [{d} x {l}]" for d, l in (*CAN, *CANNOT))
+    pairs = "|".join(f"{PAIR} [{dialer} x {listener}]" for dialer, listener in (*CAN, *CANNOT))
     run = subprocess.run([CONTROLLER, "submit", "--root", str(REPO), "-o", str(out),
                           "--test-filter", pairs, "--nat", NAT, "--timeout", "60", "--workers", "4"],
                          capture_output=True, text=True, timeout=900, cwd=REPO)

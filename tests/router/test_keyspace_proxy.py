@@ -46,10 +46,11 @@ def proxied(store, tmp_path, request):
 
 def test_bare_keys_land_in_the_tests_space(proxied, store):
     # what the harness pushes for the test, and what our own listener writes
-    store.rpush(f"{PREFIX}RELAY_TCP_ADDRESS", "/ip4/11.11.0.3/tcp/4001/p2p/relay", "/ip4/11.11.0.3/tcp/4001/p2p/relay")
+    relay = "/ip4/11.11.0.3/tcp/4001/p2p/relay"
+    store.rpush(f"{PREFIX}RELAY_TCP_ADDRESS", relay, relay)
     store.rpush("hp-other:RELAY_TCP_ADDRESS", "another test's")
     # an upstream client reads it by its bare name, and BLPOP names the key as it asked
-    assert list(proxied.blpop(["RELAY_TCP_ADDRESS"], timeout=0)) == ["RELAY_TCP_ADDRESS", "/ip4/11.11.0.3/tcp/4001/p2p/relay"]
+    assert list(proxied.blpop(["RELAY_TCP_ADDRESS"], timeout=0)) == ["RELAY_TCP_ADDRESS", relay]
     proxied.rpush("LISTEN_CLIENT_PEER_ID", "12D3KooW")
     assert store.lrange(f"{PREFIX}LISTEN_CLIENT_PEER_ID", 0, -1) == ["12D3KooW"]
     assert not store.exists("LISTEN_CLIENT_PEER_ID")

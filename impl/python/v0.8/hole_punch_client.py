@@ -354,7 +354,8 @@ async def run_dialer(settings: Settings, client: redis.Redis) -> None:
                 elif time.monotonic() - failed_since > PUNCH_RETRY_GRACE_S or "closed" in reason:
                     raise ClientError(
                         f"the hole punch failed: {reason}, and no new attempt with {listener} began "
-                        f"within {PUNCH_RETRY_GRACE_S:.0f} s (connections: {describe_connections(host, listener)})"
+                        f"within {PUNCH_RETRY_GRACE_S:.0f} s "
+                        f"(connections: {describe_connections(host, listener)})"
                     )
                 await trio.sleep(0.1)
         if direct is None:
