@@ -48,6 +48,22 @@ def selection_options(command):
     return command
 
 
+def build_options(command):
+    """How images are built, shared by `build` and `submit`."""
+    for option in reversed([
+        click.option("--build-jobs", type=click.IntRange(1), default=None,
+                     help="Images built at once once the base is built (all but the base are "
+                          "independent). Default: one per core, at most 4."),
+        click.option("--build-output", type=click.Choice(["log", "terminal"]), default="log",
+                     show_default=True,
+                     help="Where make's, the compilers' and package managers' output goes: a log "
+                          "per image, <cache>/logs/build/<image>.log (its last lines are shown "
+                          "when a build fails), or the terminal as it comes."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache root. Default: $HOLEPUNCH_CACHE, else ~/.cache/holepunch.")
@@ -124,29 +140,24 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
 @cli.command("build")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Repository root holding impls.yaml.")
+@build_options
 @click.argument("ids", nargs=-1)
 @click.pass_obj
-def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
+def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
+          ids: tuple[str, ...]) -> None:
     """Build the base image, NAT router, relay and the given implementations (default: all).
 
     An image whose image.yaml names the current source snapshot and that the engine still has
     is not rebuilt. Dependencies are fetched once (make vendor) into the cache's snapshots/;
-    every later build, and any build with the network cut, runs from the snapshot.
+    every later build, and any build with the network cut, runs from the snapshot. One line per
+    image shows each build; make's output goes to <cache>/logs/build/<image>.log (its last
+    lines are shown when a build fails).
     """
-    from rich.table import Table
-
-    from controller.images.build import Builder, implementation_targets, infrastructure_targets
+    from controller.images.resolve import resolve_images
     from controller.plan.config import load_impls
     impls = load_impls(root)
-    chosen = ids or [impl.id for impl in impls.implementations]
-    targets = infrastructure_targets(root) + implementation_targets(root, impls, chosen)
-    builder = Builder(cache, log=lambda line: err.print(line))
-    table = Table("image", "imageID", "built", "seconds")
-    for target in targets:
-        done = builder.build(target)
-        table.add_row(target.name, short(done.image.image_id), "rebuilt" if done.rebuilt else "cached",
-                      f"{done.seconds:.1f}")
-    err.print(table)
+    chosen = list(ids or [impl.id for impl in impls.implementations])
+    resolve_images(root, cache, impls, chosen, err, jobs=build_jobs, output=build_output)
 
 
 @cli.command("submit")

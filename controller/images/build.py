@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
@@ -27,6 +29,26 @@ from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 
 Log = Callable[[str], None]
+Status = Callable[[str, str], None]  # (image, what it is doing or what came of it)
+
+# Where each image's make, compiler and package-manager output goes (under the cache), and how
+# much of it a failed build shows: the terminal gets one line per image, not thousands.
+BUILD_LOGS = ("logs", "build")
+TAIL_LINES = 40
+OUTPUTS = ("log", "terminal")
+
+
+class BuildError(InfrastructureError):
+    """A Makefile failed: the message names the command and carries its log's tail."""
+
+
+def build_log_path(cache: Cache, name: str) -> Path:
+    return cache.root.joinpath(*BUILD_LOGS, f"{name}.log")
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    with path.open(errors="replace") as handle:
+        return "".join(deque(handle, maxlen=lines))
 
 
 @dataclass(frozen=True)
@@ -88,14 +110,22 @@ class Builder:
 
     def __init__(self, cache: Cache, log: Log = print, has_image: Callable[[str], bool] = engine_has_image,
                  env: dict[str, str] | None = None,
-                 first_layer: Callable[[str], str | None] = engine_first_layer):
+                 first_layer: Callable[[str], str | None] = engine_first_layer,
+                 status: Status | None = None, output: str = "log"):
+        """`status(image, text)` is told what each build does (default: `log("image: text")`);
+        `output` is where make's own output goes: "log" (a file per image under the cache's
+        logs/build/, its tail in the error when a build fails) or "terminal" (as it comes)."""
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.cache = cache
         self.log = log
+        self.status: Status = status or (lambda name, text: log(f"{name}: {text}"))
+        self.output = output
+        self._local = threading.local()  # the image this thread builds: its log file
         self.has_image = has_image
         self.first_layer = first_layer
         self.base_layer: str | None = None  # known once the base is built: images must sit on it
         self._told_stale: set[str] = set()
-        self._held: set[str] = set()
         self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
 
     def build(self, target: BuildTarget) -> Built:
@@ -107,16 +137,19 @@ class Builder:
     @contextmanager
     def _alone(self, name: str) -> Iterator[None]:
         """Hold the cache's lock for `name` (once per process: build() calls build_snapshot())."""
-        if name in self._held:
+        held = self._local.__dict__.setdefault("held", set())
+        if name in held:
             yield
             return
+        self._local.name = name
         with self.cache.locked(f"image-{name}",
-                               lambda: self.log(f"{name}: waiting for another build of it")):
-            self._held.add(name)
+                               lambda: self.status(name, "waiting for another build of it")):
+            held.add(name)
+            self._local.fresh = True  # the first make of this build starts its log anew
             try:
                 yield
             finally:
-                self._held.discard(name)
+                held.discard(name)
 
     def _build(self, target: BuildTarget) -> Built:
         started = time.monotonic()
@@ -128,7 +161,7 @@ class Builder:
         snapshot = self._snapshot_name(target)
         current = read_image_yaml(target.folder)
         if current and current.snapshot == snapshot and self._reusable(target, current.image_id):
-            self.log(f"{target.name}: up to date (image {short(current.image_id)}, {snapshot})")
+            self.status(target.name, f"up to date (image {short(current.image_id)}, {snapshot})")
             return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
         if target.kind != "github":
             # A fresh clone has no image.yaml, but the cache's build area remembers the last
@@ -138,7 +171,7 @@ class Builder:
             if last and last.snapshot == snapshot and self._reusable(target, last.image_id):
                 shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
                                 target.folder / "image.yaml")
-                self.log(f"{target.name}: up to date in the cache (image {short(last.image_id)}, "
+                self.status(target.name, f"up to date in the cache (image {short(last.image_id)}, "
                          f"{snapshot})")
                 return Built(target, last, rebuilt=False, seconds=time.monotonic() - started)
 
@@ -148,11 +181,11 @@ class Builder:
                 raise InfrastructureError(
                     f"{target.name}: {archive} is missing and GitHub cannot be reached from here; "
                     f"put the repository's zip for commit {target.commit} there")
-            self.log(f"{target.name}: vendoring dependencies (make vendor)")
+            self.status(target.name, f"vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
             solid.packed(archive)  # what test-pass zips store of it, made once (controller.images.solid)
-            self.log(f"{target.name}: stored {snapshot}")
+            self.status(target.name, f"stored {snapshot}")
 
         if target.kind == "github":
             # The seed's layout: the Makefile beside impls.yaml unpacks the github zip itself.
@@ -162,7 +195,7 @@ class Builder:
             image = self.build_snapshot(target.name, snapshot, target.folder.name)
             shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
                             target.folder / "image.yaml")
-        self.log(f"{target.name}: image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
+        self.status(target.name, f"image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
         return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
 
     def _reusable(self, target: BuildTarget, image_id: str) -> bool:
@@ -175,7 +208,7 @@ class Builder:
             return layer is not None
         if image_id not in self._told_stale:  # the checkout and the build area often name one image
             self._told_stale.add(image_id)
-            self.log(f"{target.name}: image {short(image_id)} was built on another base image: "
+            self.status(target.name, f"image {short(image_id)} was built on another base image: "
                      f"building it again")
         return False
 
@@ -190,7 +223,7 @@ class Builder:
         with self._alone(name):
             workdir = self._workdir(name, folder_name)
             extract_zip(archive, workdir)
-            self.log(f"{name}: building from {snapshot}")
+            self.status(name, f"building from {snapshot}")
             self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
             return self._image_of(workdir)
 
@@ -218,9 +251,23 @@ class Builder:
     def _make(self, folder: Path, args: list[str]) -> None:
         command = ["make", "--no-print-directory", "-C", str(folder), f"CACHE_DIR={self.cache.root}",
                    *args]
-        result = subprocess.run(command, env=self.env, check=False)
+        if self.output == "terminal":
+            result = subprocess.run(command, env=self.env, check=False)
+            if result.returncode != 0:
+                raise BuildError(f"build failed ({result.returncode}): {' '.join(command)}")
+            return
+        path = build_log_path(self.cache, getattr(self._local, "name", None) or folder.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "w" if getattr(self._local, "fresh", True) else "a"
+        self._local.fresh = False
+        with path.open(mode) as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            result = subprocess.run(command, env=self.env, check=False, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            raise InfrastructureError(f"build failed ({result.returncode}): {' '.join(command)}")
+            raise BuildError(f"build failed ({result.returncode}): {' '.join(command)}\n"
+                             f"last {TAIL_LINES} lines of {path}:\n{tail(path).rstrip()}")
 
     def _image_of(self, folder: Path) -> ImageInfo:
         image = read_image_yaml(folder)
