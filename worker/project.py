@@ -37,6 +37,7 @@ from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from cluster.errors import ConfigError
+from worker.phases import Phases
 
 # The labels docker-compose 1.29 puts on what it creates, so it recognises our projects.
 PROJECT = "com.docker.compose.project"
@@ -205,35 +206,45 @@ class Project:
         self.main = main
         self._ids: dict[str, str] = {}   # service -> container id
 
-    def up(self, timeout: float, prepare: Callable[[], None] = lambda: None) -> ProjectRun:
+    def up(self, timeout: float, prepare: Callable[[], None] = lambda: None,
+           phases: Phases | None = None) -> ProjectRun:
         """Create and start everything, then wait until any container stops (as
         `--abort-on-container-exit` does) or `timeout` passes. `prepare` runs once the services
         without dependencies have started and before any service that depends on them: the
-        harness hands the test its relay address there, while the routers set up."""
+        harness hands the test its relay address there, while the routers set up. `phases`
+        records where the time went."""
+        phases = phases or Phases()
         deadline = time.monotonic() + timeout
         run = ProjectRun()
         since = int(time.time()) - 1  # the engine's clock is this machine's: events from here on
-        self._parallel([lambda n=n: self._create_network(n) for n in self.plan.networks
-                        if not n.external])
-        self._parallel([lambda s=s: self._create(s) for s in self.plan.services])
+        with phases("networks"):
+            self._parallel([lambda n=n: self._create_network(n) for n in self.plan.networks
+                            if not n.external])
+        with phases("creates"):
+            self._parallel([lambda s=s: self._create(s) for s in self.plan.services])
         for index, wave in enumerate(self.plan.waves()):
-            failure = self._wait_for_dependencies(wave, deadline)
+            with phases("ready"):
+                failure = self._wait_for_dependencies(wave, deadline)
             if failure:
                 run.failure = failure
                 run.timed_out = time.monotonic() >= deadline
                 run.log = self.logs()
                 return run
-            self._parallel([lambda s=s: self.api.start(self._ids[s.name]) for s in wave])
+            with phases("starts"):
+                self._parallel([lambda s=s: self.api.start(self._ids[s.name]) for s in wave])
             if index == 0:
-                prepare()
-        stopped = self._first_stop(since, deadline)
+                with phases("prepare"):
+                    prepare()
+        with phases("run"):
+            stopped = self._first_stop(since, deadline)
         if stopped is None:
             run.timed_out = True
         elif stopped[0] == self.main:
             run.exit_code = stopped[1]
         else:
             run.failure = f"{stopped[0]} exited {stopped[1]} before the {self.main} finished"
-        run.log = self.logs()
+        with phases("logs"):
+            run.log = self.logs()
         return run
 
     def logs(self) -> str:
