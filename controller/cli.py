@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
-from cluster.celeryconfig import CONTROLLER_QUEUE
+from cluster.celeryconfig import CONTROLLER_QUEUE, DEFAULT_KNOWN_FAILURE_TIMEOUT
 from cluster.errors import (EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
                             HolepunchError, UsageError)
 from cluster.evidence import CaptureMode
@@ -171,6 +171,10 @@ def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
               help="Where results.yaml, results.md, output.log and logs/ are written.")
 @click.option("--timeout", type=click.IntRange(1), default=120, show_default=True,
               help="Per-test timeout in seconds: on expiry the test is killed and fails (timeout).")
+@click.option("--known-failure-timeout", type=click.IntRange(1),
+              default=DEFAULT_KNOWN_FAILURE_TIMEOUT, show_default=True,
+              help="Per-test timeout in seconds of a test expected to fail (known-failures), if "
+                   "shorter than --timeout. Known failures run after the other tests.")
 @click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
               help="Re-run a failing test up to N times on any host; fail-then-pass is 'flaky'.")
 @click.option("--workers", type=click.IntRange(1), default=None,
@@ -191,11 +195,14 @@ def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
 @click.option("--deadline", type=click.IntRange(1), default=None,
               help="Seconds after which an unfinished pass stops and is written as partial. "
                    "Default: enough for every test to reach its timeout.")
+@build_options
 @click.pass_obj
 def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
                    test_ignore: str | None, broker: str | None, output_dir: Path, timeout: int,
-                   retries: int, workers: int | None, update_readme: Path | None, detach: bool,
-                   image_source: str | None, deadline: int | None, capture: str) -> None:
+                   known_failure_timeout: int, retries: int, workers: int | None,
+                   update_readme: Path | None, detach: bool, image_source: str | None,
+                   deadline: int | None, capture: str, build_jobs: int | None,
+                   build_output: str) -> None:
     """Run a whole test pass and write results.yaml, results.md and the test-pass zip.
 
     Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
@@ -212,10 +219,12 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
         from controller.run.submit import submit
         options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
                                 test_ignore=test_ignore, broker=broker, output_dir=output_dir,
-                                timeout=timeout, retries=retries, workers=workers,
+                                timeout=timeout, known_failure_timeout=known_failure_timeout,
+                                retries=retries, workers=workers,
                                 update_readme=update_readme, detach=detach,
                                 image_source=image_source, deadline=deadline,
-                                capture=CaptureMode(capture))
+                                capture=CaptureMode(capture),
+                                build_jobs=build_jobs, build_output=build_output)
         code = submit(options, where, cluster, cache, err)
     raise click.exceptions.Exit(code)
 

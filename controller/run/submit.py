@@ -22,7 +22,7 @@ from cluster.matrix import matrix_to_yaml
 from cluster.models import ImageInfo, ImplsFile, TestMatrix
 from cluster.tasks import PassSummary, aggregate_signature, run_test_signature
 from controller.archive.testpass import pass_name
-from controller.images.build import Builder, implementation_targets, infrastructure_targets
+from controller.images.resolve import resolve_images
 from controller.images.export import export_image
 from controller.plan.config import detect_kind
 from controller.plan.matrix import plan_matrix
@@ -43,21 +43,16 @@ PATHS = {"output_dir", "update_readme", "cache_dir", "base_dir"}  # never in the
 
 
 def build_images(options: SubmitOptions, cache: Cache, impls: ImplsFile, matrix: TestMatrix,
-                 log: Callable[[str], None],
+                 console: Console,
                  infrastructure_ready: Callable[[dict[str, ImageInfo]], None] = lambda _: None,
                  ) -> dict[str, ImageInfo]:
-    """Only the images the selected tests need, plus base, router and relay (first, and
-    `infrastructure_ready` is told of them before the implementations resolve). `impls` is the
-    configuration the matrix was planned from: read once per pass."""
+    """Only the images the selected tests need, plus base, router and relay
+    (controller.images.resolve: the base first, the rest at once, one line each);
+    `infrastructure_ready` is told of the base and the relay as soon as they are known.
+    `impls` is the configuration the matrix was planned from: read once per pass."""
     needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
-    builder = Builder(cache, log=log)
-    images: dict[str, ImageInfo] = {}
-    for target in infrastructure_targets(options.root):
-        images[target.name] = builder.build(target).image
-    infrastructure_ready(images)
-    for target in implementation_targets(options.root, impls, needed):
-        images[target.name] = builder.build(target).image
-    return images
+    return resolve_images(options.root, cache, impls, needed, console, jobs=options.build_jobs,
+                          output=options.build_output, services_ready=infrastructure_ready)
 
 
 def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None, cache: Cache,
@@ -74,7 +69,7 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
     console.print(f"{len(matrix.tests)} tests selected ({kind})")
     check_outputs(pass_outputs(options), where, options.timeout, options.controller_queue)
     engine = engine_version()
-    images = build_images(options, cache, planned.impls, matrix, log=console.print,
+    images = build_images(options, cache, planned.impls, matrix, console,
                           infrastructure_ready=lambda infra: cluster and cluster.start_services(
                               infra["base"].image_id, infra["rust-relay"].image_id))
     plan = plan_pass(options, where, kind, reason, matrix, images, engine,
