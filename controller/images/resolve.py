@@ -33,7 +33,7 @@ def default_jobs() -> int:
 def resolve_images(root: Path, cache: Cache, impls: ImplsFile, needed: list[str],
                    console: Console, jobs: int | None = None, output: str = "log",
                    services_ready: Ready = lambda _: None,
-                   builder_factory: Callable[..., Builder] = Builder) -> dict[str, ImageInfo]:
+                   builder_factory: Callable[..., Builder] | None = None) -> dict[str, ImageInfo]:
     """Base, router, relay and the `needed` implementations (by id), in that order in the
     result. `services_ready` is told once the base and the relay are known (the embedded
     cluster starts the host's Redis and relay then, while the other images build)."""
@@ -45,7 +45,8 @@ def resolve_images(root: Path, cache: Cache, impls: ImplsFile, needed: list[str]
     lock = threading.Lock()
     with BuildDisplay(console) as display:
         display.expect([t.name for t in (base, *others)])
-        builder = builder_factory(cache, log=console.print, status=display.status, output=output)
+        builder = (builder_factory or Builder)(cache, log=console.print, status=display.status,
+                                               output=output)
 
         def build(target: BuildTarget) -> None:
             built = builder.build(target)
