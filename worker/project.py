@@ -257,14 +257,16 @@ class Project:
         (docker-compose's `up` shows the same)."""
         lines: list[tuple[str, str]] = []
         width = max((len(s.name) for s in self.plan.services), default=0)
-        for service in self.plan.services:
-            container = self._ids.get(service.name)
-            if container is None:
-                continue
+
+        def read(container: str) -> bytes:
             try:
-                raw = self.api.logs(container, stdout=True, stderr=True, timestamps=True)
+                return self.api.logs(container, stdout=True, stderr=True, timestamps=True)
             except (NotFound, APIError):
-                continue
+                return b""
+        present = [s for s in self.plan.services if s.name in self._ids]
+        with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:  # one call each
+            raws = list(pool.map(read, [self._ids[s.name] for s in present]))
+        for service, raw in zip(present, raws):
             for line in raw.decode(errors="replace").splitlines():
                 stamp, _, text = line.partition(" ")
                 lines.append((stamp, f"{service.name:<{width}} | {text}"))

@@ -263,7 +263,8 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
                         muxer=test.muxer.value if test.muxer else None,
                         evidence=request.capture is not CaptureMode.NONE)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
-                                                               request.relay.image_id),
+                                                               request.relay.image_id,
+                                                               network_ready=True),
                             host, request.timeout_seconds, evidence_on_pass, phases)
     finally:
         host.leases.release(lans)

@@ -27,6 +27,7 @@ from worker.locks import host_lock
 from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 
 REDIS_NAME = "hole-punch-redis"
+GUARD_RECHECK_S = 60.0
 RELAY_NAME = "hole-punch-relay"
 
 
@@ -85,6 +86,7 @@ class GlobalServices:
         self.public_subnet = public_subnet
         self.lan_pool = lan_pool
         self._client = client
+        self._guard_checked = -GUARD_RECHECK_S  # never yet
 
     @property
     def client(self) -> docker.DockerClient:
@@ -105,23 +107,30 @@ class GlobalServices:
 
     def prepare_network(self) -> Services:
         """The simulated internet and the host guard, made if missing; the services' fixed
-        addresses. Enough for a test to set up its project while Redis and the relay start."""
+        addresses. Enough for a test to set up its project while Redis and the relay start.
+
+        The guard's iptables rules are checked at most once every GUARD_RECHECK_S per process
+        (four iptables runs, under a host-wide lock, were a tenth of a second of every test with
+        four at once); only this host's own shutdown removes them."""
         with host_lock("public-network"):
-            install_guard(self.lan_pool, self.public_subnet)
+            if time.monotonic() >= self._guard_checked + GUARD_RECHECK_S:
+                install_guard(self.lan_pool, self.public_subnet)
+                self._guard_checked = time.monotonic()
             self._ensure_network()
         return self.addresses
 
-    def ensure(self, base_image: str, relay_image: str) -> Services:
+    def ensure(self, base_image: str, relay_image: str, network_ready: bool = False) -> Services:
         """Start what is missing or dead; return the addresses tests need, once the relay
-        has published its own."""
-        services = self.start(base_image, relay_image)
+        has published its own. `network_ready`: the caller has just prepared the network."""
+        services = self.start(base_image, relay_image, network_ready)
         return replace(services, relay_addrs=self.relay_addrs(services))
 
-    def start(self, base_image: str, relay_image: str) -> Services:
+    def start(self, base_image: str, relay_image: str, network_ready: bool = False) -> Services:
         """Start what is missing or dead, without waiting for the relay to publish its addresses
         (`relay_addrs` is empty until it has: `relay_addrs()` waits for them)."""
         redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet)
-        self.prepare_network()
+        if not network_ready:
+            self.prepare_network()
         with host_lock("global-services"):
             _, new_redis = self._ensure_container(
                 REDIS_NAME, base_image, ["redis-server", "--protected-mode", "no", "--save", "",
@@ -186,6 +195,7 @@ class GlobalServices:
             except DockerException as exc:  # still in use: another host's services or a test
                 raise InfrastructureError(f"cannot remove {PUBLIC_NETWORK}: {exc}") from exc
             remove_guard(self.lan_pool, self.public_subnet)
+            self._guard_checked = -GUARD_RECHECK_S
         return []
 
     def other_hosts_testing(self) -> list[str]:
