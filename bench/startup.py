@@ -43,22 +43,28 @@ def main() -> None:
     from rich.console import Console
 
     from cluster.cache import Cache, default_cache_root
-    from controller.run import submit as submit_module
     from controller.plan.matrix import plan_matrix
+    from controller.run import submit as submit_module
+    from controller.run.outputs import check_outputs
+    from controller.run.pass_plan import SubmitOptions, pass_outputs
+    from controller.run.probe import engine_version, git_info, system_info
+    from controller.run.where import where_pass_runs
     step("imports (controller.run.submit)")
     cache = Cache(default_cache_root())
-    options = submit_module.SubmitOptions(root=args.root, test_filter=args.test_filter)
+    options = SubmitOptions(root=args.root, test_filter=args.test_filter)
     plan = plan_matrix(args.root, "full", args.test_filter, None, cache)
     step(f"matrix ({len(plan.matrix.tests)} tests)")
-    submit_module.check_outputs(options)
+    where = where_pass_runs(None, False, None, options.timeout)
+    check_outputs(pass_outputs(options), where, options.timeout, options.controller_queue)
     step("output checks")
-    engine = submit_module.engine_version()
+    engine = engine_version()
     step("engine version")
     images = submit_module.build_images(options, cache, plan.impls, plan.matrix,
                                         Console(file=io.StringIO()))
     step(f"images resolved ({len(images)})")
-    submit_module.settings_for(options, "bench", "full", "bench", plan.matrix, cache, engine, None)
-    step("settings (git)")
+    git_info(args.root)
+    system_info(engine)
+    step("git and system probes")
     print(f"python start -> bench main: {last - STARTED - sum(s for _, s in steps):.2f} s")
     for name, seconds in steps:
         print(f"  {name:<34} {seconds:6.2f} s")
