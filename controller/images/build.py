@@ -15,12 +15,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
+from cluster.imageid import image_ref
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
 from controller.images import rootfs
@@ -86,18 +88,34 @@ def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> 
     return targets
 
 
+@lru_cache(maxsize=1)
+def _engine():
+    """The engine's API, once per process: a `docker image inspect` run per image cost about
+    25 ms each (two per image on a warm pass), before the first test could begin."""
+    import docker  # here: the builder is imported by commands that never touch the engine
+    return docker.from_env(timeout=60).api
+
+
+def _inspect(image_id: str) -> dict | None:
+    from docker.errors import DockerException, NotFound
+    try:
+        return _engine().inspect_image(image_ref(image_id))
+    except NotFound:
+        return None
+    except DockerException as exc:
+        raise InfrastructureError(f"the Docker engine is not reachable: {exc}") from exc
+
+
 def engine_has_image(image_id: str) -> bool:
-    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image_id],
-                            capture_output=True, text=True, check=False)
-    return result.returncode == 0
+    return _inspect(image_id) is not None
 
 
 def engine_first_layer(image_id: str) -> str | None:
     """The bottom layer of an image the engine has (None if it lacks it): for every image we
     build, the base rootfs it was built FROM, which the base image holds as its only layer."""
-    result = subprocess.run(["docker", "image", "inspect", "--format", "{{index .RootFS.Layers 0}}",
-                             image_id], capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
+    found = _inspect(image_id)
+    layers = ((found or {}).get("RootFS") or {}).get("Layers") or []
+    return layers[0] if layers else None
 
 
 def read_image_yaml(folder: Path) -> ImageInfo | None:
