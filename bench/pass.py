@@ -121,7 +121,7 @@ def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = RE
             "zip_s": float(zip_line.group(2)) if zip_line else None,
             "summary": summary.group(0) if summary else output[-2000:],
             "results": out / "results.yaml",
-            "rebuilt": output.count("building from") + output.count(": built, image"), "tail": output[-3000:]}
+            "rebuilt": output.count("building from") + output.count(" built, image "), "tail": output[-3000:]}
 
 
 def durations(results: Path) -> dict[str, list[float]]:
