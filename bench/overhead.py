@@ -5,7 +5,11 @@
    run by hand (`docker-compose up` + `down`, the relay address pushed first as the task does)
    as many times. Medians and their ratio (goal <= 1.15).
 2. `--batch` tests one at a time against the same number submitted at once to the same worker
-   at concurrency 4 (goal >= 2.5x).
+   at concurrency 4 (goal >= 3x).
+3. The harness's share of each of those tests: everything the worker did for it but the
+   dialer's own run (container start to exit), from the worker's `timings` line per test
+   (worker.phases), median one at a time and 4 at once (goal <= 2.0 s at 4 at once), with the
+   median of each phase, so each 100 ms of it has a name. `--runs 0` skips part 1.
 
 One worker (concurrency 4) on a private broker (port 16404), run dir, cache and LAN pool; all of
 it is stopped and removed at the end, also on failure, Ctrl-C or when `--budget` runs out.
@@ -29,6 +33,7 @@ from localcluster import Deadline, LocalCluster, bounded_main
 from testcases import newest_rust, request
 
 from cluster.yamlio import parse_yaml  # noqa: E402 - testcases put the repository on sys.path
+from worker.phases import parse_line  # noqa: E402
 
 HOST = "bench-overhead"
 PORT = 16404
@@ -70,6 +75,38 @@ def by_hand(compose_text: str, runs: int, deadline: Deadline) -> tuple[list[floa
     return times, codes
 
 
+def timings(worker_log: str, prefix: str) -> list[dict[str, float]]:
+    """The worker's timings of the tests whose names start with `prefix`."""
+    found = []
+    for line in worker_log.splitlines():
+        parsed = parse_line(line)
+        if parsed and parsed[0].startswith(prefix):
+            found.append(parsed[1])
+    return found
+
+
+def harness_share(phases: dict[str, float]) -> float:
+    return phases["total"] - phases.get("dialer-own-run", 0.0)
+
+
+def show_shares(label: str, found: list[dict[str, float]]) -> None:
+    if not found:
+        print(f"{label}: no timings lines in the worker's log")
+        return
+    shares = [harness_share(p) for p in found]
+    print(f"{label}: harness share median {statistics.median(shares):.2f} s "
+          f"[{min(shares):.2f}..{max(shares):.2f}] of {len(found)} tests; dialer's own run median "
+          f"{statistics.median(p.get('dialer-own-run', 0.0) for p in found):.2f} s")
+    names = list(dict.fromkeys(name for p in found for name in p))
+    medians = {name: statistics.median(p.get(name, 0.0) for p in found) for name in names}
+    # "run" holds the dialer's own run; what is left of it is container start and stop latency.
+    medians["run"] = statistics.median(p.get("run", 0.0) - p.get("dialer-own-run", 0.0)
+                                       for p in found)
+    shown = {n: v for n, v in medians.items() if n not in ("total", "dialer-own-run")}
+    print("  phases (median s): " + ", ".join(
+        f"{'run less the dialer' if n == 'run' else n} {v:.2f}" for n, v in shown.items()))
+
+
 def passed(payloads: list[dict]) -> int:
     return sum(p["record"]["status"] == "pass" for p in payloads)
 
@@ -91,7 +128,8 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
             task_payloads += payloads
         # The last run's file, while its global services still run: same relay, same Redis;
         # its subnets are free again (the task released its lease).
-        hand_times, hand_codes = by_hand(task_payloads[-1]["compose"], args.runs, deadline)
+        hand_times, hand_codes = (by_hand(task_payloads[-1]["compose"], args.runs, deadline)
+                                  if args.runs else ([], []))
 
         serial_started, serial_payloads = time.monotonic(), []
         for i in range(args.batch):
@@ -99,21 +137,26 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
         serial = time.monotonic() - serial_started
         parallel, parallel_payloads = cluster.run(
             [req(f"parallel {i} x parallel (tcp)") for i in range(args.batch)])
+        worker_log = cluster.worker_log()
     load_after = os.getloadavg()
 
-    task, hand = statistics.median(task_times), statistics.median(hand_times)
     print(f"test: {rust.image_name} x {rust.image_name} (tcp); worker concurrency {CONCURRENCY}")
-    print(f"one test through run_test (median of {args.runs}):  {task:6.2f} s   "
-          f"[{min(task_times):.2f}..{max(task_times):.2f}], passed {passed(task_payloads)}/{args.runs}")
-    print(f"the same compose file by hand (median of {args.runs}): {hand:6.2f} s   "
-          f"[{min(hand_times):.2f}..{max(hand_times):.2f}], dialer exit 0 in "
-          f"{hand_codes.count(0)}/{args.runs}")
-    print(f"ratio task / by hand:                          {task / hand:6.2f}   (goal <= 1.15)")
+    if args.runs:
+        task, hand = statistics.median(task_times), statistics.median(hand_times)
+        print(f"one test through run_test (median of {args.runs}):  {task:6.2f} s   "
+              f"[{min(task_times):.2f}..{max(task_times):.2f}], passed "
+              f"{passed(task_payloads)}/{args.runs}")
+        print(f"the same compose file by hand (median of {args.runs}): {hand:6.2f} s   "
+              f"[{min(hand_times):.2f}..{max(hand_times):.2f}], dialer exit 0 in "
+              f"{hand_codes.count(0)}/{args.runs}")
+        print(f"ratio task / by hand:                          {task / hand:6.2f}   (goal <= 1.15)")
     print(f"{args.batch} tests one at a time:                       {serial:6.1f} s   "
           f"passed {passed(serial_payloads)}/{args.batch}")
     print(f"{args.batch} tests at once (concurrency {CONCURRENCY}):            {parallel:6.1f} s   "
           f"passed {passed(parallel_payloads)}/{args.batch}")
-    print(f"speed-up:                                      {serial / parallel:6.2f}x  (goal >= 2.5x)")
+    print(f"speed-up:                                      {serial / parallel:6.2f}x  (goal >= 3x)")
+    show_shares("one at a time", timings(worker_log, "serial "))
+    show_shares(f"{CONCURRENCY} at once", timings(worker_log, "parallel "))
     print(f"host: {os.cpu_count()} cores; load average before {load_before[0]:.2f}, "
           f"after {load_after[0]:.2f} (1 min)")
     return 0

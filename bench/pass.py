@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,10 +83,16 @@ class FirstTestStart:
         self.proc.wait()
 
 
-def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = REPO) -> dict:
+CI_IMAGES = ["rust-v0.57", "go-v0.51", "python-v0.8", "js-v3.3"]
+
+
+def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = REPO,
+             test_filter: str | None = None) -> dict:
+    selection = (["--test-filter", "|".join(PAIRS), "--test-ignore", ""] if test_filter is None
+                 else ["--test-filter", test_filter])
     argv = [CONTROLLER, *(["--cache-dir", str(cache)] if cache else []), "submit",
-            "--root", str(root), "-o", str(out), "--test-filter", "|".join(PAIRS),
-            "--test-ignore", "", *(["--workers", str(workers)] if workers else [])]
+            "--root", str(root), "-o", str(out), *selection,
+            *(["--workers", str(workers)] if workers else [])]
     events = FirstTestStart()
     time.sleep(0.5)  # docker events is listening
     started = time.time()
@@ -104,13 +111,30 @@ def run_pass(cache: Path | None, out: Path, workers: int | None, root: Path = RE
     output = "".join(lines)
     zip_line = re.search(r"test-pass zip: ([\d.]+) MB, written in ([\d.]+) s", output)
     summary = re.search(r"(complete|PARTIAL): (.*)", output)
-    return {"exit": code, "wall": wall, "marks": marks,
+    before_first = next((i for i, line in enumerate(lines) if MARKS["submitted"] in line),
+                        len(lines))
+    return {"exit": code, "wall": wall, "marks": marks, "lines": len(lines),
+            "lines_before_tests": before_first, "durations": durations(out / "results.yaml"),
             "first_test": events.at - started if events.at else None,
             "first_began": events.began - started if events.began else None,
             "zip_mb": float(zip_line.group(1)) if zip_line else None,
             "zip_s": float(zip_line.group(2)) if zip_line else None,
             "summary": summary.group(0) if summary else output[-2000:],
-            "rebuilt": output.count("building from"), "tail": output[-3000:]}
+            "results": out / "results.yaml",
+            "rebuilt": output.count("building from") + output.count(" built, image "), "tail": output[-3000:]}
+
+
+def durations(results: Path) -> dict[str, list[float]]:
+    """Seconds per test from results.yaml, apart for known failures and the others."""
+    from cluster.yamlio import read_yaml
+    found: dict[str, list[float]] = {"expected to pass": [], "known failures": []}
+    if not results.is_file():
+        return found
+    for record in read_yaml(results).get("tests") or []:
+        if record.get("duration"):
+            key = "known failures" if record.get("expectedFailure") else "expected to pass"
+            found[key].append(float(str(record["duration"]).rstrip("s")))
+    return found
 
 
 def cold_checkout(target: Path) -> Path:
@@ -149,6 +173,14 @@ def show(label: str, figures: dict) -> None:
           f"{'n/a' if first is None else f'{first:.1f} s'} (selection + images "
           f"{marks.get('selected', float('nan')):.1f}..{marks.get('cluster', float('nan')):.1f} s, "
           f"chord submitted at {marks.get('submitted', float('nan')):.1f} s)")
+    print(f"  terminal: {figures['lines']} lines, {figures['lines_before_tests']} before the "
+          f"tests were submitted")
+    spans = figures["durations"]
+    total = sum(sum(v) for v in spans.values()) or 1.0
+    for kind, values in spans.items():
+        if values:
+            print(f"  {kind}: {len(values)} tests, median {statistics.median(values):.1f} s, max "
+                  f"{max(values):.1f} s, {100 * sum(values) / total:.0f} % of test-seconds")
     if figures["zip_mb"] is not None:
         print(f"  test-pass zip: {figures['zip_mb']:.1f} MB, written in {figures['zip_s']:.1f} s")
     if figures["exit"] not in (0, 1):
@@ -161,7 +193,16 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="the warm cache (default: "
                         "$HOLEPUNCH_CACHE, else ~/.cache/holepunch)")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--ci-images", action="store_true",
+                        help="instead: once, every test of the default selection among the four "
+                             "CI images (" + ", ".join(CI_IMAGES) + "), known failures included")
     args = parser.parse_args()
+    if args.ci_images:
+        with tempfile.TemporaryDirectory(prefix="hp-bench-pass-") as tmp:
+            show("CI images, default selection", run_pass(
+                args.cache_dir, Path(tmp) / "ci", args.workers,
+                test_filter="|".join(f"{a} x {b}" for a in CI_IMAGES for b in CI_IMAGES)))
+        return
     print(f"{len(PAIRS)} dialer x listener pairs, 13 tests (tcp; quic for rust/go pairs)")
     with tempfile.TemporaryDirectory(prefix="hp-bench-pass-") as tmp:
         if args.cold:

@@ -616,6 +616,8 @@ class Execution(YamlModel):
     verbose: StrictBool = False
     cache_dir: LongLine
     timeout_seconds: StrictInt = Field(default=120, gt=0, le=7 * 24 * 3600)
+    # A known failure's own timeout (submit --known-failure-timeout); None: --timeout for all.
+    known_failure_timeout_seconds: StrictInt | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     retries: StrictInt = Field(default=0, ge=0, le=100)
     broker: Literal["embedded", "external"] | None = None
 

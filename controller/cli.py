@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from cluster.cache import Cache, atomic_write, default_cache_root, short
-from cluster.celeryconfig import CONTROLLER_QUEUE, DEAD_AFTER_SECONDS
+from cluster.celeryconfig import CONTROLLER_QUEUE, DEAD_AFTER_SECONDS, DEFAULT_KNOWN_FAILURE_TIMEOUT
 from cluster.errors import (
     EXIT_INFRASTRUCTURE,
     EXIT_INTERNAL,
@@ -56,6 +56,22 @@ def selection_options(command):
         click.option("--test-ignore", default=None, help=IGNORE_HELP),
         click.option("--nat", default=None, help=NAT_HELP),
         click.option("--relay", default=None, help=RELAY_HELP),
+    ]):
+        command = option(command)
+    return command
+
+
+def build_options(command):
+    """How images are built, shared by `build` and `submit`."""
+    for option in reversed([
+        click.option("--build-jobs", type=click.IntRange(1), default=None,
+                     help="Images built at once once the base is built (all but the base are "
+                          "independent). Default: one per core, at most 4."),
+        click.option("--build-output", type=click.Choice(["log", "terminal"]), default="log",
+                     show_default=True,
+                     help="Where make's, the compilers' and package managers' output goes: a log "
+                          "per image, <cache>/logs/build/<image>.log (its last lines are shown "
+                          "when a build fails), or the terminal as it comes."),
     ]):
         command = option(command)
     return command
@@ -137,29 +153,24 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
 @cli.command("build")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Repository root holding impls.yaml.")
+@build_options
 @click.argument("ids", nargs=-1)
 @click.pass_obj
-def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
+def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
+          ids: tuple[str, ...]) -> None:
     """Build the base image, NAT router, relay and the given implementations (default: all).
 
     An image whose image.yaml names the current source snapshot and that the engine still has
     is not rebuilt. Dependencies are fetched once (make vendor) into the cache's snapshots/;
-    every later build, and any build with the network cut, runs from the snapshot.
+    every later build, and any build with the network cut, runs from the snapshot. One line per
+    image shows each build; make's output goes to <cache>/logs/build/<image>.log (its last
+    lines are shown when a build fails).
     """
-    from rich.table import Table
-
-    from controller.images.build import Builder, implementation_targets, infrastructure_targets
+    from controller.images.resolve import resolve_images
     from controller.plan.config import load_impls
     impls = load_impls(root)
-    chosen = ids or [impl.id for impl in impls.implementations]
-    targets = infrastructure_targets(root) + implementation_targets(root, impls, chosen)
-    builder = Builder(cache, log=lambda line: err.print(line))
-    table = Table("image", "imageID", "built", "seconds")
-    for target in targets:
-        done = builder.build(target)
-        table.add_row(target.name, short(done.image.image_id), "rebuilt" if done.rebuilt else "cached",
-                      f"{done.seconds:.1f}")
-    err.print(table)
+    chosen = list(ids or [impl.id for impl in impls.implementations])
+    resolve_images(root, cache, impls, chosen, err, jobs=build_jobs, output=build_output)
 
 
 @cli.command("submit")
@@ -173,6 +184,10 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
               help="Where results.yaml, results.md, output.log and logs/ are written.")
 @click.option("--timeout", type=click.IntRange(1), default=120, show_default=True,
               help="Per-test timeout in seconds: on expiry the test is killed and fails (timeout).")
+@click.option("--known-failure-timeout", type=click.IntRange(1),
+              default=DEFAULT_KNOWN_FAILURE_TIMEOUT, show_default=True,
+              help="Per-test timeout in seconds of a test expected to fail (known-failures), if "
+                   "shorter than --timeout. Known failures run after the other tests.")
 @click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
               help="Re-run a failing test up to N times on any host; fail-then-pass is 'flaky'.")
 @click.option("--workers", type=click.IntRange(1), default=None,
@@ -193,12 +208,15 @@ def build(cache: Cache, root: Path, ids: tuple[str, ...]) -> None:
 @click.option("--deadline", type=click.IntRange(1), default=None,
               help="Seconds after which an unfinished pass stops and is written as partial. "
                    "Default: enough for every test to reach its timeout.")
+@build_options
 @click.pass_obj
 def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: str | None,
                    test_ignore: str | None, nat: str | None, relay: str | None,
-                   broker: str | None, output_dir: Path, timeout: int, retries: int,
-                   workers: int | None, update_readme: Path | None, detach: bool,
-                   image_source: str | None, deadline: int | None, capture: str) -> None:
+                   broker: str | None, output_dir: Path, timeout: int,
+                   known_failure_timeout: int, retries: int, workers: int | None,
+                   update_readme: Path | None, detach: bool, image_source: str | None,
+                   deadline: int | None, capture: str, build_jobs: int | None,
+                   build_output: str) -> None:
     """Run a whole test pass and write results.yaml, results.md and the test-pass zip.
 
     Builds (or reuses) the images the selected tests need, enqueues one run_test task per test
@@ -216,10 +234,12 @@ def submit_command(cache: Cache, root: Path, kind: str, base: str, test_filter: 
         options = SubmitOptions(root=root, kind=kind, base=base, test_filter=test_filter,
                                 test_ignore=test_ignore, nat=nat, relay=relay, broker=broker,
                                 output_dir=output_dir,
-                                timeout=timeout, retries=retries, workers=workers,
+                                timeout=timeout, known_failure_timeout=known_failure_timeout,
+                                retries=retries, workers=workers,
                                 update_readme=update_readme, detach=detach,
                                 image_source=image_source, deadline=deadline,
-                                capture=CaptureMode(capture))
+                                capture=CaptureMode(capture),
+                                build_jobs=build_jobs, build_output=build_output)
         code = submit(options, where, cluster, cache, err)
     raise click.exceptions.Exit(code)
 

@@ -25,7 +25,9 @@ reading of it cannot drift apart silently.
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from cluster.errors import ConfigError
+from worker.phases import Phases
 
 # The labels docker-compose 1.29 puts on what it creates, so it recognises our projects.
 PROJECT = "com.docker.compose.project"
@@ -55,7 +58,6 @@ HEALTHCHECK_KEYS = frozenset({"test", "interval", "timeout", "retries"})
 NETWORK_KEYS = frozenset({"driver", "driver_opts", "ipam", "labels", "external", "name"})
 CONDITIONS = ("service_started", "service_healthy")
 NO_HEALTHCHECK = {"test": ["NONE"]}
-HEALTH_POLL_S = 0.1  # at most: the document's interval when that is shorter
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
             "h": 3_600_000_000_000}
@@ -247,37 +249,51 @@ class Project:
         self.main = main
         self._ids: dict[str, str] = {}   # service -> container id
 
-    def up(self, timeout: float, prepare: Callable[[], None] = lambda: None) -> ProjectRun:
+    def up(self, timeout: float, prepare: Callable[[], None] = lambda: None,
+           phases: Phases | None = None) -> ProjectRun:
         """Create and start everything, then wait until any container stops (as
         `--abort-on-container-exit` does) or `timeout` passes. `prepare` runs once the services
         without dependencies have started and before any service that depends on them: the
-        harness hands the test its relay address there, while the routers set up."""
+        harness hands the test its relay address there, while the routers set up. `phases`
+        records where the time went."""
+        phases = phases or Phases()
         deadline = time.monotonic() + timeout
         run = ProjectRun()
         since = int(time.time()) - 1  # the engine's clock is this machine's: events from here on
-        self._parallel([partial(self._create_network, n) for n in self.plan.networks
-                        if not n.external])
-        # A service that joins another's network namespace is created once that one exists.
-        self._parallel([partial(self._create, s) for s in self.plan.services if not s.joins])
-        self._parallel([partial(self._create, s) for s in self.plan.services if s.joins])
-        for index, wave in enumerate(self.plan.waves()):
-            failure = self._wait_for_dependencies(wave, deadline)
-            if failure:
-                run.failure = failure
-                run.timed_out = time.monotonic() >= deadline
-                run.log = self.logs()
-                return run
-            self._parallel([partial(self._start, s) for s in wave])
-            if index == 0:
-                prepare()
-        stopped = self._first_stop(since, deadline)
+        with phases("networks"):
+            self._parallel([partial(self._create_network, n) for n in self.plan.networks
+                            if not n.external])
+        with phases("creates"):
+            # A service that joins another's network namespace is created once that one exists.
+            self._parallel([partial(self._create, s) for s in self.plan.services if not s.joins])
+            self._parallel([partial(self._create, s) for s in self.plan.services if s.joins])
+        readiness = _Readiness(self, deadline)
+        try:
+            roots = [s for s in self.plan.services if not s.depends_on]
+            with phases("starts"):
+                self._parallel([partial(self._start, s, readiness) for s in roots])
+            with phases("prepare"):
+                prepare()  # while the services it started set up
+            with phases("ready"):
+                failure = readiness.start_dependents(
+                    [s for s in self.plan.services if s.depends_on])
+        finally:
+            readiness.close()
+        if failure:
+            run.failure = failure
+            run.timed_out = time.monotonic() >= deadline
+            run.log = self.logs()
+            return run
+        with phases("run"):
+            stopped = self._first_stop(since, deadline)
         if stopped is None:
             run.timed_out = True
         elif stopped[0] == self.main:
             run.exit_code = stopped[1]
         else:
             run.failure = f"{stopped[0]} exited {stopped[1]} before the {self.main} finished"
-        run.log = self.logs()
+        with phases("logs"):
+            run.log = self.logs()
         return run
 
     def logs(self) -> str:
@@ -285,14 +301,16 @@ class Project:
         (docker-compose's `up` shows the same)."""
         lines: list[tuple[str, str]] = []
         width = max((len(s.name) for s in self.plan.services), default=0)
-        for service in self.plan.services:
-            container = self._ids.get(service.name)
-            if container is None:
-                continue
+
+        def read(container: str) -> bytes:
             try:
-                raw = self.api.logs(container, stdout=True, stderr=True, timestamps=True)
+                return self.api.logs(container, stdout=True, stderr=True, timestamps=True)
             except (NotFound, APIError):
-                continue
+                return b""
+        present = [s for s in self.plan.services if s.name in self._ids]
+        with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:  # one call each
+            raws = list(pool.map(read, [self._ids[s.name] for s in present]))
+        for service, raw in zip(present, raws, strict=True):
             for line in raw.decode(errors="replace").splitlines():
                 stamp, _, text = line.partition(" ")
                 lines.append((stamp, f"{service.name:<{width}} | {text}"))
@@ -315,9 +333,6 @@ class Project:
             if network.subnets else None
         self.api.create_network(network.name, driver=network.driver, options=network.options,
                                 ipam=ipam, labels=network.labels, check_duplicate=True)
-
-    def _start(self, service: ServicePlan) -> None:
-        self.api.start(self._ids[service.name])
 
     def _create(self, service: ServicePlan) -> None:
         api = self.api
@@ -349,23 +364,9 @@ class Project:
             api.connect_container_to_network(created["Id"], network, ipv4_address=address,
                                              aliases=[service.name])
 
-    def _wait_for_dependencies(self, wave: list[ServicePlan], deadline: float) -> str | None:
-        """Until every dependency of `wave` meets its condition; else why not."""
-        needs = {dep: cond for service in wave for dep, cond in service.depends_on.items()}
-        poll = min([HEALTH_POLL_S, *(_interval_s(self.plan.service(dep))
-                                     for dep, cond in needs.items() if cond == "service_healthy")])
-        while needs:
-            for dep, condition in list(needs.items()):
-                state = self.api.inspect_container(self._ids[dep])["State"]
-                if not state.get("Running"):
-                    return f"{dep} exited {state.get('ExitCode')} before it was ready"
-                if condition == "service_started" or self._healthy(self.plan.service(dep)):
-                    del needs[dep]
-            if needs and time.monotonic() >= deadline:
-                return f"{', '.join(needs)} not ready before the timeout"
-            if needs:
-                time.sleep(poll)
-        return None
+    def _start(self, service: ServicePlan, readiness: _Readiness) -> None:
+        self.api.start(self._ids[service.name])
+        readiness.started(service)
 
     def _healthy(self, service: ServicePlan) -> bool:
         """One run of the service's healthcheck test in its container: did it pass?"""
@@ -398,3 +399,138 @@ class Project:
         finally:
             events.close()
         return None
+
+
+class _Readiness:
+    """Which services have started and which passed their healthcheck, told as it happens.
+
+    A service that another needs healthy is watched from its start: its healthcheck runs at
+    once and again each time the container writes output (a router writes a line as it reaches
+    each step of its set-up, the last one once it is ready), or after the check's interval when
+    it writes nothing; its log stream ending means it stopped. A dependent service starts as
+    soon as its own dependencies are met, each in its own thread: nothing is polled on a timer
+    while output comes.
+    """
+
+    def __init__(self, project: Project, deadline: float):
+        self.project = project
+        self.deadline = deadline
+        self.changed = threading.Condition()
+        self.ready: dict[str, set[str]] = {}      # service -> conditions it meets
+        self.failed: dict[str, str] = {}          # service -> why it can never be ready
+        self.threads: list[threading.Thread] = []
+        self.streams: list[Any] = []
+        self.closed = False
+        self.closing = threading.Event()
+        self.watched = {dep for s in project.plan.services for dep, cond in s.depends_on.items()
+                        if cond == "service_healthy"}
+
+    def started(self, service: ServicePlan) -> None:
+        self._meet(service.name, "service_started")
+        if service.name in self.watched:
+            self._thread(lambda: self._watch(service), f"watch {service.name}")
+
+    def start_dependents(self, services: list[ServicePlan]) -> str | None:
+        """Start each of `services` once its dependencies are met; the first reason one cannot
+        start (a dependency exited, the deadline passed), or None once all have started."""
+        problems: list[str] = []
+        starting = [self._thread(partial(self._start_when_ready, service, problems),
+                                 f"start {service.name}") for service in services]
+        for thread in starting:
+            thread.join()
+        return problems[0] if problems else None
+
+    def close(self) -> None:
+        self.closing.set()
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+        for stream in self.streams:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - already closed by its end
+                pass
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    # ------------------------------------------------------------------ internals
+
+    def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, daemon=True, name=name)
+        self.threads.append(thread)
+        thread.start()
+        return thread
+
+    def _meet(self, name: str, condition: str) -> None:
+        with self.changed:
+            self.ready.setdefault(name, set()).add(condition)
+            self.changed.notify_all()
+
+    def _fail(self, name: str, why: str) -> None:
+        with self.changed:
+            self.failed.setdefault(name, why)
+            self.changed.notify_all()
+
+    def _start_when_ready(self, service: ServicePlan, problems: list[str]) -> None:
+        needs = service.depends_on
+
+        def settled() -> bool:
+            return self.closed or any(dep in self.failed for dep in needs) \
+                or all(cond in self.ready.get(dep, ()) for dep, cond in needs.items())
+        with self.changed:
+            self.changed.wait_for(settled, timeout=max(0.0, self.deadline - time.monotonic()))
+            failed = [self.failed[dep] for dep in needs if dep in self.failed]
+            waiting = [dep for dep, cond in needs.items() if cond not in self.ready.get(dep, ())]
+        if failed or waiting:
+            problems.append(failed[0] if failed else
+                            f"{', '.join(waiting)} not ready before the timeout")
+            return
+        try:
+            self.project._start(service, self)
+        except APIError as exc:
+            problems.append(f"{service.name} could not start: {exc.explanation or exc}")
+
+    def _watch(self, service: ServicePlan) -> None:
+        """Run `service`'s healthcheck until it passes, on each output and at its interval."""
+        api, container = self.project.api, self.project._ids[service.name]
+        interval = max(0.01, service.healthcheck["interval"] / 1e9) if service.healthcheck else 0.25
+        output: queue.Queue[bool] = queue.Queue()
+        try:
+            stream = api.logs(container, stream=True, follow=True, stdout=True, stderr=True)
+            self.streams.append(stream)
+        except (NotFound, APIError):
+            stream = None
+
+        def read() -> None:
+            if stream is None:
+                return
+            try:
+                for _ in stream:
+                    output.put(True)
+            except Exception:  # noqa: BLE001 - the stream was closed under it
+                pass
+            output.put(False)  # the stream ended: the container stopped (or the engine hung up)
+        if stream is not None:
+            threading.Thread(target=read, daemon=True, name=f"logs {service.name}").start()
+        streaming = stream is not None
+        while not self.closing.is_set():
+            state = api.inspect_container(container)["State"]
+            if not state.get("Running"):
+                self._fail(service.name, f"{service.name} exited {state.get('ExitCode')} "
+                                         "before it was ready")
+                return
+            if self.project._healthy(service):
+                self._meet(service.name, "service_healthy")
+                return
+            if time.monotonic() >= self.deadline:
+                return  # the dependents say "not ready before the timeout"
+            try:
+                wait = min(interval, max(0.0, self.deadline - time.monotonic()))
+                if not streaming:  # no output to wake on: the check's own interval
+                    self.closing.wait(wait)
+                    continue
+                streaming = output.get(timeout=wait)
+                while streaming and not output.empty():  # a burst of output: one check
+                    streaming = output.get_nowait()
+            except queue.Empty:
+                pass

@@ -35,12 +35,16 @@ def reap_tests(client: docker.DockerClient, host: str, project: str | None = Non
     containers = client.api.containers(all=True, filters=_filters(host, extra))
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
         list(pool.map(remove, containers))  # in parallel: each is a kill, then a removal
-    for network in client.networks.list(filters=_filters(host, extra)):
+
+    def remove_network(network: dict) -> None:
         try:
-            network.remove()
-            removed.append(f"network {network.name}")
+            client.api.remove_network(network["Id"])
+            removed.append(f"network {network['Name']}")
         except (NotFound, APIError):
             pass  # APIError: still in use by a container another reaper is removing
+    networks = client.api.networks(filters=_filters(host, extra))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(networks)))) as pool:
+        list(pool.map(remove_network, networks))  # in parallel, once their containers are gone
     return removed
 
 

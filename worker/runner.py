@@ -32,6 +32,7 @@ from worker.contracts import command_for
 from worker.host import Host
 from worker.hosts import owner
 from worker.outcome import Outcome, outcome_of
+from worker.phases import Phases
 from worker.project import Project, plan_project
 from worker.reaper import reap_tests
 from worker.services import Services
@@ -126,14 +127,17 @@ def read_dialer(client, project: str, up_started: float) -> DialerReport:
 
 
 def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
-            timeout: float, evidence_on_pass: bool = True) -> Execution:
+            timeout: float, evidence_on_pass: bool = True,
+            phases: Phases | None = None) -> Execution:
     """Write the compose file and run it; just before its clients start, `ready()` gives the
     host's services (Redis, and the relay with its addresses: they may still have been starting
     while the routers set up) and the relay's address goes to the test. Always torn down."""
     started = time.monotonic()
-    document = compose_for(spec)
-    text = render(document)
-    digest, _ = host.cache.store("docker-compose", text, ".yaml")
+    phases = phases or Phases()
+    with phases("compose"):
+        document = compose_for(spec)
+        text = render(document)
+        digest, _ = host.cache.store("docker-compose", text, ".yaml")
     execution = Execution(None, "", "", "", text, f"docker-compose/{digest}.yaml", 0.0)
 
     def hand_over_relay() -> None:
@@ -145,18 +149,20 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
     client = host.services.client
     try:
         up_started = time.time()
-        run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay)
+        run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay,
+                                                                       phases)
         execution.exit_code, execution.log, execution.failure = run.exit_code, run.log, run.failure
         execution.timed_out = run.timed_out
         if run.timed_out:
             execution.log += f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
-        dialer = read_dialer(client, spec.project, up_started)
+        with phases("dialer"):
+            dialer = read_dialer(client, spec.project, up_started)
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
         if spec.evidence and (evidence_on_pass or not execution.verdict().passed):
             execution.evidence = read_evidence(client, spec.project, spec.test_name)
     finally:
-        with termination_deferred():
+        with termination_deferred(), phases("teardown"):
             _tear_down(spec, host, execution)
     execution.seconds = time.monotonic() - started
     return execution
@@ -262,15 +268,19 @@ def utc_stamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> RunOutput:
+def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
+             phases: Phases | None = None) -> RunOutput:
     """Set the test's project up on the simulated internet while the host's Redis and relay are
     ensured (they start once per host; a dead one is restarted), then run it."""
     started_at = utc_stamp()
+    phases = phases or Phases()
     test = request.test
-    services = host.services.prepare(request.base.image_id, request.relay.image_id)
+    with phases("network"):
+        services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
-    lans = host.leases.acquire(f"{request.pass_id} {test.name}",
-                               occupied=engine_subnets(host.services.client))
+    with phases("lease"):
+        lans = host.leases.acquire(f"{request.pass_id} {test.name}",
+                                   occupied=engine_subnets(host.services.client))
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
                         request.listener.image_id, request.router.image_id, run_id, services,
@@ -282,10 +292,13 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True) -> 
                         dialer_contract=(test.dialer_contract or Contract.HOLEPUNCH).value,
                         listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value)
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
-                                                               request.relay.image_id),
-                            host, request.timeout_seconds, evidence_on_pass)
+                                                               request.relay.image_id,
+                                                               network_ready=True),
+                            host, request.timeout_seconds, evidence_on_pass, phases)
     finally:
         host.leases.release(lans)
+    if execution.run_s is not None:
+        phases.add("dialer-own-run", execution.run_s)  # inside "run": the dialer's own part
     verdict = execution.verdict()
     rtt, reason = verdict.rtt_ms, verdict.reason
     if verdict.notes:

@@ -36,6 +36,7 @@ from worker.hosts import live_hosts, owner
 from worker.locks import host_lock, run_dir
 
 REDIS_NAME = "hole-punch-redis"   # + "-<set key>"
+GUARD_RECHECK_S = 60.0
 RELAY_NAME = "hole-punch-relay"
 MAX_SETS = 32                     # service sets at once on one engine
 STALE_RESERVATION_S = 600         # a reserved slot with no containers this long is free again
@@ -123,6 +124,7 @@ class GlobalServices:
         self.lan_pool = lan_pool
         self._client = client
         self._held: dict[str, int] = {}  # set key -> its slot, once reserved by this process
+        self._guard_checked = -GUARD_RECHECK_S  # never yet
 
     @property
     def client(self) -> docker.DockerClient:
@@ -136,9 +138,15 @@ class GlobalServices:
         return self._client
 
     def prepare_network(self) -> None:
-        """The simulated internet and the host guard, made if missing."""
+        """The simulated internet and the host guard, made if missing.
+
+        The guard's iptables rules are checked at most once every GUARD_RECHECK_S per process
+        (four iptables runs, under a host-wide lock, were a tenth of a second of every test with
+        four at once); only this host's own shutdown removes them."""
         with host_lock("public-network"):
-            install_guard(self.lan_pool, self.public_subnet)
+            if time.monotonic() >= self._guard_checked + GUARD_RECHECK_S:
+                install_guard(self.lan_pool, self.public_subnet)
+                self._guard_checked = time.monotonic()
             self._ensure_network()
 
     def prepare(self, base_image: str, relay_image: str) -> Services:
@@ -149,16 +157,18 @@ class GlobalServices:
         redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet, self.reserve(key))
         return Services(redis_ip, relay_ip, {}, key=key)
 
-    def ensure(self, base_image: str, relay_image: str) -> Services:
+    def ensure(self, base_image: str, relay_image: str, network_ready: bool = False) -> Services:
         """Start what is missing or dead; return the addresses tests need, once the relay
-        has published its own."""
-        services = self.start(base_image, relay_image)
+        has published its own. `network_ready`: the caller has just prepared the network."""
+        services = self.start(base_image, relay_image, network_ready)
         return replace(services, relay_addrs=self.relay_addrs(services))
 
-    def start(self, base_image: str, relay_image: str) -> Services:
+    def start(self, base_image: str, relay_image: str, network_ready: bool = False) -> Services:
         """Start the service set of these images where it is missing or dead, without waiting
-        for the relay to publish its addresses (`relay_addrs()` waits for them)."""
-        self.prepare_network()
+        for the relay to publish its addresses (`relay_addrs()` waits for them). `network_ready`:
+        the caller has just prepared the network."""
+        if not network_ready:
+            self.prepare_network()
         key = set_key(base_image, relay_image)
         slot = self.reserve(key)
         redis_ip, relay_ip, _ = fixed_addresses(self.public_subnet, slot)
@@ -285,6 +295,7 @@ class GlobalServices:
             except DockerException as exc:  # still in use: another host's services or a test
                 raise InfrastructureError(f"cannot remove {PUBLIC_NETWORK}: {exc}") from exc
             remove_guard(self.lan_pool, self.public_subnet)
+            self._guard_checked = -GUARD_RECHECK_S
         return []
 
     def other_hosts_testing(self) -> list[str]:

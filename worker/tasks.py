@@ -22,6 +22,7 @@ from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_recor
 from worker.captures import as_message, evidence_on_pass, keeps_captures
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
+from worker.phases import Phases
 from worker.runner import RunOutput
 from worker.runner import run_test as run_one
 
@@ -37,10 +38,15 @@ def attempt(request: RunRequest, host: Host, test_name: str,
             evidence_on_pass: bool = True) -> RunOutput | Fault:
     """Run the test once here; an infrastructure fault is returned, not raised."""
     source = request.image_source or host.image_source
+    phases = Phases()
     try:
-        for image in (request.base, request.router, request.relay, request.dialer, request.listener):
-            ensure_image(image.image_id, source)
-        return run_one(request, host, evidence_on_pass)
+        with phases("images"):
+            for image in (request.base, request.router, request.relay, request.dialer,
+                          request.listener):
+                ensure_image(image.image_id, source)
+        output = run_one(request, host, evidence_on_pass, phases)
+        log.info("%s", phases.line(test_name))
+        return output
     except ImageMismatchError as exc:
         log.error("%s: %s", test_name, exc)
         return Fault(str(exc), retryable=False)

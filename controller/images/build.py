@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
+from cluster.imageid import image_ref
 from cluster.models import ImageInfo, ImplsFile
 from cluster.yamlio import load_model
 from controller.images import rootfs, solid
@@ -26,6 +30,26 @@ from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 
 Log = Callable[[str], None]
+Status = Callable[[str, str], None]  # (image, what it is doing or what came of it)
+
+# Where each image's make, compiler and package-manager output goes (under the cache), and how
+# much of it a failed build shows: the terminal gets one line per image, not thousands.
+BUILD_LOGS = ("logs", "build")
+TAIL_LINES = 40
+OUTPUTS = ("log", "terminal")
+
+
+class BuildError(InfrastructureError):
+    """A Makefile failed: the message names the command and carries its log's tail."""
+
+
+def build_log_path(cache: Cache, name: str) -> Path:
+    return cache.root.joinpath(*BUILD_LOGS, f"{name}.log")
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    with path.open(errors="replace") as handle:
+        return "".join(deque(handle, maxlen=lines))
 
 
 @dataclass(frozen=True)
@@ -67,18 +91,34 @@ def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> 
     return targets
 
 
+@lru_cache(maxsize=1)
+def _engine():
+    """The engine's API, once per process: a `docker image inspect` run per image cost about
+    25 ms each (two per image on a warm pass), before the first test could begin."""
+    import docker  # here: the builder is imported by commands that never touch the engine
+    return docker.from_env(timeout=60).api
+
+
+def _inspect(image_id: str) -> dict | None:
+    from docker.errors import DockerException, NotFound
+    try:
+        return _engine().inspect_image(image_ref(image_id))
+    except NotFound:
+        return None
+    except DockerException as exc:
+        raise InfrastructureError(f"the Docker engine is not reachable: {exc}") from exc
+
+
 def engine_has_image(image_id: str) -> bool:
-    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image_id],
-                            capture_output=True, text=True, check=False)
-    return result.returncode == 0
+    return _inspect(image_id) is not None
 
 
 def engine_first_layer(image_id: str) -> str | None:
     """The bottom layer of an image the engine has (None if it lacks it): for every image we
     build, the base rootfs it was built FROM, which the base image holds as its only layer."""
-    result = subprocess.run(["docker", "image", "inspect", "--format", "{{index .RootFS.Layers 0}}",
-                             image_id], capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
+    found = _inspect(image_id)
+    layers = ((found or {}).get("RootFS") or {}).get("Layers") or []
+    return layers[0] if layers else None
 
 
 def read_image_yaml(folder: Path) -> ImageInfo | None:
@@ -91,14 +131,22 @@ class Builder:
 
     def __init__(self, cache: Cache, log: Log = print, has_image: Callable[[str], bool] = engine_has_image,
                  env: dict[str, str] | None = None,
-                 first_layer: Callable[[str], str | None] = engine_first_layer):
+                 first_layer: Callable[[str], str | None] = engine_first_layer,
+                 status: Status | None = None, output: str = "log"):
+        """`status(image, text)` is told what each build does (default: `log("image: text")`);
+        `output` is where make's own output goes: "log" (a file per image under the cache's
+        logs/build/, its tail in the error when a build fails) or "terminal" (as it comes)."""
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.cache = cache
         self.log = log
+        self.status: Status = status or (lambda name, text: log(f"{name}: {text}"))
+        self.output = output
+        self._local = threading.local()  # the image this thread builds: its log file
         self.has_image = has_image
         self.first_layer = first_layer
         self.base_layer: str | None = None  # known once the base is built: images must sit on it
         self._told_stale: set[str] = set()
-        self._held: set[str] = set()
         self.env = {**os.environ, **(env or {}), "CACHE_DIR": str(cache.root)}
 
     def build(self, target: BuildTarget) -> Built:
@@ -110,16 +158,19 @@ class Builder:
     @contextmanager
     def _alone(self, name: str) -> Iterator[None]:
         """Hold the cache's lock for `name` (once per process: build() calls build_snapshot())."""
-        if name in self._held:
+        held = self._local.__dict__.setdefault("held", set())
+        if name in held:
             yield
             return
+        self._local.name = name
         with self.cache.locked(f"image-{name}",
-                               lambda: self.log(f"{name}: waiting for another build of it")):
-            self._held.add(name)
+                               lambda: self.status(name, "waiting for another build of it")):
+            held.add(name)
+            self._local.fresh = True  # the first make of this build starts its log anew
             try:
                 yield
             finally:
-                self._held.discard(name)
+                held.discard(name)
 
     def _build(self, target: BuildTarget) -> Built:
         started = time.monotonic()
@@ -131,7 +182,7 @@ class Builder:
         snapshot = self._snapshot_name(target)
         current = read_image_yaml(target.folder)
         if current and current.snapshot == snapshot and self._reusable(target, current.image_id):
-            self.log(f"{target.name}: up to date (image {short(current.image_id)}, {snapshot})")
+            self.status(target.name, f"up to date (image {short(current.image_id)}, {snapshot})")
             return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
         if target.kind != "github":
             # A fresh clone has no image.yaml, but the cache's build area remembers the last
@@ -141,7 +192,7 @@ class Builder:
             if last and last.snapshot == snapshot and self._reusable(target, last.image_id):
                 shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
                                 target.folder / "image.yaml")
-                self.log(f"{target.name}: up to date in the cache (image {short(last.image_id)}, "
+                self.status(target.name, f"up to date in the cache (image {short(last.image_id)}, "
                          f"{snapshot})")
                 return Built(target, last, rebuilt=False, seconds=time.monotonic() - started)
 
@@ -151,11 +202,11 @@ class Builder:
                 raise InfrastructureError(
                     f"{target.name}: {archive} is missing and GitHub cannot be reached from here; "
                     f"put the repository's zip for commit {target.commit} there")
-            self.log(f"{target.name}: vendoring dependencies (make vendor)")
+            self.status(target.name, "vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))
             solid.packed(archive)  # what test-pass zips store of it, made once (controller.images.solid)
-            self.log(f"{target.name}: stored {snapshot}")
+            self.status(target.name, f"stored {snapshot}")
 
         if target.kind == "github":
             # The seed's layout: the Makefile beside impls.yaml unpacks the github zip itself;
@@ -169,7 +220,7 @@ class Builder:
             image = self.build_snapshot(target.name, snapshot, target.folder.name)
             shutil.copyfile(self._workdir(target.name, target.folder.name) / "image.yaml",
                             target.folder / "image.yaml")
-        self.log(f"{target.name}: image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
+        self.status(target.name, f"image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
         return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
 
     def _reusable(self, target: BuildTarget, image_id: str) -> bool:
@@ -182,7 +233,7 @@ class Builder:
             return layer is not None
         if image_id not in self._told_stale:  # the checkout and the build area often name one image
             self._told_stale.add(image_id)
-            self.log(f"{target.name}: image {short(image_id)} was built on another base image: "
+            self.status(target.name, f"image {short(image_id)} was built on another base image: "
                      f"building it again")
         return False
 
@@ -197,7 +248,7 @@ class Builder:
         with self._alone(name):
             workdir = self._workdir(name, folder_name)
             extract_zip(archive, workdir)
-            self.log(f"{name}: building from {snapshot}")
+            self.status(name, f"building from {snapshot}")
             self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
             return self._image_of(workdir)
 
@@ -225,9 +276,23 @@ class Builder:
     def _make(self, folder: Path, args: list[str]) -> None:
         command = ["make", "--no-print-directory", "-C", str(folder), f"CACHE_DIR={self.cache.root}",
                    *args]
-        result = subprocess.run(command, env=self.env, check=False)
+        if self.output == "terminal":
+            result = subprocess.run(command, env=self.env, check=False)
+            if result.returncode != 0:
+                raise BuildError(f"build failed ({result.returncode}): {' '.join(command)}")
+            return
+        path = build_log_path(self.cache, getattr(self._local, "name", None) or folder.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "w" if getattr(self._local, "fresh", True) else "a"
+        self._local.fresh = False
+        with path.open(mode) as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            result = subprocess.run(command, env=self.env, check=False, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            raise InfrastructureError(f"build failed ({result.returncode}): {' '.join(command)}")
+            raise BuildError(f"build failed ({result.returncode}): {' '.join(command)}\n"
+                             f"last {TAIL_LINES} lines of {path}:\n{tail(path).rstrip()}")
 
     def _image_of(self, folder: Path) -> ImageInfo:
         image = read_image_yaml(folder)

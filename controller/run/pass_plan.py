@@ -12,10 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
+from cluster.celeryconfig import CONTROLLER_QUEUE, DEFAULT_KNOWN_FAILURE_TIMEOUT, TASK_OVERHEAD_SECONDS
 from cluster.evidence import CaptureMode
 from cluster.models import Execution, Filters, GitInfo, ImageInfo, PassInfo, Settings, TestMatrix
 from cluster.tasks import RunRequest
+from controller.plan.schedule import run_order, timeout_for
 from controller.run.where import ExternalBroker, Where
 
 
@@ -31,6 +32,7 @@ class SubmitOptions:
     broker: str | None = None
     output_dir: Path = Path(".")
     timeout: int = 120
+    known_failure_timeout: int | None = DEFAULT_KNOWN_FAILURE_TIMEOUT
     retries: int = 0
     workers: int | None = None
     update_readme: Path | None = None
@@ -39,6 +41,8 @@ class SubmitOptions:
     image_source: str | None = None
     deadline: int | None = None
     capture: CaptureMode = CaptureMode.FAILURES   # which tests keep their evidence
+    build_jobs: int | None = None   # images built at once (controller.images.resolve)
+    build_output: str = "log"       # make's output: "log" (a file per image) or "terminal"
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class PassPlan:
     outputs: PassOutputs
     base_dir: Path                  # impl/base, bundled in the test-pass zip for re-runs
     timeout: int                    # per test, seconds
+    known_failure_timeout: int | None  # per known failure, if shorter; None: `timeout`
     retries: int
     workers: int | None             # tests at once on the embedded default; None: its default
     deadline: int | None            # seconds for the whole pass; None: default_deadline
@@ -84,7 +89,8 @@ def plan_pass(options: SubmitOptions, where: Where, kind: str, reason: str, matr
               base_dir: Path) -> PassPlan:
     return PassPlan(where=where, kind=kind, reason=reason, matrix=matrix, images=images,
                     outputs=pass_outputs(options), base_dir=base_dir,
-                    timeout=options.timeout, retries=options.retries, workers=options.workers,
+                    timeout=options.timeout, known_failure_timeout=options.known_failure_timeout,
+                    retries=options.retries, workers=options.workers,
                     deadline=options.deadline, image_source=options.image_source,
                     controller_queue=options.controller_queue, engine=engine, git=git,
                     capture=options.capture)
@@ -100,20 +106,22 @@ def settings_for(plan: PassPlan, name: str, cache_dir: Path,
                         test_ignore=list(matrix.metadata.ignore)),
         system=system,
         execution=Execution(worker_count=plan.workers, verbose=False, cache_dir=str(cache_dir),
-                            timeout_seconds=plan.timeout, retries=plan.retries,
-                            broker=plan.where.label),
+                            timeout_seconds=plan.timeout,
+                            known_failure_timeout_seconds=plan.known_failure_timeout,
+                            retries=plan.retries, broker=plan.where.label),
         git=plan.git)
 
 
 def requests_for(plan: PassPlan, name: str) -> list[RunRequest]:
-    """One run_test request per test of the matrix, in its order."""
+    """One run_test request per test of the matrix, in run order (controller.plan.schedule):
+    the known failures after the others, each under the known-failure timeout."""
     images = plan.images
     return [RunRequest(pass_id=name, test=test, dialer=images[test.dialer],
                        listener=images[test.listener], router=images["router"],
                        relay=images["rust-relay"], base=images["base"],
-                       timeout_seconds=plan.timeout, retries=plan.retries,
-                       image_source=plan.image_source, capture=plan.capture)
-            for test in plan.matrix.tests]
+                       timeout_seconds=timeout_for(test, plan.timeout, plan.known_failure_timeout),
+                       retries=plan.retries, image_source=plan.image_source, capture=plan.capture)
+            for test in run_order(plan.matrix.tests)]
 
 
 def default_deadline(tests: int, timeout: int, retries: int, concurrency: int) -> int:

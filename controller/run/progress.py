@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import celery.exceptions
 import kombu.exceptions
 import redis.exceptions
 from rich.console import Console
@@ -33,6 +34,9 @@ def record_line(record: TestRecord) -> str:
         mark = "known failure" if record.expected_failure else "FAIL"
         return f"{mark:>13}  {record.name}: {record.reason} [{record.host}]"
     return f"{record.status.value.upper():>13}  {record.name}: {record.rtt_ms:.0f} ms [{record.host}]"
+
+
+REFRESH_S = 0.5  # at most between two looks at the tests' results
 
 
 def follow(result, group, total: int, deadline: float, console: Console,
@@ -109,7 +113,18 @@ def follow(result, group, total: int, deadline: float, console: Console,
                 console.print("deadline passed before every test reported" if len(seen) < total
                               else "deadline passed before the pass's callback finished it")
                 return None, "the pass outlived its deadline"
-            time.sleep(0.5)
+            _wait_for(result, REFRESH_S)
+
+
+def _wait_for(result, seconds: float) -> None:
+    """Until the aggregate's result is stored or `seconds` pass: the result backend wakes this
+    the moment it is, so the end of a pass is not waited out on a fixed sleep."""
+    try:
+        result.get(timeout=seconds, propagate=False, disable_sync_subtasks=False)
+    except celery.exceptions.TimeoutError:
+        pass
+    except BROKER_ERRORS:
+        pass  # the next round tells the broker's loss and waits for it
 
 
 def report_summary(summary: PassSummary, console: Console) -> None:

@@ -54,12 +54,17 @@ def plan_rerun(recorded: dict[str, ImageInfo], has_image: Callable[[str], bool])
 
 
 def recorded_options(options: SubmitOptions, settings: Settings | None) -> SubmitOptions:
-    """The pass's own retries (and a longer timeout, if it had one) unless given again."""
+    """The pass's own retries (and a longer timeout, if it had one) unless given again; its
+    known failures' timeout as it had it (none for a pass from before there was one)."""
     if settings is None:
         return options
     retries = options.retries or settings.execution.retries
     timeout = max(options.timeout, settings.execution.timeout_seconds)
-    return dataclasses.replace(options, retries=retries, timeout=timeout)
+    recorded = settings.execution.known_failure_timeout_seconds  # None: a pass from before it
+    known = None if recorded is None or options.known_failure_timeout is None \
+        else max(options.known_failure_timeout, recorded)
+    return dataclasses.replace(options, retries=retries, timeout=timeout,
+                               known_failure_timeout=known)
 
 
 def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) -> int:

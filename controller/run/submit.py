@@ -26,8 +26,8 @@ from cluster.matrix import matrix_to_yaml
 from cluster.models import ImageInfo, ImplsFile, TestMatrix
 from cluster.tasks import PassSummary, aggregate_signature, run_test_signature
 from controller.archive.testpass import pass_name
-from controller.images.build import Builder, implementation_targets, infrastructure_targets
 from controller.images.export import export_image
+from controller.images.resolve import resolve_images
 from controller.plan.config import detect_kind
 from controller.plan.matrix import plan_matrix
 from controller.results.deliver import deliver
@@ -61,21 +61,16 @@ PATHS = {"output_dir", "update_readme", "cache_dir", "base_dir"}  # never in the
 
 
 def build_images(options: SubmitOptions, cache: Cache, impls: ImplsFile, matrix: TestMatrix,
-                 log: Callable[[str], None],
+                 console: Console,
                  infrastructure_ready: Callable[[dict[str, ImageInfo]], None] = lambda _: None,
                  ) -> dict[str, ImageInfo]:
-    """Only the images the selected tests need, plus base, router and relay (first, and
-    `infrastructure_ready` is told of them before the implementations resolve). `impls` is the
-    configuration the matrix was planned from: read once per pass."""
+    """Only the images the selected tests need, plus base, router and relay
+    (controller.images.resolve: the base first, the rest at once, one line each);
+    `infrastructure_ready` is told of the base and the relay as soon as they are known.
+    `impls` is the configuration the matrix was planned from: read once per pass."""
     needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
-    builder = Builder(cache, log=log)
-    images: dict[str, ImageInfo] = {}
-    for target in infrastructure_targets(options.root):
-        images[target.name] = builder.build(target).image
-    infrastructure_ready(images)
-    for target in implementation_targets(options.root, impls, needed):
-        images[target.name] = builder.build(target).image
-    return images
+    return resolve_images(options.root, cache, impls, needed, console, jobs=options.build_jobs,
+                          output=options.build_output, services_ready=infrastructure_ready)
 
 
 def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None, cache: Cache,
@@ -100,7 +95,7 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
         if cluster is not None:
             cluster.start_services(infra["base"].image_id, infra["rust-relay"].image_id)
 
-    images = build_images(options, cache, planned.impls, matrix, log=console.print,
+    images = build_images(options, cache, planned.impls, matrix, console,
                           infrastructure_ready=infrastructure_ready)
     plan = plan_pass(options, where, kind, reason, matrix, images, engine,
                      git_info(options.root), options.root.resolve() / "impl" / "base")

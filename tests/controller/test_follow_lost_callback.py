@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import time
 
+import celery.exceptions
 from rich.console import Console
 
 from cluster.models import PeerRecord, Status, TestRecord, to_yaml_data
@@ -29,8 +30,14 @@ class FakeChild:
 
 
 class NeverReady:
+    """A fake aggregate result that never arrives (its callback was lost)."""
+
     def ready(self) -> bool:
         return False
+
+    def get(self, timeout: float, **kwargs):
+        time.sleep(min(timeout, 0.01))
+        raise celery.exceptions.TimeoutError()
 
 
 class FakeGroup:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from rich.console import Console
 
 from cluster.cache import Cache
 from cluster.models import ImageInfo, ImplsFile
+from controller.images import resolve
 from controller.plan import config
 from controller.plan.matrix import plan_matrix
 from controller.run import submit
@@ -15,13 +19,13 @@ from controller.run.pass_plan import SubmitOptions
 class FakeBuilder:
     """Stands in for controller.images.build.Builder: every target "built" at once."""
 
-    def __init__(self, cache, log) -> None:
+    def __init__(self, cache, log, **_) -> None:
         self.built: list[str] = []
 
     def build(self, target):
         self.built.append(target.name)
         image = ImageInfo(image_id="e" * 64, image_name=target.name, built_at="t", arch="x86_64")
-        return type("Built", (), {"image": image})()
+        return type("Built", (), {"image": image, "rebuilt": False, "seconds": 0.0})()
 
 
 def test_impls_yaml_is_read_once_per_pass(repo: Path, tmp_path: Path, monkeypatch) -> None:
@@ -33,10 +37,11 @@ def test_impls_yaml_is_read_once_per_pass(repo: Path, tmp_path: Path, monkeypatc
             loads.append(path)
         return real(model, path)
     monkeypatch.setattr(config, "load_model", counting)
-    monkeypatch.setattr(submit, "Builder", FakeBuilder)
+    monkeypatch.setattr(resolve, "Builder", FakeBuilder)
     cache = Cache(tmp_path / "cache")
     plan = plan_matrix(repo, "rust", None, None, cache)
     options = SubmitOptions(root=repo, kind="rust")
-    images = submit.build_images(options, cache, plan.impls, plan.matrix, log=lambda _: None)
+    images = submit.build_images(options, cache, plan.impls, plan.matrix,
+                                 Console(file=io.StringIO()))
     assert {"base", "router", "rust-relay", "rust-v0.53", "rust-v0.54"} <= set(images)
     assert loads == [repo / "impls.yaml"]

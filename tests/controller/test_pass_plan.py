@@ -133,3 +133,20 @@ def test_the_deadline_is_every_test_at_its_timeout_two_at_once_unless_told(plann
     assert deadline_seconds(wide) == per_test + 300
     told = plan_of(planned, SubmitOptions(root=tmp_path, deadline=42))
     assert deadline_seconds(told) == 42
+
+
+def test_known_failures_are_sent_last_under_their_own_timeout(planned, tmp_path: Path) -> None:
+    matrix, images = planned
+    known = {matrix.tests[0].name, matrix.tests[2].name}
+    marked = matrix.model_copy(update={"tests": [
+        t.model_copy(update={"expected_failure": t.name in known}) for t in matrix.tests]})
+    plan = plan_of((marked, images), SubmitOptions(root=tmp_path, timeout=120,
+                                                   known_failure_timeout=20))
+    requests = requests_for(plan, "p")
+    assert [r.test.name for r in requests] == \
+        [t.name for t in marked.tests if t.name not in known] + \
+        [t.name for t in marked.tests if t.name in known]
+    assert {r.test.name: r.timeout_seconds for r in requests} == \
+        {t.name: 20 if t.name in known else 120 for t in marked.tests}
+    settings = settings_for(plan, "p", tmp_path / "cache", SYSTEM)
+    assert settings.execution.known_failure_timeout_seconds == 20

@@ -120,3 +120,14 @@ def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Pat
     with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
         assert "controller/results/finish.py" in archive.namelist()
     assert summary.test_pass_zip_bytes == Path(summary.test_pass_zip).stat().st_size
+
+
+def test_a_rerun_keeps_the_passes_known_failure_timeout_or_its_absence() -> None:
+    def settings(execution: dict) -> Settings:
+        return Settings.model_validate({"testPass": {"name": "p", "kind": "full"},
+                                        "execution": {"cacheDir": "/c", **execution}})
+    options = SubmitOptions(root=Path("."), known_failure_timeout=20)
+    assert recorded_options(options, settings({"knownFailureTimeoutSeconds": 45})) \
+        .known_failure_timeout == 45
+    # A pass from before there was one ran its known failures under --timeout: so does its re-run.
+    assert recorded_options(options, settings({})).known_failure_timeout is None

@@ -214,3 +214,83 @@ def test_an_upstream_client_joins_its_holders_namespace_created_and_started_afte
     # the client waits for its router, its namespace and its redis, each checked until it passed
     assert api.checks == {"p_dialer_router_1": 2, "p_listener_router_1": 2,
                           "p_dialer_netns_1": 2, "p_redis_1": 2}
+
+
+class FakeStreamingAPI(FakeEngineAPI):
+    """The fake engine, with log streams: each router writes `lines` lines of output, then its
+    stream stays open (as a running container's does) until it is closed. Its healthcheck
+    passes only after its last line; `exits` names a router that stops instead."""
+
+    def __init__(self, lines: int = 3, exits: str | None = None) -> None:
+        super().__init__()
+        self.lines, self.exits = lines, exits
+        self.written: dict[str, int] = {}
+
+    def logs(self, container, stream=False, **kwargs):
+        if not stream:
+            return super().logs(container)
+        return FakeLogStream(self, container)
+
+    def inspect_container(self, container):
+        if self.exits and container.endswith(f"_{self.exits}_1") and \
+                self.written.get(container, 0) >= self.lines:
+            return {"State": {"Running": False, "ExitCode": 3}}
+        return {"State": {"Running": True}}
+
+    def exec_inspect(self, exec_id):
+        return {"ExitCode": 0 if self.written.get(exec_id, 0) >= self.lines else 1}
+
+
+class FakeLogStream:
+    def __init__(self, api: FakeStreamingAPI, container: str) -> None:
+        import threading
+        self.api, self.container, self.closed = api, container, threading.Event()
+
+    def __iter__(self):
+        for _ in range(self.api.lines):
+            self.api.written[self.container] = self.api.written.get(self.container, 0) + 1
+            yield b"router: a step of its set-up\n"
+        self.closed.wait()  # open until closed, as a running container's stream
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+# An interval no test could wait out: a check must follow the router's output, not the clock.
+HOUR = {"interval": "3600s", "timeout": "2s", "retries": 120}
+
+
+def _with_interval(document: dict, healthcheck: dict) -> dict:
+    for service in document["services"].values():
+        if "healthcheck" in service:
+            service["healthcheck"] = {"test": service["healthcheck"]["test"], **healthcheck}
+    return document
+
+
+def _up_in_thread(project: Project):
+    import threading
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(run=project.up(timeout=3600)),
+                              daemon=True)
+    thread.start()
+    thread.join(30)  # not a speed figure: whether it ends at all before the hour-long interval
+    return result.get("run")
+
+
+def test_a_healthcheck_runs_on_the_routers_output_not_on_a_timer() -> None:
+    api = FakeStreamingAPI(lines=3)
+    project = Project(FakeClient(api), plan_project("p", _with_interval(golden(), HOUR)))
+    project_run = _up_in_thread(project)
+    assert project_run is not None, "waited for the healthcheck's interval"
+    assert project_run.exit_code == 0
+    assert api.checks["p_dialer_router_1"] <= 1 + 3  # at start, then once per output at most
+    assert "start p_dialer_1" in api.calls and "start p_listener_1" in api.calls
+
+
+def test_a_router_that_exits_before_it_is_ready_fails_the_test_with_its_name() -> None:
+    api = FakeStreamingAPI(lines=2, exits="listener_router")
+    project = Project(FakeClient(api), plan_project("p", _with_interval(golden(), HOUR)))
+    project_run = _up_in_thread(project)
+    assert project_run is not None
+    assert project_run.failure == "listener_router exited 3 before it was ready"
+    assert "start p_listener_1" not in api.calls

@@ -58,6 +58,18 @@ class FakeApi:
                 return
         raise NotFound(container_id)
 
+    def networks(self, filters: dict) -> list[dict]:
+        return [{"Id": n.name, "Name": n.name, "Labels": n.attrs["Labels"]}
+                for n in self.engine.networks_ if not n.removed
+                and _matches(n.attrs["Labels"], filters)]
+
+    def remove_network(self, network_id: str) -> None:
+        for network in self.engine.networks_:
+            if network.name == network_id and not network.removed:
+                network.removed = True
+                return
+        raise NotFound(network_id)
+
 
 class FakeContainers:
     def __init__(self, engine: FakeEngine):
