@@ -16,19 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from cluster.labels import HOST_MACHINE, HOST_PID
+from cluster.lifetime import pid_alive
 from worker.locks import run_dir
 
 PID_ENV = "HOLEPUNCH_HOST_PID"  # the worker's main process, exported to its task processes
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @lru_cache(maxsize=1)

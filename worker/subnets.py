@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import InfrastructureError
+from cluster.lifetime import pid_alive
 from worker.locks import host_lock, run_dir
 
 DEFAULT_POOL = "10.201.0.0/16"
@@ -59,15 +60,6 @@ def engine_subnets(client) -> list[str]:
                 subnets.append(subnet)
     return subnets
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SubnetLeases:
@@ -133,4 +125,4 @@ class SubnetLeases:
             pid = int(path.read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return False
-        return not _pid_alive(pid)
+        return not pid_alive(pid)

@@ -26,6 +26,7 @@ import yaml
 
 from cluster.errors import InfrastructureError
 from cluster.labels import HOST, OWNER, PROBE, PROBE_OWNER_VALUE, PROBE_PID, probe_labels
+from cluster.lifetime import pid_alive
 from cluster.nat import (
     PEER_DELAY_MS,
     Behaviour,
@@ -99,7 +100,7 @@ def run_probe(preset: Preset, root: Path, log: Log = lambda line: None,
     except DockerException as err:
         raise InfrastructureError(f"no Docker engine: {err}") from err
     image = image or router_image(client, root)
-    for stale in stale_runs(_probe_resource_labels(client), socket.gethostname(), _pid_alive):
+    for stale in stale_runs(_probe_resource_labels(client), socket.gethostname(), pid_alive):
         log(f"nat-probe: removing the leftovers of run {stale} (its process is gone)")
         remove_run(client, stale)
     run_id = secrets.token_hex(4)
@@ -221,15 +222,6 @@ def _probe_resource_labels(client) -> list[dict[str, str]]:
     return ([c.labels for c in client.containers.list(all=True, filters=selector)]
             + [n.attrs.get("Labels") or {} for n in client.networks.list(filters=selector)])
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_run(client, run_id: str) -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from cluster.errors import InfrastructureError
-from cluster.lifetime import preexec_die_with_parent
+from cluster.lifetime import pid_alive, preexec_die_with_parent
 
 WORKER_HOST_SUFFIX = "-embedded"
 LONG_RUNNING = ("redis", "worker", "reporter")
@@ -45,15 +45,6 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else (shutil.which(name) or name)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def reclaim_folders(tmp: Path | None = None) -> list[Path]:
     """Remove the embedded folders (Redis's dir, logs) of submits that died without cleaning up."""
@@ -63,7 +54,7 @@ def reclaim_folders(tmp: Path | None = None) -> list[Path]:
             pid = int((folder / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue  # an older layout's, or one still being made
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
