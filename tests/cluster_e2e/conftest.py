@@ -23,7 +23,7 @@ import redis.exceptions
 import yaml
 from celery import Celery
 
-from cluster.celeryconfig import celery_settings
+from cluster.celeryconfig import TASK_OVERHEAD_SECONDS, celery_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
@@ -43,9 +43,11 @@ def broker_url() -> str:
 
 def flower_auth() -> str:
     return (SECRETS / "flower-auth").read_text().strip()
-# A host killed mid-test has its tests re-run after this. It must exceed the longest task: a
-# host's first test also fetches five images from the cache server (seen: 100 s under load).
-VISIBILITY = 180
+# The least visibility timeout that covers the cluster's --max-test-timeout 120 (submit refuses
+# a --timeout the consumers' visibility cannot cover: controller.run.visibility). A killed
+# host's tests no longer wait for it: the reporter's host watch moves them within seconds.
+MAX_TEST_TIMEOUT = 120
+VISIBILITY = MAX_TEST_TIMEOUT + TASK_OVERHEAD_SECONDS
 HOSTS = ("worker-a", "worker-b")
 # tcp with noise and yamux only: a bypassed ignore list (--test-ignore '') would add tls cells.
 FAST = ("rust-v0.57 x rust-v0.57 (tcp, noise, yamux|go-v0.51 x go-v0.51 (tcp, noise, yamux"
@@ -84,7 +86,7 @@ def _probe_app() -> Celery:
     """A Celery app of our own: configuring the shared `cluster.app` here would leave it bound to
     this cluster's broker for every later test in the same pytest process."""
     app = Celery("holepunch-cluster-e2e-probe", set_as_current=False)
-    app.conf.update(celery_settings(broker_url(), 120, VISIBILITY))
+    app.conf.update(celery_settings(broker_url(), MAX_TEST_TIMEOUT, VISIBILITY))
     return app
 
 
@@ -126,7 +128,7 @@ def _cluster(visibility: int):
     up = controller("cluster", "up", "--root", str(REPO), "--broker-port", str(BROKER_PORT),
                     "--flower-port", str(FLOWER_PORT), "--cache-port", str(CACHE_PORT),
                     "--concurrency", "2",
-                    "--max-test-timeout", "120", "--visibility-timeout", str(visibility),
+                    "--max-test-timeout", str(MAX_TEST_TIMEOUT), "--visibility-timeout", str(visibility),
                     timeout=1200)
     try:
         assert up.returncode == 0, up.stderr[-4000:]
