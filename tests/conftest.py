@@ -1,4 +1,8 @@
-"""Shared fixtures: a throwaway repository laid out like ours, and a CLI runner."""
+"""Shared fixtures: a throwaway repository laid out like ours, a CLI runner, and a real Redis.
+
+The end-to-end tests (everything that starts containers) live under tests/e2e/<area>/, whose
+conftest marks them `e2e`; the rest run without Docker: `pytest -m "not e2e and not browser"`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
+from tests.redis_server import redis_server
 
 IMPLS = """\
 implementations:
@@ -72,3 +77,10 @@ def run_cli(tmp_path: Path, capsys):
         return code, out, err
     run.cache = cache
     return run
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory):
+    """A real Redis on loopback, for this session only (skips without redis-server)."""
+    with redis_server(tmp_path_factory.mktemp("broker")) as url:
+        yield url

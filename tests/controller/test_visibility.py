@@ -1,4 +1,5 @@
-"""--timeout against the consumers' visibility timeouts (replies of `inspect conf`, faked)."""
+"""--timeout against the consumers' visibility timeouts (replies of `inspect conf`, faked; a real
+worker's: tests/e2e/controller/test_visibility.py)."""
 
 from __future__ import annotations
 
@@ -51,50 +52,3 @@ def test_the_largest_timeout_that_fits_is_named() -> None:
     assert "--timeout 120 or less" in refusal(121, {"w": 360})
     assert refusal(120, {"w": 360}) is None
     assert consumer_visibilities({"w": {"broker_transport_options": "hidden"}, "v": None}) == {}
-
-
-@pytest.mark.e2e
-def test_submit_refuses_a_timeout_its_real_worker_cannot_cover(tmp_path) -> None:
-    """A real Redis and a real worker started for 120 s tests: `submit --timeout 600` is
-    refused before anything is built, naming the worker and the numbers."""
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    bin_dir = Path(sys.executable).parent
-    broker = f"redis://127.0.0.1:{port}/0"
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                             stdout=subprocess.DEVNULL)
-    worker = subprocess.Popen([str(bin_dir / "holepunch-worker"), "--broker", broker, "-n",
-                               f"visibility-{port}", "-c", "1", "--without-mingle",
-                               "--cache-dir", str(tmp_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        from cluster.app import configure
-        app = configure(broker, 120)
-        deadline = time.monotonic() + 60
-        while not (app.control.inspect(timeout=1).ping() or {}):
-            assert time.monotonic() < deadline and worker.poll() is None, "the worker never answered"
-        repo = Path(__file__).resolve().parents[2]
-        run = subprocess.run([str(bin_dir / "holepunch-controller"), "submit", "--root", str(repo),
-                              "--broker", broker, "--timeout", "600", "-o", str(tmp_path / "out"),
-                              "--test-filter", "go-v0.51 x go-v0.51"],
-                             capture_output=True, text=True, timeout=120)
-        output = run.stdout + run.stderr
-        assert run.returncode == 2, output
-        assert f"holepunch@visibility-{port} has 360 s" in output and "840 s" in output, output
-        assert "Traceback" not in output and "saved" not in output, output
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-        redis.terminate()
-        redis.wait()

@@ -1,4 +1,7 @@
-"""Session fixtures for the e2e tests: the engine, and the global services of a worker host.
+"""The one conftest of the end-to-end tests: every test under tests/e2e/ is marked `e2e` here
+(`-m "not e2e"` leaves them all out), and their fixtures: the engine and the global services of a
+worker host (clients/, router/), the real cluster (cluster/), the worker's hang image (worker/).
+Helpers live in each area's harness.py.
 
 Anything missing (engine, iptables, an image) skips the tests with the reason.
 """
@@ -6,6 +9,7 @@ Anything missing (engine, iptables, an image) skips the tests with the reason.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 from pathlib import Path
@@ -13,16 +17,41 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import DockerException
-from harness import E2E_HOST, REPO, Impl, Session, image_yaml_id, newest_built, present_image
-from harness import run_pair as _run_pair
 
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
 from cluster.network import DEFAULT_PUBLIC_SUBNET
+from tests.e2e.clients.harness import (
+    E2E_HOST,
+    REPO,
+    Impl,
+    Session,
+    image_yaml_id,
+    newest_built,
+    present_image,
+)
+from tests.e2e.clients.harness import run_pair as _run_pair
+from tests.e2e.cluster.harness import FAR_VISIBILITY, VISIBILITY, out_dir_for, running_cluster
+from tests.e2e.worker.harness import built_image, docker_or_skip
 from worker import hosts
 from worker.host import Host
 from worker.reaper import reap_tests
 from worker.subnets import DEFAULT_POOL
+
+E2E = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test beneath this folder starts containers: mark it `e2e` (the hook sees every
+    collected test of the session, so only those under tests/e2e/ are marked)."""
+    for item in items:
+        if item.path.resolve().is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+
+
+# ---------------------------------------------------------------------------------------------
+# clients/, router/: the engine and a worker host's global services
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +133,40 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("hole-punch pairs")
     for name, result in _PAIR_RESULTS:
         terminalreporter.write_line(f"{name}: {result.summary()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# cluster/: the real cluster of compose.cluster.yml, one per test module
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    yield from running_cluster(VISIBILITY)
+
+
+@pytest.fixture(scope="module")
+def cluster_far_visibility():
+    yield from running_cluster(FAR_VISIBILITY)
+
+
+@pytest.fixture
+def out_dir(request) -> Path:
+    """An output folder inside the checkout (the reporter container can write there)."""
+    return out_dir_for(request.node.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# worker/
+
+
+@pytest.fixture(scope="session")
+def hang_image():
+    """An implementation image whose client never returns: for the timeout test."""
+    client = docker_or_skip()
+    base = built_image("impl/base")
+    dockerfile = (f"FROM sha256:{base.image_id}\n"
+                  'ENTRYPOINT ["/usr/local/bin/holepunch-client-init", "sleep", "infinity"]\n')
+    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True,
+                                   labels={"holepunch.owner": "tests"}, tag="holepunch-test-hang")
+    yield image.id.removeprefix("sha256:")
+    client.images.remove("holepunch-test-hang", force=True)

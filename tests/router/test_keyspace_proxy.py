@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.worker.conftest import broker_url, free_port  # noqa: F401 - the real Redis fixture
+from tests.redis_server import free_port
 
 PROXY = Path(__file__).resolve().parents[2] / "router" / "keyspace-proxy"
 PREFIX = "hp-test-1:"
 
 
 @pytest.fixture
-def store(broker_url):  # noqa: F811
+def store(broker_url):
     client = redis.Redis.from_url(broker_url, decode_responses=True)
     client.flushdb()
     return client

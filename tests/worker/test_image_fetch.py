@@ -2,7 +2,7 @@
 
 Fakes: a local http.server on 127.0.0.1 that can cut a download short (the cache server's
 stand-in), and a fake engine (has_image, docker load) for the retry logic. The real engine's
-side is in test_images_e2e.py.
+side is in tests/e2e/worker/test_images.py.
 """
 
 from __future__ import annotations

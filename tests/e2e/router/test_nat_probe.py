@@ -1,7 +1,7 @@
 """Each NAT preset proven without libp2p: the RFC 5780-style probe behind a real router of that
 preset must observe exactly the preset's definition, over UDP and over TCP.
 
-Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest -m e2e tests/e2e/test_nat_probe.py -v`
+Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/e2e/router/test_nat_probe.py -v`
 (Docker engine, the router image built).
 """
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from harness import REPO, image_yaml_id, present_image
 
 from cluster.labels import PROBE
 from cluster.nat import PEER_DELAY_MS, PRESETS, behaviour_report
 from controller.cli import main
 from controller.nat.probe import run_probe
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.clients.harness import REPO, image_yaml_id, present_image
 
 
 @pytest.fixture(scope="module")

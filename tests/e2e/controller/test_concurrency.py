@@ -9,7 +9,7 @@ local Redis, real Celery worker and reporter, real libp2p images (go-v0.51, pyth
 - a duplicate delivery of a test still gives one record.
 
 Run them under the shared lock: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest
-tests/controller/test_concurrency_e2e.py -m e2e -s`.
+tests/e2e/controller/test_concurrency.py -s`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import pytest
 import redis
 import yaml
 
-pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 GO_TCP, GO_QUIC = "go-v0.51 x go-v0.51 (tcp, noise, yamux)", "go-v0.51 x go-v0.51 (quic)"
 PY_TCP = "python-v0.8 x python-v0.8 (tcp, noise, yamux)"

@@ -7,7 +7,7 @@ go-libp2p logs every connection's security and muxer protocol ids, py-libp2p's d
 classes of its direct connection's muxer and secure stream. A client must refuse, exit 1 with a
 clear line on stderr, a value it does not support.
 
-Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest -m e2e tests/e2e/test_secure_channels.py`
+Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/e2e/clients/test_secure_channels.py`
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import re
 import uuid
 
 import pytest
-from harness import E2E_HOST, PairResult
-from test_hole_punch import MIN_RTT_MS, _explain, reported_direct
 
 from cluster import labels
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.clients.harness import E2E_HOST, PairResult
+from tests.e2e.clients.test_hole_punch import MIN_RTT_MS, _explain, reported_direct
 
 TLS = "/tls/1.0.0"
 NOISE = "/noise"

@@ -18,9 +18,7 @@ import yaml
 
 from cluster.progress import FAILED_STEPS
 from cluster.timings import MIN_RTT_SAMPLES, median
-from tests.controller.test_submit_e2e import engine_or_skip, submit
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.controller.test_submit import engine_or_skip, submit
 
 PASSING = "go-v0.51 x go-v0.51 (quic)"
 FAILING = "go-v0.51 x js-v3.3 (quic)"

@@ -21,7 +21,7 @@ from worker.host import Host
 from worker.runner import execute, spec_for
 from worker.services import Services
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 E2E_HOST = "e2e"
 DEFAULT_TIMEOUT_S = 120.0
 

@@ -11,16 +11,14 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import REPO, Session, image_yaml_id, present_image, run_pair
 
 from cluster.cache import Cache
 from cluster.labels import SERVICES
 from cluster.network import DEFAULT_PUBLIC_SUBNET
+from tests.e2e.clients.harness import REPO, Session, image_yaml_id, present_image, run_pair
 from worker import hosts
 from worker.host import Host
 from worker.subnets import DEFAULT_POOL
-
-pytestmark = pytest.mark.e2e
 
 
 def _image(client, folder: str) -> str:

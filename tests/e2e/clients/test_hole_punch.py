@@ -1,6 +1,6 @@
 """Hole punching end to end: real images, real NAT routers, the relay, and Redis on this engine.
 
-Run: `.venv/bin/python -m pytest -m e2e tests/e2e -v` (root, Docker engine, images built).
+Run: `.venv/bin/python -m pytest tests/e2e/clients -v` (root, Docker engine, images built).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import PairResult
 
-pytestmark = pytest.mark.e2e
+from tests.e2e.clients.harness import PairResult
 
 # Four 50 ms router delays put every RTT at about 200 ms or more: a lower figure means the routers
 # did not delay. There is no upper bound: on a loaded 2-core host a direct RTT reached 271 ms, past

@@ -16,9 +16,8 @@ import pytest
 from cluster.app import configure
 from cluster.models import ImageInfo, Status, TestCase, TestRecord, Transport
 from cluster.tasks import RunRequest, run_test_signature
-from tests.worker.conftest import REPO, built_image, docker_or_skip
+from tests.e2e.worker.harness import REPO, built_image, docker_or_skip
 
-pytestmark = pytest.mark.e2e
 HOST = "e2e-worker"
 
 

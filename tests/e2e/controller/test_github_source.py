@@ -18,8 +18,6 @@ from cluster.cache import Cache
 from cluster.errors import InfrastructureError
 from controller.images.build import Builder, BuildTarget, read_image_yaml
 
-pytestmark = pytest.mark.e2e
-
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 BASE = "holepunch-base:bookworm"
 

@@ -23,9 +23,7 @@ from tests.controller.test_workflow_steps import (
     step,
 )
 
-pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ONE_TEST = "rust-v0.57 x go-v0.51 (tcp, noise, yamux"
 WORKFLOW = "hole-punch-cluster.yml"
 

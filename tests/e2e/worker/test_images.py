@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.conftest import built_image, docker_or_skip
+from tests.e2e.worker.harness import built_image, docker_or_skip
 from worker.images import ImageFetchError, ImageMismatchError, ensure_image, has_image
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -3,15 +3,14 @@ source (impls.yaml `rust-upstream-*`, `contract: upstream`), against our clients
 
 Skipped unless its image is built: `holepunch-controller build rust-upstream-head` (a
 rust-libp2p compile from scratch, about 5.5 minutes of two cores here).
-Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest -m e2e tests/e2e/test_upstream_rust.py`.
+Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/e2e/clients/test_upstream_rust.py`.
 """
 
 from __future__ import annotations
 
 import pytest
-from harness import REPO, image_yaml_id, present_image
 
-pytestmark = pytest.mark.e2e
+from tests.e2e.clients.harness import REPO, image_yaml_id, present_image
 
 MIN_RTT_MS = 180.0
 UPSTREAM = ["upstream-head"]  # upstream-v0.53 does not compile with this host's Rust (impl/rust/README.md)

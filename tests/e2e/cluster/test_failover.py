@@ -6,7 +6,7 @@ The cluster's visibility timeout is an hour (FAR_VISIBILITY): if the broker's ow
 were what moved the tests, they would not move within these tests' deadlines. The bound below
 is loose on purpose (a busy machine); bench/failover.py measures the real figures.
 
-Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/cluster_e2e/test_failover.py -v`
+Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/e2e/cluster/test_failover.py -v`
 """
 
 from __future__ import annotations
@@ -16,12 +16,18 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
-from .conftest import FAR_VISIBILITY, FAST, FAST_NAMES, broker_url, container, ping, results, submit_args
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.cluster.harness import (
+    FAR_VISIBILITY,
+    FAST,
+    FAST_NAMES,
+    broker_url,
+    container,
+    ping,
+    results,
+    submit_args,
+)
 
 # From the loss of worker-b to its tests starting on worker-a, whose two slots may still be busy
 # with their own tests: far below the visibility timeout, far above the expected ~10-40 s.

@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 PAIR = "go-v0.51 x go-v0.51 (tcp, noise, yamux)"
 NAT = "full-cone,symmetric,cgnat x full-cone,symmetric"

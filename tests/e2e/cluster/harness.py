@@ -1,4 +1,5 @@
-"""The real cluster of compose.cluster.yml for the e2e tests: brought up once, torn down after.
+"""The real cluster of compose.cluster.yml for the e2e tests: brought up once, torn down after
+(by the `cluster` fixtures of tests/e2e/conftest.py).
 
 Real broker, Flower, cache server, reporter and two Docker-in-Docker worker hosts, each with its
 own engine, global Redis and relay. Outputs go under the checkout (the reporter container
@@ -25,7 +26,7 @@ from celery import Celery
 
 from cluster.celeryconfig import TASK_OVERHEAD_SECONDS, celery_settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 # Test ports, away from a user's own cluster defaults (16379, 5555, 18080) only by choice of
 # number: the project name is shared, so do not run this while your own cluster is up.
@@ -106,21 +107,13 @@ def ping(node: str, timeout: float = 120) -> bool:
 
 
 # A cluster whose visibility timeout is far above any test: a lost host's tests can move only
-# because the reporter's host watch moved them (tests/cluster_e2e/test_failover.py).
+# because the reporter's host watch moved them (tests/e2e/cluster/test_failover.py).
 FAR_VISIBILITY = 3600
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    yield from _cluster(VISIBILITY)
-
-
-@pytest.fixture(scope="module")
-def cluster_far_visibility():
-    yield from _cluster(FAR_VISIBILITY)
-
-
-def _cluster(visibility: int):
+def running_cluster(visibility: int):
+    """`cluster up` for the tests, its broker file yielded; `cluster down` after, its logs kept
+    in .test-output/cluster-logs.txt (the `cluster` fixtures of tests/e2e/conftest.py)."""
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.skip("no Docker engine")
     if shutil.which("docker-compose") is None:
@@ -142,10 +135,9 @@ def _cluster(visibility: int):
         assert down.returncode == 0, down.stderr[-2000:]
 
 
-@pytest.fixture
-def out_dir(request) -> Path:
-    """An output folder inside the checkout (the reporter container can write there)."""
-    path = REPO / ".test-output" / request.node.name
+def out_dir_for(name: str) -> Path:
+    """An empty output folder inside the checkout (the reporter container can write there)."""
+    path = REPO / ".test-output" / name
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path

@@ -26,15 +26,13 @@ import pytest
 import yaml
 
 from controller.results.report import DASHBOARD_END, DASHBOARD_START
-from tests.controller.test_submit_e2e import (
+from tests.e2e.controller.test_submit import (
     CONTROLLER,
     REPO,
     embedded_redis_running,
     engine_or_skip,
     leftovers,
 )
-
-pytestmark = pytest.mark.e2e
 
 LANG = "python"
 IMPL = "python-v0.8"

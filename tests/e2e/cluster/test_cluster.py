@@ -2,7 +2,7 @@
 a host killed mid-pass, a host rejoining, a broker restart, two passes at once, Flower, no
 secret served or shown, and outputs written where the user asked.
 
-Run: `.venv/bin/python -m pytest tests/cluster_e2e -v` (root, Docker engine, images built).
+Run: `.venv/bin/python -m pytest tests/e2e/cluster -v` (root, Docker engine, images built).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from .conftest import (
+from tests.e2e.cluster.harness import (
     BROKER_PORT,
     CACHE_PORT,
     CONTROLLER,
@@ -36,8 +36,6 @@ from .conftest import (
     submit,
     submit_args,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def _records(out: Path) -> list[dict]:

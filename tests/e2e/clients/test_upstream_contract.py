@@ -6,7 +6,7 @@ upstream's images are shaped: no ENTRYPOINT, a base image's shell as CMD (alpine
 upstream), `hole-punch-client` on the PATH, Redis at `redis:6379` hard-coded, bare keys. It
 refuses to run if the harness hands it anything of our contract (TEST_KEY, REDIS_ADDR).
 
-Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest -m e2e tests/e2e/test_upstream_contract.py`.
+Run: `flock /tmp/holepunch-e2e.lock .venv/bin/python -m pytest tests/e2e/clients/test_upstream_contract.py`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import PairResult
 
 import worker.contracts as contracts
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.clients.harness import PairResult
 
 MIN_RTT_MS = 180.0  # four 50 ms router delays (test_hole_punch.py)
 NEGATIVE_TIMEOUT_S = 30.0

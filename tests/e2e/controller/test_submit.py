@@ -21,9 +21,7 @@ from cluster.cache import sha256_file
 from controller.archive.thin import restore_snapshots
 from controller.images.solid import restore_solid
 
-pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONTROLLER = str(Path(sys.executable).with_name("holepunch-controller"))
 EMBEDDED_HOST = socket.gethostname() + "-embedded"  # + "-<submit's pid>": a host per submit
 SMALL = ("rust-v0.57 x rust-v0.57 (tcp, noise, yamux|go-v0.51 x go-v0.51 (tcp, noise, yamux"
