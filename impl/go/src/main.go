@@ -379,8 +379,15 @@ func median(samples []float64) float64 {
 }
 
 // punchRetryGrace is how long, after a failed DCUtR attempt, the listener (which drives the
-// retries and starts the next attempt at once) has to start another before the punch has failed.
-const punchRetryGrace = 3 * time.Second
+// retries) has to start another before the punch has failed. After our side of an attempt
+// fails, the listener's side of it may still be dialing (seen behind a symmetric NAT: its
+// attempt outlived ours by more than 3 s, and its next one punched), so the grace is longer
+// until the listener's last attempt (go-libp2p and js-libp2p make punchAttempts) has failed.
+const (
+	punchAttempts         = 3
+	punchRetryGrace       = 10 * time.Second
+	punchLastAttemptGrace = 3 * time.Second
+)
 
 // waitDirect waits for a direct connection to the listener, and gives up as soon as the punch
 // has definitively failed: the relayed connection closed with no direct one, or a DCUtR attempt
@@ -389,12 +396,17 @@ func waitDirect(ctx context.Context, h host.Host, listener peer.ID, direct <-cha
 	if c := directConnTo(h, listener); c != nil {
 		return c, nil
 	}
-	running, lastFailure := 0, ""
+	running, failures, lastFailure := 0, 0, ""
 	var grace <-chan time.Time
+	var graceFor time.Duration
 	failed := func(reason string) {
-		lastFailure = reason
+		lastFailure, failures = reason, failures+1
 		if running == 0 {
-			grace = time.After(punchRetryGrace)
+			graceFor = punchRetryGrace
+			if failures >= punchAttempts {
+				graceFor = punchLastAttemptGrace
+			}
+			grace = time.After(graceFor)
 		}
 	}
 	for {
@@ -430,7 +442,7 @@ func waitDirect(ctx context.Context, h host.Host, listener peer.ID, direct <-cha
 				return c, nil
 			}
 			return nil, fmt.Errorf("DCUtR failed (%s) and %s started no new attempt within %s: the hole punch failed",
-				lastFailure, listener, punchRetryGrace)
+				lastFailure, listener, graceFor)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("no direct connection to %s (hole punch did not succeed): %w", listener, ctx.Err())
 		}

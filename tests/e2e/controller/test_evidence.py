@@ -21,7 +21,11 @@ from cluster.timings import MIN_RTT_SAMPLES, median
 from tests.e2e.controller.test_submit import engine_or_skip, submit
 
 PASSING = "go-v0.51 x go-v0.51 (quic)"
-FAILING = "go-v0.51 x js-v3.3 (quic)"
+# Theory says no punch can work between two symmetric NATs (an expected failure): go's own
+# dialer, so its QUIC key log is there too. Only these two of the NAT pairs --nat makes run.
+FAILING = "go-v0.51 x go-v0.51 (quic) [symmetric x symmetric]"
+NAT = ("--nat", "port-restricted-cone,symmetric",
+       "--test-ignore", "[port-restricted-cone x symmetric]|[symmetric x port-restricted-cone]")
 
 
 def ipv4_sources(pcap: bytes) -> list[str]:
@@ -42,8 +46,7 @@ def ipv4_sources(pcap: bytes) -> list[str]:
 def evidence_pass(tmp_path_factory):
     engine_or_skip()
     out = tmp_path_factory.mktemp("evidence")
-    # js never upgrades: its dialer waits for the direct connection until the test's timeout
-    result = submit(out, "--test-filter", f"{PASSING}|{FAILING}", "--timeout", "40",
+    result = submit(out, "--test-filter", f"{PASSING}|{FAILING}", *NAT, "--timeout", "40",
                     timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = yaml.safe_load((out / "results.yaml").read_text())
@@ -54,7 +57,7 @@ def test_a_failed_test_keeps_the_capture_of_each_routers_public_side(evidence_pa
     out, tests, _ = evidence_pass
     failed = tests[FAILING]
     assert failed["status"] == "fail" and failed["expectedFailure"] is True
-    stem = "go-v0.51_x_js-v3.3_quic"
+    stem = "go-v0.51_x_go-v0.51_quic_symmetric_x_symmetric"
     assert f"captures/{stem}.dialer_router.pcap" in failed["captures"]
     assert f"captures/{stem}.listener_router.pcap" in failed["captures"]
     log = (out / failed["logFile"]).read_text()
