@@ -94,11 +94,8 @@ def render_nat_section(records: list[TestRecord], variant_of) -> list[str]:
              "harness's NAT is not what it claims; investigate)", ""]
     lines += _overview(records, variant_of)
     for (variant, dialer, listener), grid in sorted(grids.items()):
-        d_nats = [n for n in PRESETS if any(d == n for d, _ in grid)]
-        l_nats = [n for n in PRESETS if any(l_ == n for _, l_ in grid)]
-        lines += [f"### {dialer} x {listener} ({variant})", "",
-                  "| dialer NAT ↓ \\ listener NAT → | " + " | ".join(l_nats) + " |",
-                  "|---|" + "---|" * len(l_nats)]
+        d_nats, l_nats = _sides(grid)
+        lines += _grid_header(f"{dialer} x {listener} ({variant})", l_nats)
         for d in d_nats:
             lines.append(f"| **{d}** | " + " | ".join(nat_cell(grid.get((d, l_))) for l_ in l_nats)
                          + " |")
@@ -110,6 +107,18 @@ def render_nat_section(records: list[TestRecord], variant_of) -> list[str]:
     return lines
 
 
+def _sides(pairs) -> tuple[list[str], list[str]]:
+    """The dialer and the listener presets of (dialer NAT, listener NAT) keys, in PRESETS order."""
+    return ([n for n in PRESETS if any(d == n for d, _ in pairs)],
+            [n for n in PRESETS if any(l_ == n for _, l_ in pairs)])
+
+
+def _grid_header(title: str, listener_nats: list[str]) -> list[str]:
+    return [f"### {title}", "",
+            "| dialer NAT ↓ \\ listener NAT → | " + " | ".join(listener_nats) + " |",
+            "|---|" + "---|" * len(listener_nats)]
+
+
 def _overview(records: list[TestRecord], variant_of) -> list[str]:
     """Per transport, each NAT pair's punches over all implementation pairs: `passed/run`,
     with theory's word and the count of cells worse (🔴) or better (❗) than theory."""
@@ -118,11 +127,8 @@ def _overview(records: list[TestRecord], variant_of) -> list[str]:
         by_variant[variant_of(record)][(record.dialer_nat, record.listener_nat)].append(record)
     lines: list[str] = []
     for variant, pairs in sorted(by_variant.items()):
-        d_nats = [n for n in PRESETS if any(d == n for d, _ in pairs)]
-        l_nats = [n for n in PRESETS if any(l_ == n for _, l_ in pairs)]
-        lines += [f"### All implementation pairs ({variant}): punched / run", "",
-                  "| dialer NAT ↓ \\ listener NAT → | " + " | ".join(l_nats) + " |",
-                  "|---|" + "---|" * len(l_nats)]
+        d_nats, l_nats = _sides(pairs)
+        lines += _grid_header(f"All implementation pairs ({variant}): punched / run", l_nats)
         for d in d_nats:
             cells = []
             for l_ in l_nats:
