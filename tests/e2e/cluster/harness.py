@@ -82,12 +82,18 @@ def container(service: str) -> str:
     return f"holepunch-cluster_{service}_1"
 
 
-@functools.lru_cache(maxsize=1)
 def _probe_app() -> Celery:
-    """A Celery app of our own: configuring the shared `cluster.app` here would leave it bound to
-    this cluster's broker for every later test in the same pytest process."""
+    """A Celery app of our own, for the running cluster's broker (each `cluster up` of a module's
+    fixture writes a new password, so one app per URL)."""
+    return _probe_app_for(broker_url())
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_app_for(url: str) -> Celery:
+    """Configuring the shared `cluster.app` here would leave it bound to this cluster's broker
+    for every later test in the same pytest process."""
     app = Celery("holepunch-cluster-e2e-probe", set_as_current=False)
-    app.conf.update(celery_settings(broker_url(), MAX_TEST_TIMEOUT, VISIBILITY))
+    app.conf.update(celery_settings(url, MAX_TEST_TIMEOUT, VISIBILITY))
     return app
 
 
