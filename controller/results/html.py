@@ -1,10 +1,12 @@
 """Records -> results.html: one self-contained page (inline CSS and a small inline script, nothing
 fetched), readable from file:// and from inside the test-pass zip.
 
-It shows what results.md shows (summary, a dialer x listener matrix per group, the same marks),
-and what a table cannot: each test's details on a click (reason, host, timings, the tail of its
-log, links to its files), filters, and a timeline of the pass: one row per worker host, one bar
-per test, so a slow or lost host shows at a glance.
+It shows what results.md shows (summary, a dialer x listener matrix per group, the same marks;
+when the pass ran NAT pairs, a dialer NAT x listener NAT grid per implementation pair set against
+theory, as results.md's NAT section), and what a table cannot: each test's details on a click
+(reason, host, timings, NAT pair and theory, the tail of its log, links to its files), filters,
+and a timeline of the pass: one row per worker host, one bar per test, so a slow or lost host
+shows at a glance.
 
 Every string from a record is untrusted (a reason or a log may hold `<script>`): it reaches the
 page only through `_e` (html.escape) or `_href` (a relative path, percent-encoded). The script
@@ -23,10 +25,22 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from cluster.models import Results, Status, TestRecord
+from cluster.models import DEFAULT_RELAY, Results, Status, TestRecord
+from cluster.nat import PRESETS
 from cluster.progress import STEP_WORDS
 from cluster.timings import rtt_anomaly
 from controller.results import report
+from controller.results.natreport import (
+    NAT_MARKS,
+    has_nat_pairs,
+    is_default_pair,
+    nat_cell,
+    nat_grids,
+    nat_kind,
+    theory_counts,
+    theory_mark,
+    theory_of_record,
+)
 
 LOG_TAIL_LINES = 40
 LOG_TAIL_CHARS = 6000
@@ -60,6 +74,23 @@ LOOKS: dict[str, Look] = {
 }
 _SHOWN_ALWAYS = ("pass", "fail", "not-run")  # in the legend, as results.md
 
+# A NAT grid's cells (natreport.nat_kind): results.md's NAT marks; red where the result is worse
+# than theory, a flag colour where it is better (the harness's NAT is then not what it claims).
+NAT_LOOKS: dict[str, Look] = {
+    "pass": Look(NAT_MARKS["pass"], "Punched", "#d3f2dc", "", "punched; RTT over the direct path"),
+    "worse": Look(NAT_MARKS["worse"], "Worse than theory", "#ff8c8c", "",
+                  "failed where theory allows a punch: an implementation or interop bug "
+                  "(one-way: only one side's packets can get through)"),
+    "as-theory": Look(NAT_MARKS["as-theory"], "Failed as theory says", "#eaeef2", "",
+                      "no punch without port prediction"),
+    "better": Look(NAT_MARKS["better"], "Better than theory: harness bug", "#f0b3ff", "",
+                   "punched where theory says it cannot: the harness's NAT is not what it "
+                   "claims; investigate"),
+    "flaky": Look(NAT_MARKS["flaky"], "Flaky", "#fff1b8", "", "failed, then punched on a retry"),
+    "error": Look(NAT_MARKS["error"], "Error", "#d0d7de", "", "could not be run: no verdict"),
+    "not-run": Look(NAT_MARKS["not-run"], "Not run", "#f0f1f3", "", "not executed"),
+}
+
 
 def outcome_of(record: TestRecord | None) -> str:
     """The key of a record's look: its status, turned by known-failures as results.md does."""
@@ -89,6 +120,29 @@ def group_of(record: TestRecord) -> str:
 
 def transport_of(record: TestRecord) -> str:
     return report.variant_of(record).split(",")[0].strip() or "unknown"
+
+
+def nat_pair_of(record: TestRecord) -> str:
+    return f"{record.dialer_nat} x {record.listener_nat}"
+
+
+def nat_pairs(results: Results) -> list[str]:
+    """The NAT pairs a pass ran, dialer's then listener's in PRESETS order."""
+    order = {name: n for n, name in enumerate(PRESETS)}
+    pairs = {(r.dialer_nat, r.listener_nat) for r in results.tests}
+    return [f"{d} x {l_}" for d, l_ in sorted(pairs, key=lambda p: (order.get(p[0], len(order)),
+                                                                    order.get(p[1], len(order)),
+                                                                    p))]
+
+
+def _matrix_group(record: TestRecord, several_pairs: bool) -> str:
+    """A record's matrix; in a pass of several NAT pairs the default pair is named too (its
+    test names carry no brackets)."""
+    group = group_of(record)
+    if not several_pairs or not is_default_pair(record):
+        return group
+    first, *rest = group.split(" · ")
+    return " · ".join([first, nat_pair_of(record), *rest])
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -195,16 +249,17 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES, chars: int = LOG_TAIL_CHARS
 
 
 def _data(index: int | None, record: TestRecord | None, dialer: str, listener: str,
-          transport: str) -> str:
+          transport: str, nat: str) -> str:
     """The attributes the script filters on and marks by."""
     test = f' data-test="{index}"' if index is not None else ""
     return (f'{test} data-outcome="{_e(outcome_of(record))}" data-dialer="{_e(dialer)}" '
-            f'data-listener="{_e(listener)}" data-transport="{_e(transport)}"')
+            f'data-listener="{_e(listener)}" data-transport="{_e(transport)}" '
+            f'data-nat="{_e(nat)}"')
 
 
 def _data_of(index: int, record: TestRecord) -> str:
     return _data(index, record, record.dialer.version, record.listener.version,
-                 transport_of(record))
+                 transport_of(record), nat_pair_of(record))
 
 
 def _hover(record: TestRecord) -> str:
@@ -260,6 +315,7 @@ def _filters(results: Results) -> str:
     transports = sorted({transport_of(r) for r in results.tests})
     present = {outcome_of(r) for r in results.tests} | {"not-run"}
     outcomes = [key for key in LOOKS if key in present] + sorted(present - set(LOOKS))
+    pairs = nat_pairs(results)
 
     def select(key: str, label: str, options: list[tuple[str, str]]) -> str:
         items = "".join(f'<option value="{_e(value)}">{_e(text)}</option>' for value, text in options)
@@ -271,17 +327,21 @@ def _filters(results: Results) -> str:
             + select("transport", "Transport", [(t, t) for t in transports])
             + select("status", "Status", [(o, f"{look_of(o).mark} {look_of(o).label}")
                                            for o in outcomes])
+            + (select("nat", "NAT pair", [(p, p) for p in pairs]) if len(pairs) > 1 else "")
             + '<button type="reset" id="f-reset">Reset</button>'
             + f'<span id="shown">{len(results.tests)} of {len(results.tests)} tests</span></form>')
 
 
 def _matrices(results: Results) -> str:
+    several_pairs = len(nat_pairs(results)) > 1
     by_group: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
     for position, test in enumerate(results.tests):
-        by_group[group_of(test)][(test.dialer.version, test.listener.version)] = position
+        group = _matrix_group(test, several_pairs)
+        by_group[group][(test.dialer.version, test.listener.version)] = position
     out = []
     for group in sorted(by_group):
         table = by_group[group]
+        nat = nat_pair_of(results.tests[next(iter(table.values()))])
         impls = sorted({name for pair in table for name in pair})
         transport = group.split(",")[0].split(" · ")[0].strip()
         head = "".join(f'<th scope="col">{_e(impl)}</th>' for impl in impls)
@@ -293,7 +353,7 @@ def _matrices(results: Results) -> str:
                 record = results.tests[index] if index is not None else None
                 look = look_of(outcome_of(record))
                 attrs = _data(index, record, dialer, listener,
-                              transport_of(record) if record else transport)
+                              transport_of(record) if record else transport, nat)
                 if record is None:
                     cells.append(f'<td class="cell o-not-run"{attrs} title="not run">{look.mark}</td>')
                     continue
@@ -307,6 +367,71 @@ def _matrices(results: Results) -> str:
                    f'<table><thead><tr><th class="corner">Dialer ↓ \\ Listener →</th>{head}</tr>'
                    f'</thead><tbody>{"".join(rows)}</tbody></table></section>')
     return "".join(out) or "<p>No test has a result.</p>"
+
+
+def _theory_words(record: TestRecord) -> str | None:
+    """Theory's verdict on a record's NAT pair and how the result stands against it."""
+    theory = theory_of_record(record)
+    if theory is None:
+        return None
+    against = {"worse": f"{NAT_MARKS['worse']} worse than theory: an implementation or interop bug",
+               "better": f"{NAT_MARKS['better']} better than theory: a harness bug to investigate "
+                         "(its NAT is not what it claims)"}.get(theory_mark(record) or "",
+                                                                "the result is as theory says")
+    return f"{theory.value}; {against}" if record.status is not Status.ERROR else theory.value
+
+
+def _nat_view(results: Results) -> str:
+    """Per transport, a dialer NAT x listener NAT grid per implementation pair (results.md's
+    NAT section, cells from natreport), each cell a link to its test's details."""
+    if not has_nat_pairs(results.tests):
+        return ""
+    records = results.tests
+    counts = theory_counts(records)
+    legend = "".join(f'<li><span class="swatch n-{key}">{look.mark}</span> <b>{_e(look.label)}</b>: '
+                     f"{_e(look.meaning)}</li>" for key, look in NAT_LOOKS.items())
+    worse, better = NAT_MARKS["worse"], NAT_MARKS["better"]
+    out = ['<section id="nat"><h2>NAT pairs</h2><p class="note">Per transport and implementation '
+           "pair: rows are the dialer's NAT, columns the listener's; each cell says what theory "
+           "(router/README.md) expects of its pair. Click a cell for its details.</p>"
+           f'<ul class="counts"><li class="count n-worse"><b>{counts.worse}</b> {worse} Worse '
+           f'than theory</li><li class="count n-better"><b>{counts.better}</b> {better} Better '
+           f'than theory (harness bug)</li></ul><ul class="legend">{legend}</ul>']
+    by_variant: dict[str, list[str]] = defaultdict(list)
+    for grid in nat_grids(records, report.variant_of):
+        head = "".join(f'<th scope="col">{_e(nat)}</th>' for nat in grid.listener_nats)
+        rows = []
+        for d in grid.dialer_nats:
+            cells = []
+            for l_ in grid.listener_nats:
+                index = grid.cells.get((d, l_))
+                record = grid.record(records, d, l_)
+                kind = nat_kind(record)
+                attrs = _data(index, record, grid.dialer, grid.listener,
+                              grid.variant.split(",")[0].strip(), f"{d} x {l_}")
+                if record is None:
+                    cells.append(f'<td class="natcell n-{kind}"{attrs} title="not run">'
+                                 f"{NAT_LOOKS[kind].mark}</td>")
+                    continue
+                theory = theory_of_record(record)
+                hover = " · ".join(part for part in (
+                    _hover(record), NAT_LOOKS[kind].label,
+                    theory and f"theory: {theory.value}") if part)
+                cells.append(
+                    f'<td class="natcell n-{kind}"{attrs} title="{_e(hover)}">'
+                    f'<a href="#test-{index}">{_e(nat_cell(record))}'
+                    f'<small class="theory">theory: {_e(theory.value if theory else "?")}</small>'
+                    "</a></td>")
+            rows.append(f'<tr><th scope="row">{_e(d)}</th>{"".join(cells)}</tr>')
+        by_variant[grid.variant].append(
+            f'<section class="natgrid"><h4>{_e(grid.dialer)} x {_e(grid.listener)}</h4><table>'
+            f'<thead><tr><th class="corner">Dialer NAT ↓ \\ Listener NAT →</th>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table></section>')
+    for variant, grids in sorted(by_variant.items()):
+        out.append(f'<div class="natgroup"><h3>Transport: {_e(variant)}</h3>'
+                   f'<div class="matrices">{"".join(grids)}</div></div>')
+    out.append("</section>")
+    return "".join(out)
 
 
 def _timeline(results: Results) -> str:
@@ -405,17 +530,31 @@ def _capture_label(path: str) -> str:
     return f"{'capture' if kind == 'pcap' else 'key log'} {source}"
 
 
+def _nat_facts(record: TestRecord, nat_pass: bool) -> list[tuple[str, str | None]]:
+    """The NAT pair, relay and theory: in a pass of NAT pairs, or for a relay not the default."""
+    facts: list[tuple[str, str | None]] = []
+    if nat_pass:
+        facts += [("NAT pair", f"{record.dialer_nat} (dialer) x {record.listener_nat} (listener)"),
+                  ("Theory", _theory_words(record))]
+    if nat_pass or record.relay != DEFAULT_RELAY:
+        facts.append(("Relay", getattr(record.relay, "value", record.relay)))
+    return facts
+
+
 def _details(results: Results, logs: Mapping[str, str], root: str,
              linked: Collection[str] | None) -> str:
     articles = []
+    nat_pass = has_nat_pairs(results.tests)
     for index, record in enumerate(results.tests):
         look = look_of(outcome_of(record))
+        rtt_name = "RTT (median)" if record.rtt_samples_ms else "RTT"
         facts = [("Status", f"{look.mark} {look.label}"), ("Reason", record.reason),
-                 ("RTT", _rtt(record) or None), ("Host", record.host),
+                 (rtt_name, _rtt(record) or None), ("Host", record.host),
                  ("Duration", record.duration), ("Attempts", record.attempts),
                  ("Started", record.started_at), ("Finished", record.finished_at),
                  ("Exit code", record.exit_code), ("Transport", group_of(record)),
-                 ("Dialer", record.dialer.version), ("Listener", record.listener.version)]
+                 ("Dialer", record.dialer.version), ("Listener", record.listener.version),
+                 *_nat_facts(record, nat_pass)]
         for attribute, name, form in _OPTIONAL:
             value = getattr(record, attribute, None)
             if isinstance(value, (int, float)):
@@ -464,6 +603,14 @@ table{border-collapse:collapse}
 .corner{font-weight:400;color:#57606a;font-size:12px}
 .cell{min-width:86px}.cell a{color:inherit;text-decoration:none;display:block}
 .cell .rtt{font-variant-numeric:tabular-nums}
+.natgrid th,.natgrid td{border:1px solid #d0d7de;padding:4px 8px;text-align:center;white-space:nowrap}
+.natgrid thead th,.natgrid tbody th{background:#f6f8fa;font-weight:600;font-size:12px}
+.natgrid h4{margin:8px 0 4px;font-size:14px}
+.natcell{min-width:96px}.natcell a{color:inherit;text-decoration:none;display:block}
+.natcell .theory{display:block;font-size:11px;color:#57606a}
+.natcell.n-worse{font-weight:700;box-shadow:inset 0 0 0 2px #d1242f}
+.natcell.n-better{font-weight:700;box-shadow:inset 0 0 0 2px #8250df;
+  background-image:repeating-linear-gradient(45deg,transparent 0 6px,rgba(130,80,223,.15) 6px 12px)}
 .off{opacity:.18}
 .selected{outline:3px solid #0969da;outline-offset:-3px}
 .trow{display:flex;align-items:stretch;border-bottom:1px solid #eaeef2}
@@ -497,17 +644,23 @@ _SCRIPT = """
   function all(selector) { return Array.prototype.slice.call(document.querySelectorAll(selector)); }
   var pick = {impl: document.getElementById("f-impl"),
               transport: document.getElementById("f-transport"),
-              status: document.getElementById("f-status")};
+              status: document.getElementById("f-status"),
+              nat: document.getElementById("f-nat")};  // only in a pass of several NAT pairs
+  if (!pick.nat) { delete pick.nat; }
   var tests = all("tr.test").length;
   function wanted(el) {
     var impl = pick.impl.value, transport = pick.transport.value, outcome = pick.status.value;
+    var nat = pick.nat ? pick.nat.value : "";
     return (!impl || el.dataset.dialer === impl || el.dataset.listener === impl) &&
       (!transport || el.dataset.transport === transport) &&
-      (!outcome || el.dataset.outcome === outcome);
+      (!outcome || el.dataset.outcome === outcome) && (!nat || el.dataset.nat === nat);
   }
   function filter() {
     all("[data-outcome]").forEach(function (el) { el.classList.toggle("off", !wanted(el)); });
-    all("section.matrix").forEach(function (m) { m.hidden = !m.querySelector("td.cell:not(.off)"); });
+    all("section.matrix, section.natgrid").forEach(function (m) {
+      m.hidden = !m.querySelector("td[data-outcome]:not(.off)");
+    });
+    all(".natgroup").forEach(function (g) { g.hidden = !g.querySelector("section.natgrid:not([hidden])"); });
     all("tr.test").forEach(function (row) { row.hidden = row.classList.contains("off"); });
     document.getElementById("shown").textContent =
       all("tr.test:not(.off)").length + " of " + tests + " tests";
@@ -542,7 +695,8 @@ _SCRIPT = """
 
 def _outcome_css() -> str:
     return "".join(f".o-{key},.swatch.o-{key}{{background:{look.cell}}}.bar.o-{key}"
-                   f"{{background:{look.bar}}}" for key, look in LOOKS.items())
+                   f"{{background:{look.bar}}}" for key, look in LOOKS.items()) + "".join(
+        f".n-{key}{{background-color:{look.cell}}}" for key, look in NAT_LOOKS.items())
 
 
 def render_results_html(results: Results, logs: Mapping[str, str] | None = None, *,
@@ -560,7 +714,7 @@ def render_results_html(results: Results, logs: Mapping[str, str] | None = None,
         "<noscript><p class=\"partial\">The details, filters and highlights need JavaScript; "
         "the tables and the timeline are all here without it.</p></noscript>",
         _summary(results), _filters(results), '<h2>Matrix</h2>', _legend(results),
-        f'<div class="matrices">{_matrices(results)}</div>', _timeline(results),
+        f'<div class="matrices">{_matrices(results)}</div>', _nat_view(results), _timeline(results),
         _test_list(results), "</main>", _details(results, logs or {}, root, linked),
         f"<script>{_SCRIPT}</script></body></html>\n"])
 

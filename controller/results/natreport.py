@@ -9,7 +9,7 @@ what it claims: flagged, never hidden. Pure: records in, lines out.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cluster.models import Status, TestRecord, Theory, Transport
@@ -48,20 +48,34 @@ def theory_mark(record: TestRecord) -> str | None:
     return None
 
 
-def nat_cell(record: TestRecord | None) -> str:
+def nat_kind(record: TestRecord | None) -> str:
+    """What a NAT cell says of a record: `pass`, `flaky`, `worse` (a fail where theory allows
+    a punch), `better` (a pass where theory says it cannot), `as-theory` (a fail theory
+    expects), `error` or `not-run`. results.md and results.html both mark cells by it."""
     if record is None:
-        return NOT_RUN
+        return "not-run"
     if record.status is Status.ERROR:
-        return ERROR
-    rtt = f" {record.rtt_ms:.0f}ms" if record.rtt_ms is not None else ""
+        return "error"
     mark = theory_mark(record)
     if mark == "better":
-        return f"{BETTER}{rtt}"
+        return "better"
     if record.status in (Status.PASS, Status.FLAKY):
-        return f"{FLAKY if record.status is Status.FLAKY else PASS}{rtt}"
-    if mark == "worse":
-        return WORSE + (" (one-way)" if theory_of_record(record) is Theory.ONE_WAY else "")
-    return AS_THEORY_NO
+        return "flaky" if record.status is Status.FLAKY else "pass"
+    return "worse" if mark == "worse" else "as-theory"
+
+
+NAT_MARKS = {"pass": PASS, "flaky": FLAKY, "worse": WORSE, "better": BETTER,
+             "as-theory": AS_THEORY_NO, "error": ERROR, "not-run": NOT_RUN}
+
+
+def nat_cell(record: TestRecord | None) -> str:
+    kind = nat_kind(record)
+    text = NAT_MARKS[kind]
+    if record is not None and kind in ("pass", "flaky", "better") and record.rtt_ms is not None:
+        text += f" {record.rtt_ms:.0f}ms"
+    if record is not None and kind == "worse" and theory_of_record(record) is Theory.ONE_WAY:
+        text += " (one-way)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -75,16 +89,48 @@ def theory_counts(records: Iterable[TestRecord]) -> TheoryCounts:
     return TheoryCounts(marks.count("worse"), marks.count("better"))
 
 
+def has_nat_pairs(records: Iterable[TestRecord]) -> bool:
+    """Whether a pass ran a NAT pair other than the default (then it has a NAT section)."""
+    return not all(is_default_pair(r) for r in records)
+
+
+@dataclass(frozen=True)
+class NatGrid:
+    """One implementation pair over one transport: the NAT pairs it ran, rows the dialer's NAT
+    and columns the listener's (in PRESETS order), each cell a position in the records."""
+
+    variant: str
+    dialer: str
+    listener: str
+    dialer_nats: list[str]
+    listener_nats: list[str]
+    cells: dict[tuple[str, str], int]
+
+    def record(self, records: Sequence[TestRecord], dialer_nat: str,
+               listener_nat: str) -> TestRecord | None:
+        index = self.cells.get((dialer_nat, listener_nat))
+        return None if index is None else records[index]
+
+
+def nat_grids(records: Sequence[TestRecord], variant_of) -> list[NatGrid]:
+    """The NAT grids of a pass, by transport, then dialer, then listener."""
+    cells: dict[tuple[str, str, str], dict[tuple[str, str], int]] = defaultdict(dict)
+    for index, record in enumerate(records):
+        key = (variant_of(record), record.dialer.version, record.listener.version)
+        cells[key][(record.dialer_nat, record.listener_nat)] = index
+    grids = []
+    for (variant, dialer, listener), grid in sorted(cells.items()):
+        d_nats, l_nats = _sides(grid)
+        grids.append(NatGrid(variant, dialer, listener, d_nats, l_nats, grid))
+    return grids
+
+
 def render_nat_section(records: list[TestRecord], variant_of) -> list[str]:
     """The section's lines; none when every record ran the default NAT pair (a default pass's
     results.md stays as it was)."""
-    if all(is_default_pair(r) for r in records):
+    if not has_nat_pairs(records):
         return []
     counts = theory_counts(records)
-    grids: dict[tuple[str, str, str], dict[tuple[str, str], TestRecord]] = defaultdict(dict)
-    for record in records:
-        key = (variant_of(record), record.dialer.version, record.listener.version)
-        grids[key][(record.dialer_nat, record.listener_nat)] = record
     lines = ["## NAT pairs", "",
              "Per implementation pair and transport: rows are the dialer's NAT, columns the "
              "listener's (router/README.md has theory's table and its reasons).", "",
@@ -93,12 +139,12 @@ def render_nat_section(records: list[TestRecord], variant_of) -> list[str]:
              f"- **Better than theory**: {counts.better} {BETTER} (theory says it cannot: the "
              "harness's NAT is not what it claims; investigate)", ""]
     lines += _overview(records, variant_of)
-    for (variant, dialer, listener), grid in sorted(grids.items()):
-        d_nats, l_nats = _sides(grid)
-        lines += _grid_header(f"{dialer} x {listener} ({variant})", l_nats)
-        for d in d_nats:
-            lines.append(f"| **{d}** | " + " | ".join(nat_cell(grid.get((d, l_))) for l_ in l_nats)
-                         + " |")
+    for grid in nat_grids(records, variant_of):
+        lines += _grid_header(f"{grid.dialer} x {grid.listener} ({grid.variant})",
+                              grid.listener_nats)
+        for d in grid.dialer_nats:
+            cells = (nat_cell(grid.record(records, d, l_)) for l_ in grid.listener_nats)
+            lines.append(f"| **{d}** | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"NAT legend: {PASS} punched (RTT), {WORSE} failed where theory allows a punch, "
               f"{AS_THEORY_NO} failed as theory says (no punch without port prediction), "
