@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord, Theory
-from controller.results.natreport import AS_THEORY_NO, BETTER, WORSE, nat_cell, theory_counts
+from controller.results.natreport import (
+    AS_THEORY_NO,
+    BETTER,
+    WORSE,
+    nat_cell,
+    nat_grids,
+    nat_kind,
+    theory_counts,
+)
 from controller.results.report import render_results_md
 
 
@@ -53,3 +61,19 @@ def test_a_default_pair_record_without_theory_gets_it_from_its_pair() -> None:
     sym = record(Status.PASS, "symmetric", "symmetric", Theory.IMPOSSIBLE, 201.0)
     text = render_results_md(Results(metadata=ResultsMetadata(test_pass="t"), tests=[plain, sym]))
     assert "0/1 (possible)" in text and "(?)" not in text
+
+
+def test_grids_per_transport_and_implementation_pair_in_presets_order() -> None:
+    records = [record(Status.PASS, "symmetric", "cgnat", Theory.IMPOSSIBLE, 202.0),
+               record(Status.FAIL, "full-cone", "symmetric", Theory.ONE_WAY),
+               record(Status.PASS, "full-cone", "cgnat", Theory.POSSIBLE, 201.0, impl="rust-v0.57")]
+    grids = nat_grids(records, lambda r: r.transport)
+    assert [(g.variant, g.dialer, g.listener) for g in grids] == [
+        ("tcp", "go-v0.51", "go-v0.51"), ("tcp", "rust-v0.57", "rust-v0.57")]
+    go = grids[0]
+    assert go.dialer_nats == ["full-cone", "symmetric"]
+    assert go.listener_nats == ["symmetric", "cgnat"]
+    assert go.cells == {("symmetric", "cgnat"): 0, ("full-cone", "symmetric"): 1}
+    assert go.record(records, "full-cone", "cgnat") is None
+    assert [nat_kind(go.record(records, *pair)) for pair in go.cells] == ["better", "worse"]
+    assert nat_kind(None) == "not-run"

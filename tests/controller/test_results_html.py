@@ -10,7 +10,20 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import EXIT_OK
-from cluster.models import PeerRecord, Results, ResultsMetadata, Status, TestRecord, to_yaml_data
+from cluster.models import (
+    PeerRecord,
+    Results,
+    ResultsMetadata,
+    Status,
+    TestRecord,
+    Theory,
+    Transport,
+    capture_file_name,
+    log_file_name,
+    to_yaml_data,
+)
+from cluster.selection import test_name as name_of_test
+from cluster.selection import theory_of
 from cluster.yamlio import dump_yaml, load_model
 from controller.results import report
 from controller.results.html import (
@@ -22,6 +35,7 @@ from controller.results.html import (
     render_results_html,
     ticks,
 )
+from controller.results.natreport import nat_cell
 from controller.results.report import DASHBOARD_END, DASHBOARD_START
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -188,3 +202,132 @@ def test_a_cell_says_what_happened_on_hover() -> None:
     failed = record("a x b (tcp)", Status.FAIL, reason="timeout", host="worker-b", duration="120.4s")
     page = render_results_html(results_of(failed))
     assert 'title="a x b (tcp) · Fail · on worker-b · in 120.4s · timeout"' in page
+
+
+# ---------------------------------------------------------------- a pass of several NAT pairs
+
+
+def nat_record(dialer: str, listener: str, variant: str, dialer_nat: str, listener_nat: str,
+               status: Status, *, rtt: float | None = None, captures: tuple[str, ...] = (),
+               **extra) -> TestRecord:
+    """A validated record of a NAT pair, named and filed as the worker names it, with theory's
+    verdict from its pair."""
+    name = name_of_test(dialer, listener, variant, dialer_nat, listener_nat)
+    theory = theory_of(dialer_nat, listener_nat, Transport(variant.split(",")[0]))
+    return TestRecord(name=name, status=status, rtt_ms=rtt, dialer=PeerRecord(version=dialer),
+                      listener=PeerRecord(version=listener), transport=variant, host="h1",
+                      log_file=log_file_name(name), dialer_nat=dialer_nat,
+                      listener_nat=listener_nat, theory=theory,
+                      expected_failure=theory is Theory.IMPOSSIBLE,
+                      captures=[capture_file_name(name, source) for source in captures] or None,
+                      **extra)
+
+
+DEFAULT, CONE, SYM = "port-restricted-cone", "full-cone", "symmetric"
+
+
+def nat_pass_records() -> list[TestRecord]:
+    """Two implementations over tcp and quic, three NAT pairs: a cell of each NAT kind, a worse
+    one (a one-way pair that failed, with its failed step and evidence) and a better one (a
+    symmetric pair that punched, with its timings and evidence)."""
+    go, rust = "go-v0.51", "rust-v0.57"
+    return [
+        nat_record(go, rust, "tcp", DEFAULT, DEFAULT, Status.PASS, rtt=201.0,
+                   time_to_direct_ms=1210.0, rtt_samples_ms=[200.6, 201.0, 201.9]),
+        nat_record(go, rust, "tcp", CONE, SYM, Status.FAIL, reason="timeout",
+                   failed_step="dcutr-started", captures=("dialer_router", "listener_router",
+                                                          "dialer")),
+        nat_record(go, rust, "tcp", SYM, SYM, Status.PASS, rtt=203.0, time_to_direct_ms=1432.5,
+                   rtt_samples_ms=[202.1, 203.0, 204.4], captures=("dialer_router", "dialer")),
+        nat_record(rust, go, "tcp", SYM, SYM, Status.FAIL, reason="timeout",
+                   failed_step="direct-connection"),
+        nat_record(rust, go, "tcp", DEFAULT, DEFAULT, Status.FLAKY, rtt=202.0, attempts=2),
+        nat_record(go, rust, "quic", DEFAULT, DEFAULT, Status.PASS, rtt=201.0),
+        nat_record(go, rust, "quic", CONE, SYM, Status.PASS, rtt=204.0),
+        nat_record(go, rust, "quic", SYM, SYM, Status.ERROR, reason="engine gone"),
+    ]
+
+
+def nat_cells(page: str) -> dict[str, tuple[str, str, str]]:
+    """Each NAT grid cell with a test: test index -> (its kind, its mark, theory's word)."""
+    found = re.findall(r'<td class="natcell n-([a-z-]+)" data-test="(\d+)"[^>]*><a href="#test-\2">'
+                       r'([^<]*)<small class="theory">theory: ([^<]*)</small></a></td>', page)
+    return {index: (kind, text, theory) for kind, index, text, theory in found}
+
+
+def test_a_nat_pass_has_a_grid_per_transport_and_implementation_pair_set_against_theory() -> None:
+    records = nat_pass_records()
+    page = render_results_html(results_of(*records))
+    view = page[page.index('<section id="nat">'):page.index('<section id="timeline">')]
+    assert re.findall(r"<h3>Transport: ([^<]*)</h3>", view) == ["quic", "tcp"]
+    assert re.findall(r'<section class="natgrid"><h4>([^<]*)</h4>', view) == [
+        "go-v0.51 x rust-v0.57", "go-v0.51 x rust-v0.57", "rust-v0.57 x go-v0.51"]
+    assert nat_cells(view) == {
+        "5": ("pass", "🟢 201ms", "possible"), "6": ("pass", "🟢 204ms", "one-way"),
+        "7": ("error", "⚫", "impossible"), "0": ("pass", "🟢 201ms", "possible"),
+        "1": ("worse", "🔴 (one-way)", "one-way"), "2": ("better", "❗ 203ms", "impossible"),
+        "3": ("as-theory", "⛔", "impossible"), "4": ("flaky", "🟡 202ms", "possible")}
+    # results.md's marks, cell for cell
+    assert all(nat_cell(records[int(i)]) == mark for i, (_, mark, _) in nat_cells(view).items())
+    assert '<a href="#test-1">🔴 (one-way)<small class="theory">theory: one-way</small>' in view
+    assert '<small class="theory">theory: impossible</small>' in view
+    assert "<b>1</b> 🔴 Worse than theory" in view and "<b>1</b> ❗ Better than theory" in view
+    assert 'title="go-v0.51 x rust-v0.57 (tcp) [symmetric x symmetric] · Unexpected pass' in view
+    # a pair not run in a grid is a not-run cell, not a hole
+    # a pair a grid did not run is a not-run cell: 3 rows x 2 columns for three pairs (twice),
+    # 2 x 2 for two
+    assert view.count('class="natcell n-not-run"') == 3 + 3 + 2
+    assert ".n-worse{background-color:" in page and ".n-better{background-color:" in page
+
+
+def test_a_default_pass_has_no_nat_view_nor_nat_facts_nor_nat_filter() -> None:
+    page = render_results_html(results_of(*nat_pass_records()[:1]))
+    assert 'id="nat"' not in page and "natcell" not in page.split("<style>")[1].split(
+        "</style>")[1]
+    assert "<dt>NAT pair</dt>" not in page and 'id="f-nat"' not in page
+
+
+def test_the_matrices_are_per_transport_and_nat_pair_and_the_filter_covers_the_pair() -> None:
+    page = render_results_html(results_of(*nat_pass_records()))
+    assert re.findall(r'<section class="matrix" data-group="([^"]*)"', page) == [
+        "quic · full-cone x symmetric", "quic · port-restricted-cone x port-restricted-cone",
+        "quic · symmetric x symmetric", "tcp · full-cone x symmetric",
+        "tcp · port-restricted-cone x port-restricted-cone", "tcp · symmetric x symmetric"]
+    options = re.search(r'<select id="f-nat" name="nat">(.*?)</select>', page)[1]
+    assert re.findall(r'<option value="([^"]*)"', options) == [
+        "", "full-cone x symmetric", "port-restricted-cone x port-restricted-cone",
+        "symmetric x symmetric"]
+    # every element the script filters carries its pair
+    assert page.count("data-outcome=") == page.count("data-nat=")
+    assert 'data-test="1" data-outcome="fail" data-dialer="go-v0.51" data-listener="rust-v0.57" ' \
+           'data-transport="tcp" data-nat="full-cone x symmetric"' in page
+
+
+def detail(page: str, index: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """A test's details: its facts by name, and its links as (href, label)."""
+    article = re.search(rf'<article class="detail" id="detail-{index}" hidden>(.*?)</article>',
+                        page)[1]
+    return (dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", article)),
+            re.findall(r'<a href="([^"]*)">([^<]*)</a>', article))
+
+
+def test_the_details_show_nat_pair_theory_relay_timings_step_and_evidence() -> None:
+    records = nat_pass_records()
+    page = render_results_html(results_of(*records), root="../pass")
+    (worse, links), (better, _) = detail(page, 1), detail(page, 2)
+    assert worse["NAT pair"] == "full-cone (dialer) x symmetric (listener)"
+    assert worse["Theory"] == "one-way; 🔴 worse than theory: an implementation or interop bug"
+    assert worse["Relay"] == "rust"
+    assert worse["Stopped at"] == "dcutr-started: DCUtR sync"
+    stem = "go-v0.51_x_rust-v0.57_tcp_full-cone_x_symmetric"
+    for path, label in ((f"captures/{stem}.dialer_router.pcap", "capture dialer_router"),
+                        (f"captures/{stem}.listener_router.pcap", "capture listener_router"),
+                        (f"captures/{stem}.dialer.keys", "key log dialer"),
+                        (f"logs/{stem}.log", "log")):
+        assert (f"../pass/{path}", label) in links
+    assert better["Theory"].startswith("impossible; ❗ better than theory: a harness bug")
+    assert better["Time to direct connection"] == "1432 ms"
+    assert better["RTT (median)"] == "203 ms"
+    assert better["RTT samples"] == "202.1, 203.0, 204.4 ms (the RTT is their median)"
+    assert detail(page, 3)[0]["Theory"] == "impossible; the result is as theory says"
+    assert detail(page, 7)[0]["Theory"] == "impossible"  # an error has no verdict

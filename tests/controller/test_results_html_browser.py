@@ -286,3 +286,100 @@ def test_the_checks_fail_when_the_script_throws(tmp_path: Path, run_cli, browser
     seen = clicked(browser, tmp_path)
     assert not isinstance(seen, dict) or seen["details"] == []
     assert re.search(r'<td class="cell', opened.stdout)  # the tables are there without the script
+
+
+# ---------------------------------------------------------------- a pass of several NAT pairs
+
+
+def write_nat_pass(folder: Path) -> Results:
+    """The crafted NAT pass of the unit tests, with its logs and captures on disk."""
+    from tests.controller.test_results_html import nat_pass_records
+    records = nat_pass_records()
+    results = Results(metadata=ResultsMetadata(test_pass="hole-punch-full-090000-07-12-2026",
+                                               kind="full"),
+                      summary=summarize(records, total=len(records)), tests=records)
+    for record in records:
+        for relative in (record.log_file, *(record.captures or ())):
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(f"fake {relative}\n")
+    (folder / "results.yaml").write_text(dump_yaml(to_yaml_data(results)))
+    return results
+
+
+NAT_HARNESS = """<!DOCTYPE html><html><body><pre id="report">pending</pre>
+<iframe id="page" src="results.html" style="width:1200px;height:800px"></iframe><script>
+document.getElementById("page").addEventListener("load", function () {
+  var doc = this.contentDocument, out = {};
+  var report = document.getElementById("report");
+  function open(kind, then) {
+    doc.querySelector("td.natcell.n-" + kind + " a").click();
+    setTimeout(function () {
+      var shown = doc.querySelectorAll(".detail:not([hidden])");
+      out[kind] = {href: doc.querySelector("td.natcell.n-" + kind + " a").getAttribute("href"),
+                   details: Array.prototype.map.call(shown, function (d) { return d.id; }),
+                   text: shown.length ? shown[0].textContent : "",
+                   links: shown.length ? Array.prototype.map.call(shown[0].querySelectorAll("a"),
+                     function (a) { return a.getAttribute("href"); }) : []};
+      then();
+    }, 100);
+  }
+  try {
+    open("worse", function () { open("better", function () {
+      var pick = doc.getElementById("f-nat");
+      pick.value = "symmetric x symmetric";
+      pick.dispatchEvent(new Event("change"));
+      out.gridsShown = doc.querySelectorAll("section.natgrid:not([hidden])").length;
+      out.natCellsOn = doc.querySelectorAll("td.natcell:not(.off)").length;
+      out.matricesShown = Array.prototype.map.call(
+        doc.querySelectorAll("section.matrix:not([hidden])"), function (m) { return m.dataset.group; });
+      report.textContent = JSON.stringify(out);
+    }); });
+  } catch (e) { report.textContent = "error: " + e; }
+});
+</script></body></html>
+"""
+
+
+def test_the_nat_view_renders_and_its_cells_open_their_details(tmp_path: Path, run_cli, browser,
+                                                               out_dir) -> None:
+    folder = out_dir / "pass"
+    results = write_nat_pass(folder)
+    assert run_cli("report", str(folder / "results.yaml"))[0] == 0
+    page = folder / "results.html"
+
+    opened = browser(page.as_uri(), "--dump-dom")
+    assert opened.returncode == 0 and "Uncaught" not in opened.stderr, opened.stderr[-2000:]
+    assert 'data-ready="yes"' in opened.stdout
+    dom = parse(opened.stdout)
+    kinds = Counter(next(c[2:] for c in a["class"].split() if c.startswith("n-"))
+                    for a in dom.having("td", "natcell") if "data-test" in a)
+    assert kinds == {"pass": 3, "worse": 1, "better": 1, "as-theory": 1, "flaky": 1, "error": 1}
+    assert len(dom.having("section", "natgrid")) == 3
+
+    (folder / "harness.html").write_text(NAT_HARNESS)
+    text = parse(browser((folder / "harness.html").as_uri(), "--allow-file-access-from-files",
+                         "--dump-dom").stdout).text.get("report", "")
+    assert text.startswith("{"), text
+    seen = json.loads(text)
+    worse, better = seen["worse"], seen["better"]
+    for cell, kind in ((worse, "worse"), (better, "better")):
+        index = int(cell["href"].removeprefix("#test-"))
+        assert cell["details"] == [f"detail-{index}"], kind
+        assert "NAT pair" in cell["text"] and "Theory" in cell["text"]
+        captures = [link for link in cell["links"] if link.startswith("captures/")]
+        assert captures == results.tests[index].captures
+        assert all((folder / link).is_file() for link in cell["links"])
+    assert results.tests[int(worse["href"][6:])].status is Status.FAIL
+    assert "Stopped atdcutr-started: DCUtR sync" in worse["text"]
+    assert "worse than theory" in worse["text"]
+    assert "Time to direct connection1432 ms" in better["text"]
+    assert "RTT samples202.1, 203.0, 204.4 ms" in better["text"]
+    assert "better than theory: a harness bug" in better["text"]
+    # the NAT pair filter: the grids all ran the pair, each shows just that cell; one matrix
+    # per transport is left
+    assert seen["gridsShown"] == 3 and seen["natCellsOn"] == 3
+    assert seen["matricesShown"] == ["quic · symmetric x symmetric", "tcp · symmetric x symmetric"]
+
+    shot = out_dir / "results-nat.png"
+    browser(f"{page.as_uri()}{worse['href']}", f"--screenshot={shot}", "--window-size=1500,2200")
+    assert shot.stat().st_size > 20_000
