@@ -28,6 +28,7 @@ from cluster.yamlio import dump_yaml, load_model
 from controller.results import report
 from controller.results.html import (
     LOOKS,
+    NAT_LOOKS,
     group_of,
     lay_out_timeline,
     look_of,
@@ -277,7 +278,11 @@ def test_a_nat_pass_has_a_grid_per_transport_and_implementation_pair_set_against
     # a pair a grid did not run is a not-run cell: 3 rows x 2 columns for three pairs (twice),
     # 2 x 2 for two
     assert view.count('class="natcell n-not-run"') == 3 + 3 + 2
-    assert ".n-worse{background-color:" in page and ".n-better{background-color:" in page
+    colours = {key: look.cell for key, look in NAT_LOOKS.items()}
+    assert f".n-worse{{background-color:{colours['worse']}}}" in page
+    assert f".n-better{{background-color:{colours['better']}}}" in page
+    others = [c for key, c in colours.items() if key not in ("worse", "better")]
+    assert colours["worse"] not in others and colours["better"] not in others
 
 
 def test_a_default_pass_has_no_nat_view_nor_nat_facts_nor_nat_filter() -> None:

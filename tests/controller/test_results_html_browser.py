@@ -312,10 +312,12 @@ document.getElementById("page").addEventListener("load", function () {
   var doc = this.contentDocument, out = {};
   var report = document.getElementById("report");
   function open(kind, then) {
-    doc.querySelector("td.natcell.n-" + kind + " a").click();
+    doc.querySelector("td.natcell.n-" + kind + " a").click();  // the first of its kind
     setTimeout(function () {
       var shown = doc.querySelectorAll(".detail:not([hidden])");
-      out[kind] = {href: doc.querySelector("td.natcell.n-" + kind + " a").getAttribute("href"),
+      var cell = doc.querySelector("td.natcell.n-" + kind);
+      out[kind] = {href: cell.querySelector("a").getAttribute("href"),
+                   colour: getComputedStyle(cell).backgroundColor,
                    details: Array.prototype.map.call(shown, function (d) { return d.id; }),
                    text: shown.length ? shown[0].textContent : "",
                    links: shown.length ? Array.prototype.map.call(shown[0].querySelectorAll("a"),
@@ -375,6 +377,10 @@ def test_the_nat_view_renders_and_its_cells_open_their_details(tmp_path: Path, r
     assert "Time to direct connection1432 ms" in better["text"]
     assert "RTT samples202.1, 203.0, 204.4 ms" in better["text"]
     assert "better than theory: a harness bug" in better["text"]
+    # red where worse than theory; the harness bug in a colour of its own
+    red, green, blue = (int(n) for n in re.findall(r"\d+", worse["colour"])[:3])
+    assert red > 200 and green < 160 and blue < 160, worse["colour"]
+    assert better["colour"] not in (worse["colour"], "rgba(0, 0, 0, 0)"), better["colour"]
     # the NAT pair filter: the grids all ran the pair, each shows just that cell; one matrix
     # per transport is left
     assert seen["gridsShown"] == 3 and seen["natCellsOn"] == 3
