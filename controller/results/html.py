@@ -481,19 +481,24 @@ def _timeline(results: Results) -> str:
 
 
 def _test_list(results: Results) -> str:
+    nat_pass = has_nat_pairs(results.tests)
     rows = []
     for index, record in enumerate(results.tests):
         look = look_of(outcome_of(record))
         reason = record.reason or ""
         short = reason if len(reason) <= 140 else reason[:139] + "…"
+        kind = nat_kind(record)
+        verdict = (f'<td class="n-{kind}">{NAT_LOOKS[kind].mark} {_e(NAT_LOOKS[kind].label)}</td>'
+                   if nat_pass else "")
         rows.append(
             f'<tr class="test"{_data_of(index, record)}>'
             f'<td><a href="#test-{index}">{_e(record.name)}</a></td>'
-            f'<td class="o-{_e(outcome_of(record))}">{look.mark} {_e(look.label)}</td>'
+            f'<td class="o-{_e(outcome_of(record))}">{look.mark} {_e(look.label)}</td>{verdict}'
             f"<td>{_e(_rtt(record))}</td><td>{_e(record.host)}</td><td>{_e(record.duration)}</td>"
             f"<td>{record.attempts}</td><td class=\"reason\">{_e(short)}</td></tr>")
     return ('<section id="tests"><h2>Tests</h2><table class="list"><thead><tr><th>Test</th>'
-            "<th>Status</th><th>RTT</th><th>Host</th><th>Duration</th><th>Attempts</th>"
+            f"<th>Status</th>{'<th>Against theory</th>' if nat_pass else ''}<th>RTT</th>"
+            "<th>Host</th><th>Duration</th><th>Attempts</th>"
             f'<th>Reason</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
 
 
