@@ -177,7 +177,8 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     return PassSummary.of(
         results.tests, name=spec.name, exit_code=exit_code_of(results),
         partial=results.metadata.partial, passed=summary.passed, failed=summary.failed,
-        flaky=summary.flaky, known_failures=summary.known_failures, errors=summary.errors,
+        flaky=summary.flaky, known_failures=summary.known_failures,
+        unexpected_passes=summary.unexpected_passes, errors=summary.errors,
         total=summary.total, missing=len(results.metadata.missing_tests),
         test_pass_zip=str(zip_path), test_pass_zip_bytes=zip_path.stat().st_size,
         test_pass_zip_seconds=round(zip_seconds, 2),

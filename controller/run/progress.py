@@ -135,6 +135,8 @@ def report_summary(summary: PassSummary, console: Console) -> None:
     counts = [f"{summary.passed} passed", f"{summary.failed} failed",
               *([f"{summary.flaky} flaky"] if summary.flaky else []),
               *([f"{summary.known_failures} known failures"] if summary.known_failures else []),
+              *([f"{summary.unexpected_passes} unexpected passes (known failures that passed: "
+                 "drop them from known-failures)"] if summary.unexpected_passes else []),
               *([f"{summary.errors} errors"] if summary.errors else []),
               *([f"{summary.missing} missing"] if summary.missing else [])]
     console.print(f"{state}: {', '.join(counts)} of {summary.total}")

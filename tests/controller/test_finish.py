@@ -158,3 +158,19 @@ def test_the_terminal_names_the_errors_last(tmp_path: Path) -> None:
     assert "1 errors" in next(line for line in lines if line.startswith("complete:"))
     assert lines[-2].startswith("1 tests ended on an infrastructure fault")
     assert lines[-1].split()[:4] == ["ERROR", "a", "x", "b"] and lines[-1].endswith("timeout [h1]")
+
+
+def test_the_terminal_counts_known_failures_that_passed(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from controller.run.progress import report_summary
+    tests = [case("a", "a"), case("a", "b").model_copy(update={"expected_failure": True})]
+    spec = spec_for(tmp_path, tests)
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS), payload(tests[1], Status.PASS)])
+    assert summary.unexpected_passes == 1
+    text = io.StringIO()
+    report_summary(summary, Console(file=text, width=200, markup=False, highlight=False))
+    line = next(line for line in text.getvalue().splitlines() if line.startswith("complete:"))
+    assert "1 unexpected passes" in line and "2 passed" in line
