@@ -169,3 +169,13 @@ def test_the_repository_default_pass_is_unchanged() -> None:
     plan = plan_matrix(REPO, "full", None, None, Cache(Path(tempfile.mkdtemp())))
     assert len(plan.matrix.tests) == 85
     assert not any("[" in t.name for t in plan.matrix.tests)
+
+
+def test_an_unknown_relay_in_yaml_names_file_key_and_choices(tmp_path) -> None:
+    path = tmp_path / "test-selection.yaml"
+    path.write_text("relays: [rust, js]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_model(SelectionFile, path)
+    text = str(caught.value)
+    assert str(path) in text and "relays" in text and "'js'" in text
+    assert "'rust'" in text and "'go'" in text, text
