@@ -59,7 +59,9 @@ def test_real_hole_punches_through_the_go_relay(global_services: Session, docker
 
     go = host.services.ensure(images["base"].image_id, images["go-relay"].image_id)
     go_relay_id = _peer_id(go.relay_addrs["tcp"])
-    assert go.key != global_services.services.key and go_relay_id != rust_relay_id
+    rust = global_services.services
+    assert go.key != rust.key and go_relay_id != rust_relay_id
+    assert {go.redis_ip, go.relay_ip}.isdisjoint({rust.redis_ip, rust.relay_ip})
     assert _peer_id(go.relay_addrs["quic"]) == go_relay_id
     for output in outputs:
         record = output.record
