@@ -3,13 +3,17 @@
 worker's own run_test on this engine, with real go-libp2p and rust-libp2p clients behind real NAT
 routers, the go relay on the simulated internet beside the session's rust one.
 
-What says the go relay carried the test, not the rust one: every client learnt the go relay's
-peer id (the address it published to its own Redis) and never the rust relay's, and the go relay
-container (image holepunch-go-relay) logged the tests' reservations and circuits.
+The go relay's identify must tell each client behind its NAT router the router's public
+address (the listener logs it). What says the go relay carried the test, not the rust one: every
+client learnt the go relay's peer id (the address it published to its own Redis) and never the
+rust relay's, and the go relay container (image holepunch-go-relay) logged the tests'
+reservations and circuits.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +71,11 @@ def test_real_hole_punches_through_the_go_relay(global_services: Session, docker
         record = output.record
         assert record.status is Status.PASS, f"{record.name}: {record.reason}\n{output.log[-4000:]}"
         assert record.relay is Relay.GO and record.rtt_ms is not None and record.rtt_ms >= 180
+        # identify: the go relay told the listener (rust-v0.57 in every test here) the address
+        # it saw, its NAT router's public one on the simulated internet, not its LAN address
+        observed = re.search(r"the relay observed us at observed=/ip4/(\S+?)/", output.log)
+        assert observed and ipaddress.ip_address(observed[1]) in ipaddress.ip_network(
+            host.public_subnet), f"{record.name}: no public observed address"
         met_go, met_rust = go_relay_id in output.log, rust_relay_id in output.log
         assert met_go, f"{record.name}: no client met the go relay ({go_relay_id})"
         assert not met_rust, f"{record.name}: a client met the rust relay ({rust_relay_id})"
