@@ -62,10 +62,16 @@ class Muxer(str, Enum):
 
 
 class Relay(str, Enum):
-    """The Circuit Relay v2 server a test meets through (rust-relay/). A dimension of the
-    matrix with one value so far: a second relay adds a member here and its image."""
+    """The Circuit Relay v2 server a test meets through: a dimension of the matrix. Each has
+    its image, built from the folder `<value>-relay/` (rust-relay/, go-relay/)."""
 
     RUST = "rust"
+    GO = "go"
+
+    @property
+    def image_key(self) -> str:
+        """Its image's key in a pass's images (images.yaml) and its folder: `rust-relay`."""
+        return f"{self.value}-relay"
 
 
 DEFAULT_RELAY = Relay.RUST

@@ -39,7 +39,9 @@ NAT_HELP = ("NAT presets to multiply the tests over: a comma-separated LIST for 
             "'DIALERS x LISTENERS' (each a list or 'all'), e.g. 'all x full-cone,symmetric'. "
             "Presets: full-cone, restricted-cone, port-restricted-cone (the default), symmetric, "
             "cgnat (router/README.md). Overrides the YAML nat / dialer-nat / listener-nat.")
-RELAY_HELP = "Relays to multiply the tests over (comma-separated; rust, the default, only so far)."
+RELAY_HELP = ("Relays to multiply the tests over, comma-separated: rust (the default; rust-relay/) "
+              "and go (go-relay/); a test through go is named '... [relay go]'. Overrides the "
+              "YAML relays.")
 IGNORE_HELP = ("Pipe-separated substrings; a test whose name contains any is dropped (applied "
                "after the filter). Overrides the YAML test-ignore; '' ignores nothing.")
 
@@ -153,12 +155,14 @@ def matrix(cache: Cache, root: Path, kind: str, base: str, test_filter: str | No
 @cli.command("build")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Repository root holding impls.yaml.")
+@click.option("--relay", default="rust", show_default=True,
+              help="The relays to build, comma-separated: rust (rust-relay/), go (go-relay/).")
 @build_options
 @click.argument("ids", nargs=-1)
 @click.pass_obj
-def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
+def build(cache: Cache, root: Path, relay: str, build_jobs: int | None, build_output: str,
           ids: tuple[str, ...]) -> None:
-    """Build the base image, NAT router, relay and the given implementations (default: all).
+    """Build the base image, NAT router, relays and the given implementations (default: all).
 
     An image whose image.yaml names the current source snapshot and that the engine still has
     is not rebuilt. Dependencies are fetched once (make vendor) into the cache's snapshots/;
@@ -166,11 +170,14 @@ def build(cache: Cache, root: Path, build_jobs: int | None, build_output: str,
     image shows each build; make's output goes to <cache>/logs/build/<image>.log (its last
     lines are shown when a build fails).
     """
+    from cluster.selection import parse_relays
     from controller.images.resolve import resolve_images
     from controller.plan.config import load_impls
+    relays = parse_relays(relay)
     impls = load_impls(root)
     chosen = list(ids or [impl.id for impl in impls.implementations])
-    resolve_images(root, cache, impls, chosen, err, jobs=build_jobs, output=build_output)
+    resolve_images(root, cache, impls, chosen, err, jobs=build_jobs, output=build_output,
+                   relays=relays)
 
 
 @cli.command("submit")

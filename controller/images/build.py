@@ -23,7 +23,7 @@ from pathlib import Path
 from cluster.cache import Cache, short
 from cluster.errors import ConfigError, InfrastructureError
 from cluster.imageid import image_ref
-from cluster.models import ImageInfo, ImplsFile
+from cluster.models import DEFAULT_RELAY, ImageInfo, ImplsFile, Relay
 from cluster.yamlio import load_model
 from controller.images import rootfs, solid
 from controller.images.snapshots import extract_zip, store_snapshot
@@ -54,7 +54,7 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 @dataclass(frozen=True)
 class BuildTarget:
-    name: str                # 'base', 'router', 'rust-relay' or an implementation id
+    name: str                # 'base', 'router', a relay ('rust-relay', 'go-relay') or an implementation id
     folder: Path             # the folder holding the Makefile
     kind: str = "local"      # 'local', 'github' or 'base'
     commit: str | None = None
@@ -70,11 +70,14 @@ class Built:
     seconds: float
 
 
-def infrastructure_targets(root: Path) -> list[BuildTarget]:
-    """What every pass needs before any implementation: base, NAT router, relay (in that order)."""
+def infrastructure_targets(root: Path,
+                           relays: Iterable[Relay] = (DEFAULT_RELAY,)) -> list[BuildTarget]:
+    """What a pass needs before any implementation: base, NAT router, then the relays its tests
+    meet through (each from its folder, `<name>-relay/`), in that order."""
     return [BuildTarget("base", root / "impl" / "base", kind="base"),
             BuildTarget("router", root / "router"),
-            BuildTarget("rust-relay", root / "rust-relay")]
+            *(BuildTarget(relay.image_key, root / relay.image_key)
+              for relay in dict.fromkeys(relays))]
 
 
 def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> list[BuildTarget]:

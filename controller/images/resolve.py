@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rich.console import Console
 
 from cluster.cache import Cache, short
-from cluster.models import ImageInfo, ImplsFile
+from cluster.models import DEFAULT_RELAY, ImageInfo, ImplsFile, Relay
 from controller.images.build import Builder, BuildTarget, implementation_targets, infrastructure_targets
 from controller.images.progress import BuildDisplay
 
@@ -32,11 +32,14 @@ def default_jobs() -> int:
 def resolve_images(root: Path, cache: Cache, impls: ImplsFile, needed: list[str],
                    console: Console, jobs: int | None = None, output: str = "log",
                    services_ready: Ready = lambda _: None,
-                   builder_factory: Callable[..., Builder] | None = None) -> dict[str, ImageInfo]:
-    """Base, router, relay and the `needed` implementations (by id), in that order in the
-    result. `services_ready` is told once the base and the relay are known (the embedded
-    cluster starts the host's Redis and relay then, while the other images build)."""
-    infrastructure = infrastructure_targets(root)
+                   builder_factory: Callable[..., Builder] | None = None,
+                   relays: Sequence[Relay] = (DEFAULT_RELAY,)) -> dict[str, ImageInfo]:
+    """Base, router, the `relays` and the `needed` implementations (by id), in that order in
+    the result. `services_ready` is told once the base and the first relay are known (the
+    embedded cluster starts the host's Redis and that relay then, while the other images
+    build; a worker starts another relay's set when a test first needs it)."""
+    infrastructure = infrastructure_targets(root, relays)
+    first_relay = infrastructure[2].name
     base, others = infrastructure[0], infrastructure[1:] + implementation_targets(root, impls,
                                                                                  needed)
     images: dict[str, ImageInfo] = {}
@@ -56,7 +59,7 @@ def resolve_images(root: Path, cache: Cache, impls: ImplsFile, needed: list[str]
             display.done(target.name, how)
             with lock:
                 images[target.name] = built.image
-                ready = "rust-relay" in images and not told.is_set()
+                ready = first_relay in images and not told.is_set()
                 if ready:
                     told.set()
             if ready:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 from cluster.errors import ConfigError
-from cluster.models import Results, Status, Summary, TestRecord
+from cluster.models import DEFAULT_RELAY, Results, Status, Summary, TestRecord
 from cluster.network import DIRECT_RTT_MS, RTT_ANOMALY_SHARE
 from cluster.progress import STEP_WORDS
 from cluster.timings import rtt_anomaly
@@ -52,6 +52,13 @@ def variant_of(record: TestRecord) -> str:
         return record.transport
     match = _VARIANT.search(record.name)
     return match.group(1) if match else "unknown"
+
+
+def table_of(record: TestRecord) -> str:
+    """The table a record's cell is in: its transport group, and its relay unless it is the
+    default (`quic (relay go)`), so that a relay's cell never takes another's place."""
+    variant = variant_of(record)
+    return variant if record.relay == DEFAULT_RELAY else f"{variant} (relay {record.relay.value})"
 
 
 def anomaly_of(record: TestRecord) -> str | None:
@@ -116,8 +123,8 @@ def render_results_md(results: Results) -> str:
     by_variant: dict[str, dict[tuple[str, str], TestRecord]] = defaultdict(dict)
     # the seed's tables hold the default NAT pair; the NAT section below holds every pair
     for record in (r for r in results.tests if is_default_pair(r)):
-        by_variant[variant_of(record)][(record.dialer.version, record.listener.version)] = record
-    for variant in sorted(by_variant):
+        by_variant[table_of(record)][(record.dialer.version, record.listener.version)] = record
+    for variant in sorted(by_variant, key=lambda v: ("(relay " in v, v)):
         table = by_variant[variant]
         impls = sorted({name for pair in table for name in pair})
         lines += [f"## Transport: {variant}", "",
@@ -129,7 +136,7 @@ def render_results_md(results: Results) -> str:
         lines.append("")
 
     lines += _failures(results) + _timings(results)
-    lines += render_nat_section(results.tests, variant_of)
+    lines += render_nat_section(results.tests, table_of)
     lines += [
         "## Legend",
         "",

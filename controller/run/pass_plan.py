@@ -14,7 +14,17 @@ from pathlib import Path
 
 from cluster.celeryconfig import CONTROLLER_QUEUE, DEFAULT_KNOWN_FAILURE_TIMEOUT, TASK_OVERHEAD_SECONDS
 from cluster.evidence import CaptureMode
-from cluster.models import Execution, Filters, GitInfo, ImageInfo, PassInfo, Settings, TestMatrix
+from cluster.models import (
+    DEFAULT_RELAY,
+    Execution,
+    Filters,
+    GitInfo,
+    ImageInfo,
+    PassInfo,
+    Relay,
+    Settings,
+    TestMatrix,
+)
 from cluster.tasks import RunRequest
 from controller.plan.schedule import run_order, timeout_for
 from controller.run.where import ExternalBroker, Where
@@ -65,7 +75,8 @@ class PassPlan:
     kind: str
     reason: str                     # settings.yaml's triggeredBy
     matrix: TestMatrix
-    images: dict[str, ImageInfo]    # implementation id (and router, rust-relay, base) -> image
+    images: dict[str, ImageInfo]    # implementation id (and router, base, each relay's
+                                    # image_key: rust-relay, go-relay) -> image
     outputs: PassOutputs
     base_dir: Path                  # impl/base, bundled in the test-pass zip for re-runs
     timeout: int                    # per test, seconds
@@ -112,13 +123,20 @@ def settings_for(plan: PassPlan, name: str, cache_dir: Path,
         git=plan.git)
 
 
+def relays_of(matrix: TestMatrix) -> list[Relay]:
+    """The relays the matrix's tests meet through, in the order they first appear (the default
+    alone for a matrix with no tests)."""
+    return list(dict.fromkeys(test.relay for test in matrix.tests)) or [DEFAULT_RELAY]
+
+
 def requests_for(plan: PassPlan, name: str) -> list[RunRequest]:
     """One run_test request per test of the matrix, in run order (controller.plan.schedule):
-    the known failures after the others, each under the known-failure timeout."""
+    the known failures after the others, each under the known-failure timeout, each with the
+    image of its own relay."""
     images = plan.images
     return [RunRequest(pass_id=name, test=test, dialer=images[test.dialer],
                        listener=images[test.listener], router=images["router"],
-                       relay=images["rust-relay"], base=images["base"],
+                       relay=images[test.relay.image_key], base=images["base"],
                        timeout_seconds=timeout_for(test, plan.timeout, plan.known_failure_timeout),
                        retries=plan.retries, image_source=plan.image_source, capture=plan.capture)
             for test in run_order(plan.matrix.tests)]

@@ -49,6 +49,7 @@ from controller.run.pass_plan import (
     deadline_seconds,
     pass_outputs,
     plan_pass,
+    relays_of,
     requests_for,
     settings_for,
 )
@@ -64,13 +65,14 @@ def build_images(options: SubmitOptions, cache: Cache, impls: ImplsFile, matrix:
                  console: Console,
                  infrastructure_ready: Callable[[dict[str, ImageInfo]], None] = lambda _: None,
                  ) -> dict[str, ImageInfo]:
-    """Only the images the selected tests need, plus base, router and relay
-    (controller.images.resolve: the base first, the rest at once, one line each);
-    `infrastructure_ready` is told of the base and the relay as soon as they are known.
+    """Only the images the selected tests need, plus base, router and the relays they meet
+    through (controller.images.resolve: the base first, the rest at once, one line each);
+    `infrastructure_ready` is told of the base and the first relay as soon as they are known.
     `impls` is the configuration the matrix was planned from: read once per pass."""
     needed = list(dict.fromkeys(n for t in matrix.tests for n in (t.dialer, t.listener)))
     return resolve_images(options.root, cache, impls, needed, console, jobs=options.build_jobs,
-                          output=options.build_output, services_ready=infrastructure_ready)
+                          output=options.build_output, services_ready=infrastructure_ready,
+                          relays=relays_of(matrix))
 
 
 def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None, cache: Cache,
@@ -91,9 +93,11 @@ def submit(options: SubmitOptions, where: Where, cluster: EmbeddedCluster | None
         check_visibility(configure(where.broker, options.timeout), options.timeout)
     engine = engine_version()
 
+    first_relay = relays_of(matrix)[0].image_key
+
     def infrastructure_ready(infra: dict[str, ImageInfo]) -> None:
         if cluster is not None:
-            cluster.start_services(infra["base"].image_id, infra["rust-relay"].image_id)
+            cluster.start_services(infra["base"].image_id, infra[first_relay].image_id)
 
     images = build_images(options, cache, planned.impls, matrix, console,
                           infrastructure_ready=infrastructure_ready)
@@ -122,7 +126,8 @@ def run_pass(plan: PassPlan, cache: Cache, console: Console,
     app = configure(broker, plan.timeout)
     if cluster is not None:
         console.print(f"embedded cluster: Redis {broker}, worker {cluster.host}")
-        cluster.start_services(plan.images["base"].image_id, plan.images["rust-relay"].image_id)
+        cluster.start_services(plan.images["base"].image_id,
+                               plan.images[relays_of(plan.matrix)[0].image_key].image_id)
     started = datetime.now(UTC)
     with app.connection_for_write() as conn:
         client = conn.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel

@@ -98,8 +98,32 @@ def test_nat_flag_text() -> None:
         with pytest.raises(UsageError, match="--nat"):
             parse_nat(bad)
     assert parse_relays("rust") == (Relay.RUST,)
-    with pytest.raises(UsageError, match="--relay.*rust"):
-        parse_relays("go")
+    assert parse_relays("go, rust,go") == (Relay.GO, Relay.RUST)
+    for bad in ("", "js", "rust,js"):
+        with pytest.raises(UsageError, match="--relay.*rust, go"):
+            parse_relays(bad)
+
+
+def test_each_relay_runs_every_test_once_and_a_non_default_one_is_named() -> None:
+    tests = select_tests(SEED, Selection(relays=(Relay.RUST, Relay.GO))).tests
+    assert len(tests) == 2 * len(select_tests(SEED, Selection()).tests)
+    through_go = [t for t in tests if t.relay is Relay.GO]
+    assert through_go and all(t.name.endswith(" [relay go]") for t in through_go)
+    assert not any("[relay" in t.name for t in tests if t.relay is Relay.RUST)
+    assert "go-v0.43 x rust-v0.53 (quic) [relay go]" in {t.name for t in through_go}
+    assert (name_of("a", "b", "tcp", "symmetric", "full-cone", Relay.GO)
+            == "a x b (tcp) [symmetric x full-cone] [relay go]")
+    only_go = select_tests(SEED, Selection(relays=(Relay.GO,), filter=("[relay go]",))).tests
+    assert [t.name for t in only_go] == [t.name for t in through_go]
+
+
+def test_relays_come_from_the_yaml_unless_the_flag_is_given() -> None:
+    defaults = SelectionFile.model_validate({"relays": ["go"]})
+    assert resolve_selection(defaults, None, None).relays == (Relay.GO,)
+    assert resolve_selection(defaults, None, None, cli_relay="rust,go").relays == (
+        Relay.RUST, Relay.GO)
+    assert resolve_selection(SelectionFile(), None, None).relays == (Relay.RUST,)
+    assert Relay.RUST.image_key == "rust-relay" and Relay.GO.image_key == "go-relay"
 
 
 def test_yaml_lists_and_flag_override() -> None:
@@ -145,3 +169,13 @@ def test_the_repository_default_pass_is_unchanged() -> None:
     plan = plan_matrix(REPO, "full", None, None, Cache(Path(tempfile.mkdtemp())))
     assert len(plan.matrix.tests) == 85
     assert not any("[" in t.name for t in plan.matrix.tests)
+
+
+def test_an_unknown_relay_in_yaml_names_file_key_and_choices(tmp_path) -> None:
+    path = tmp_path / "test-selection.yaml"
+    path.write_text("relays: [rust, js]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_model(SelectionFile, path)
+    text = str(caught.value)
+    assert str(path) in text and "relays" in text and "'js'" in text
+    assert "'rust'" in text and "'go'" in text, text

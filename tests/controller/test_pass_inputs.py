@@ -45,3 +45,22 @@ def test_impls_yaml_is_read_once_per_pass(repo: Path, tmp_path: Path, monkeypatc
                                  Console(file=io.StringIO()))
     assert {"base", "router", "rust-relay", "rust-v0.53", "rust-v0.54"} <= set(images)
     assert loads == [repo / "impls.yaml"]
+
+
+def test_a_pass_builds_the_go_relay_only_when_its_tests_meet_through_it(repo: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    monkeypatch.setattr(resolve, "Builder", FakeBuilder)
+    cache = Cache(tmp_path / "cache")
+    for relay, relays in ((None, ["rust-relay"]), ("go", ["go-relay"]),
+                          ("rust,go", ["rust-relay", "go-relay"])):
+        plan = plan_matrix(repo, "rust", None, None, cache, cli_relay=relay)
+        images = submit.build_images(SubmitOptions(root=repo, kind="rust", relay=relay), cache,
+                                     plan.impls, plan.matrix, Console(file=io.StringIO()))
+        assert [key for key in images if key.endswith("-relay")] == relays, relay
+    # an ignore that leaves no test through go builds no go relay, whatever the selection lists
+    plan = plan_matrix(repo, "rust", "rust-v0.54 x rust-v0.54", "[relay go]", cache,
+                       cli_relay="rust,go")
+    assert {t.relay.value for t in plan.matrix.tests} == {"rust"}
+    images = submit.build_images(SubmitOptions(root=repo, kind="rust"), cache, plan.impls,
+                                 plan.matrix, Console(file=io.StringIO()))
+    assert "go-relay" not in images

@@ -12,7 +12,7 @@ import pytest
 from cluster.cache import Cache
 from cluster.celeryconfig import CONTROLLER_QUEUE, TASK_OVERHEAD_SECONDS
 from cluster.evidence import CaptureMode
-from cluster.models import GitInfo, ImageInfo
+from cluster.models import GitInfo, ImageInfo, Relay
 from controller.plan.matrix import plan_matrix
 from controller.run.pass_plan import (
     PassOutputs,
@@ -20,6 +20,7 @@ from controller.run.pass_plan import (
     deadline_seconds,
     default_deadline,
     plan_pass,
+    relays_of,
     requests_for,
     settings_for,
 )
@@ -150,3 +151,34 @@ def test_known_failures_are_sent_last_under_their_own_timeout(planned, tmp_path:
         {t.name: 20 if t.name in known else 120 for t in marked.tests}
     settings = settings_for(plan, "p", tmp_path / "cache", SYSTEM)
     assert settings.execution.known_failure_timeout_seconds == 20
+
+
+def test_each_request_carries_the_image_of_its_own_relay(repo: Path, tmp_path: Path) -> None:
+    matrix = plan_matrix(repo, "rust", None, None, Cache(tmp_path / "cache"),
+                         cli_relay="rust,go").matrix
+    assert relays_of(matrix) == [Relay.RUST, Relay.GO]
+    names = {"base", "router", "rust-relay", "go-relay",
+             *(n for t in matrix.tests for n in (t.dialer, t.listener))}
+    images = {name: image(name) for name in names}
+    plan = plan_of((matrix, images), SubmitOptions(root=tmp_path))
+    requests = requests_for(plan, "p")
+    through = {relay: [r for r in requests if r.test.relay is relay] for relay in Relay}
+    assert through[Relay.RUST] and len(through[Relay.GO]) == len(through[Relay.RUST])
+    assert {r.relay.image_name for r in through[Relay.RUST]} == {"rust-relay"}
+    assert {r.relay.image_name for r in through[Relay.GO]} == {"go-relay"}
+    assert all(r.test.name.endswith(" [relay go]") for r in through[Relay.GO])
+    assert not any("[relay" in r.test.name for r in through[Relay.RUST])
+
+
+def test_a_pass_through_the_go_relay_alone_needs_no_rust_relay(repo: Path, tmp_path: Path) -> None:
+    matrix = plan_matrix(repo, "rust", None, None, Cache(tmp_path / "cache"),
+                         cli_relay="go").matrix
+    assert relays_of(matrix) == [Relay.GO]
+    names = {"base", "router", "go-relay", *(n for t in matrix.tests for n in (t.dialer, t.listener))}
+    plan = plan_of((matrix, {name: image(name) for name in names}), SubmitOptions(root=tmp_path))
+    assert {r.relay.image_name for r in requests_for(plan, "p")} == {"go-relay"}
+
+
+def test_a_matrix_with_no_tests_falls_back_to_the_default_relay(planned) -> None:
+    matrix, _ = planned
+    assert relays_of(matrix.model_copy(update={"tests": []})) == [Relay.RUST]

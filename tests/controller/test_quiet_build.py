@@ -12,8 +12,15 @@ import pytest
 from rich.console import Console
 
 from cluster.cache import Cache
-from cluster.models import ImageInfo, ImplsFile
-from controller.images.build import Builder, BuildError, BuildTarget, Built, build_log_path
+from cluster.models import ImageInfo, ImplsFile, Relay
+from controller.images.build import (
+    Builder,
+    BuildError,
+    BuildTarget,
+    Built,
+    build_log_path,
+    infrastructure_targets,
+)
 from controller.images.resolve import resolve_images
 
 IMAGE_ID = "b" * 64
@@ -117,3 +124,26 @@ def test_builds_at_once_are_bounded(tmp_path: Path) -> None:
     with pytest.raises(threading.BrokenBarrierError):  # two at a time never reach three
         resolve_images(tmp_path, Cache(tmp_path / "cache"), IMPLS, ["go-v0.51"],
                        Console(file=io.StringIO()), jobs=2, builder_factory=fake)
+
+
+@pytest.mark.parametrize(("relays", "expected"), [
+    ((Relay.GO,), ["go-relay"]),
+    ((Relay.RUST, Relay.GO), ["rust-relay", "go-relay"]),
+    ((Relay.GO, Relay.RUST), ["go-relay", "rust-relay"])])
+def test_only_the_relays_asked_for_are_built_and_the_first_starts_the_services(
+        tmp_path: Path, relays: tuple[Relay, ...], expected: list[str]) -> None:
+    fake = FakeBuilder(together=2 + len(relays))  # router, the relays, go-v0.51
+    told: list[list[str]] = []
+    images = resolve_images(tmp_path, Cache(tmp_path / "cache"), IMPLS, ["go-v0.51"],
+                            Console(file=io.StringIO()), jobs=2 + len(relays),
+                            services_ready=lambda infra: told.append(sorted(infra)),
+                            builder_factory=fake, relays=relays)
+    assert list(images) == ["base", "router", *expected, "go-v0.51"]
+    assert told and expected[0] in told[0], told
+
+
+def test_each_relays_target_is_its_own_folder(tmp_path: Path) -> None:
+    targets = infrastructure_targets(tmp_path, (Relay.GO, Relay.RUST, Relay.GO))
+    assert [(t.name, t.folder) for t in targets[2:]] == [
+        ("go-relay", tmp_path / "go-relay"), ("rust-relay", tmp_path / "rust-relay")]
+    assert [t.name for t in infrastructure_targets(tmp_path)] == ["base", "router", "rust-relay"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
-from cluster.models import PeerRecord, Results, Status, TestRecord
+from cluster.models import PeerRecord, Relay, Results, Status, TestRecord
 from cluster.yamlio import load_model
 from controller.results.report import (
     DASHBOARD_END,
@@ -114,3 +114,20 @@ def test_report_turns_an_invalid_record_into_an_error_for_its_test(tmp_path: Pat
     assert "| **rust-v0.53** | ⚫ | ⚫ |" in md and "- **Passed**: 2 ✅" in md
     page = (tmp_path / "results.html").read_text()
     assert "escape.log" not in page and "invalid record in results.yaml: logFile" in page
+
+
+def test_a_relays_cells_have_tables_of_their_own() -> None:
+    """The same pair and transport through two relays: two cells, in two tables; the default
+    relay's tables keep their seed names and come first."""
+    results = load_model(Results, GOLDEN / "results.yaml")
+    rust = TestRecord(name="a x b (quic)", status=Status.PASS, rtt_ms=207.0, transport="quic",
+                      dialer=PeerRecord(version="a"), listener=PeerRecord(version="b"))
+    go = rust.model_copy(update={"name": "a x b (quic) [relay go]", "relay": Relay.GO,
+                                 "status": Status.FAIL, "rtt_ms": None})
+    results.tests = [go, rust]
+    text = render_results_md(results)
+    tables = [line for line in text.splitlines() if line.startswith("## Transport:")]
+    assert tables == ["## Transport: quic", "## Transport: quic (relay go)"]
+    first, second = text.split("## Transport: quic (relay go)")
+    assert "🟢 207ms" in first.split("## Transport: quic")[1] and "🔴" not in first
+    assert "🔴" in second.split("## ")[0]
