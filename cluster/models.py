@@ -215,14 +215,22 @@ CAPTURE_SOURCES: dict[str, str] = {"dialer_router": "pcap", "listener_router": "
                                    "dialer": "keys", "listener": "keys"}
 
 
-def capture_file_name(test_name: str, source: str) -> str:
-    """`captures/<stem>.<source>.<pcap|keys>`: the one place a capture's name is made (the
-    reporter accepts a record's captures only under these names)."""
-    return f"captures/{file_stem(test_name)}.{source}.{CAPTURE_SOURCES[source]}"
+# A record keeps its last attempt's evidence and, for a flaky test, its last failed attempt's.
+CAPTURES_PER_RECORD = 2 * len(CAPTURE_SOURCES)
 
 
-def capture_file_names(test_name: str) -> set[str]:
-    return {capture_file_name(test_name, source) for source in CAPTURE_SOURCES}
+def capture_file_name(test_name: str, source: str, attempt: int | None = None) -> str:
+    """`captures/<stem>.<source>.<pcap|keys>` (the record's last attempt), or an earlier failed
+    attempt's `captures/<stem>.attempt-<n>.<source>.<pcap|keys>`: the one place a capture's name
+    is made (the reporter accepts a record's captures only under these names)."""
+    of_attempt = "" if attempt is None else f".attempt-{attempt}"
+    return f"captures/{file_stem(test_name)}{of_attempt}.{source}.{CAPTURE_SOURCES[source]}"
+
+
+def capture_file_names(test_name: str, attempts: int = 1) -> set[str]:
+    """Every name a record of `attempts` attempts may give its captures."""
+    return {capture_file_name(test_name, source, attempt) for source in CAPTURE_SOURCES
+            for attempt in (None, *range(1, attempts))}
 
 
 class _Input(BaseModel):
@@ -538,8 +546,9 @@ class TestRecord(YamlModel):
     rtt_anomaly: Line | None = None
     # A failed test: the step it stopped at (cluster.progress), from the clients' progress lines.
     failed_step: FailedStep | None = None
-    # Evidence kept for the test (captures/<stem>.<source>.pcap|keys), bundled in the zip.
-    captures: list[CaptureFile] | None = Field(default=None, max_length=len(CAPTURE_SOURCES))
+    # Evidence kept for the test (captures/<stem>.<source>.pcap|keys), bundled in the zip; a
+    # flaky test's failed attempt's too (captures/<stem>.attempt-<n>.<source>.pcap|keys).
+    captures: list[CaptureFile] | None = Field(default=None, max_length=CAPTURES_PER_RECORD)
     # The NAT each side sat behind, the relay, and theory's verdict on the pair. Records from
     # older workers lack them: the defaults are what those workers ran.
     dialer_nat: NatPreset = DEFAULT_PRESET

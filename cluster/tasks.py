@@ -18,7 +18,7 @@ from cluster.app import app
 from cluster.celeryconfig import DEFAULT_TEST_TIMEOUT, TEST_QUEUE
 from cluster.evidence import CAPTURE_LIMIT, CaptureMode
 from cluster.models import (
-    CAPTURE_SOURCES,
+    CAPTURES_PER_RECORD,
     NAME_LIMIT,
     CaptureFile,
     ImageInfo,
@@ -81,10 +81,10 @@ class RunResult(YamlModel):
     record: TestRecord
     log: Annotated[StrictStr, StringConstraints(max_length=LOG_LIMIT)] = ""       # logs/<test>.log
     compose: Annotated[StrictStr, StringConstraints(max_length=COMPOSE_LIMIT)] = ""  # its compose file
-    # The files record.captures names, base64: captures/<stem>.<source>.pcap|keys
+    # The files record.captures names, base64: captures/<stem>[.attempt-<n>].<source>.pcap|keys
     captures: dict[CaptureFile, Annotated[StrictStr, StringConstraints(
         max_length=_CAPTURE_TEXT, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]] = Field(
-        default_factory=dict, max_length=len(CAPTURE_SOURCES))
+        default_factory=dict, max_length=CAPTURES_PER_RECORD)
 
     @property
     def ok(self) -> bool:

@@ -203,8 +203,8 @@ def build(cache: Cache, root: Path, relay: str, build_jobs: int | None, build_ou
               default=CaptureMode.FAILURES.value, show_default=True,
               help="Which tests keep their evidence (each router's capture of its public side "
                    "and the clients' TLS/QUIC key logs, under captures/): failed (known failures "
-                   "too), flaky and unexpectedly passing tests; all; or none (nothing is "
-                   "captured).")
+                   "too), flaky (its last failed attempt's too, as captures/<test>.attempt-<n>.*) "
+                   "and unexpectedly passing tests; all; or none (nothing is captured).")
 @click.option("--update-readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject the results into this README between the INTEROP_DASHBOARD markers.")
 @click.option("--detach", is_flag=True,

@@ -233,9 +233,13 @@ fi
 # (packets from the public side to us that are then dropped by HP_IN are delayed first: harmless)
 
 # --- the capture of the public side: the evidence of a failed test (worker.captures) ---
-# Every packet, whole (snaplen 0), written as it comes (-U), from before the router is ready
-# until it stops; `head` ends it at CAPTURE_BYTES (tcpdump then stops on the closed pipe), so a
-# test never fills the disk. The last packet may be cut: the worker drops it.
+# Every packet, whole (snaplen 0), written as it comes, from before the router is ready until it
+# stops; `head` ends it at CAPTURE_BYTES (tcpdump then stops on the closed pipe), so a test never
+# fills the disk. The last packet may be cut: the worker drops it. The worker reads the file while
+# the router still runs, so nothing may wait in a buffer: --immediate-mode hands each packet to
+# tcpdump at once (else libpcap holds up to a second of them), -U writes it at once, and
+# `stdbuf -o0` keeps head from holding up to 4 KiB (its stdout to a file is block-buffered):
+# without them a capture missed the test's last second, often the whole direct connection.
 CAPTURE_BYTES=${CAPTURE_BYTES:-0}
 CAPTURE_FILE=${CAPTURE_FILE:-/tmp/holepunch-public.pcap}
 [[ $CAPTURE_BYTES =~ ^[0-9]+$ ]] || fail "CAPTURE_BYTES must be a whole number of bytes, got '$CAPTURE_BYTES'"
@@ -243,8 +247,8 @@ start_capture() {
     ((CAPTURE_BYTES > 0)) || return 0
     command -v tcpdump >/dev/null || fail "CAPTURE_BYTES=$CAPTURE_BYTES needs tcpdump, which this image lacks (holepunch-controller build router)"
     rm -f "$CAPTURE_FILE" /tmp/holepunch-capture.log
-    ( tcpdump -i "$PUB_IF" -n -U -s 0 -Z root -w - 2>/tmp/holepunch-capture.log \
-        | head -c "$CAPTURE_BYTES" > "$CAPTURE_FILE" ) &
+    ( tcpdump -i "$PUB_IF" -n --immediate-mode -U -s 0 -Z root -w - 2>/tmp/holepunch-capture.log \
+        | stdbuf -o0 head -c "$CAPTURE_BYTES" > "$CAPTURE_FILE" ) &
     for _ in $(seq 1 100); do
         grep -q "listening on" /tmp/holepunch-capture.log 2>/dev/null && break
         sleep 0.05

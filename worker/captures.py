@@ -4,12 +4,15 @@ log, taken from the containers before teardown, and which tests keep them.
 The router writes its capture while the test runs (router.sh, CAPTURE_BYTES: whole packets up
 to the bound, then a byte cut); a client whose library honours SSLKEYLOGFILE writes its keys.
 The worker reads both files through the engine's API (no bind mount, so the same on a worker
-that is itself a container) and keeps them only for the tests `submit --capture` asks for.
+that is itself a container) and keeps them only for the tests `submit --capture` asks for. A
+failed attempt that is re-run hands its evidence on to the re-run (worker.tasks): a flaky
+test's record keeps it, under the failed attempt's number.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import struct
 import tarfile
@@ -117,5 +120,25 @@ def read_evidence(client, project: str, test_name: str) -> dict[str, bytes]:
     return evidence_from(raw, test_name)
 
 
+def of_attempt(evidence: dict[str, bytes], test_name: str, attempt: int) -> dict[str, bytes]:
+    """An attempt's evidence (read_evidence's names) under that attempt's own names, so that a
+    flaky record can keep its failed attempt's beside its passing one's."""
+    sources = {capture_file_name(test_name, source): source for source in CAPTURE_SOURCES}
+    return {capture_file_name(test_name, sources[name], attempt): data
+            for name, data in evidence.items() if name in sources}
+
+
 def as_message(files: dict[str, bytes]) -> dict[str, str]:
     return {name: base64.b64encode(data).decode("ascii") for name, data in files.items()}
+
+
+def from_message(files: dict[str, str]) -> dict[str, bytes]:
+    """as_message undone (what a re-run is handed of its failed attempt); a file that is not
+    base64 is left out."""
+    decoded = {}
+    for name, text in files.items():
+        try:
+            decoded[name] = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return decoded

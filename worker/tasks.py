@@ -16,10 +16,10 @@ from cluster.app import app
 from cluster.errors import InfrastructureError
 from cluster.evidence import CaptureMode
 from cluster.failover import FIRST_RESULT_KEY, LOST_KEY, keep_result
-from cluster.models import TestRecord
+from cluster.models import Status, TestRecord
 from cluster.tasks import DELIVERIES_KEY, DELIVERIES_TTL, LOG_LIMIT, RUN_TEST, RunRequest, RunResult
 from worker.attempts import MAX_INFRA_RETRIES, Again, Fault, decide, error_record, poisoned
-from worker.captures import as_message, evidence_on_pass, keeps_captures
+from worker.captures import as_message, evidence_on_pass, from_message, keeps_captures, of_attempt
 from worker.host import Host
 from worker.images import ImageMismatchError, ensure_image
 from worker.phases import Phases
@@ -60,15 +60,27 @@ def attempt(request: RunRequest, host: Host, test_name: str,
         return Fault(str(exc))
 
 
-def with_evidence(record: TestRecord, evidence: dict[str, bytes],
-                  mode: CaptureMode) -> tuple[TestRecord, dict[str, str]]:
+def with_evidence(record: TestRecord, evidence: dict[str, bytes], mode: CaptureMode,
+                  failed_attempt: dict[str, bytes] | None = None) -> tuple[TestRecord, dict[str, str]]:
     """The final record naming the captures it keeps, and those files for the message.
 
-    A flaky test keeps the evidence of its last (passing) attempt: the failed attempts ran as
-    other tasks, maybe on other hosts."""
-    if not evidence or not keeps_captures(record, mode):
+    A flaky test keeps its last failed attempt's evidence (`failed_attempt`, handed on by the
+    re-runs under that attempt's names: it ran as another task, maybe on another host) beside
+    its passing attempt's: why it failed is the question. A test that kept failing keeps its
+    last attempt's only."""
+    kept = {**(failed_attempt or {}), **evidence} if record.status is Status.FLAKY else evidence
+    if not kept or not keeps_captures(record, mode):
         return record, {}
-    return record.model_copy(update={"captures": sorted(evidence)}), as_message(evidence)
+    return record.model_copy(update={"captures": sorted(kept)}), as_message(kept)
+
+
+def handed_on(output: RunOutput | Fault, test_name: str, attempts: int,
+              earlier: dict[str, bytes]) -> dict[str, bytes]:
+    """The failed-attempt evidence a re-run carries: this attempt's when it failed with some
+    (it is attempt number `attempts`), else what the earlier attempts handed on."""
+    if isinstance(output, Fault) or not output.evidence:
+        return earlier
+    return of_attempt(output.evidence, test_name, attempts)
 
 
 def count_delivery(task) -> int | None:
@@ -90,11 +102,14 @@ def count_delivery(task) -> int | None:
 
 @app.task(name=RUN_TEST, bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=MAX_INFRA_RETRIES)
-def run_test(self, test_name: str, request_data: dict, failures: list[str] | None = None) -> dict:
+def run_test(self, test_name: str, request_data: dict, failures: list[str] | None = None,
+             evidence: dict[str, str] | None = None) -> dict:
     """Run one test here and return its RunResult. `test_name` is for Flower's eyes.
 
     A failed test is re-queued (any host may take it) while `retries` allow; one that fails and
-    then passes is recorded as flaky, never as a plain pass (worker.attempts decides).
+    then passes is recorded as flaky, never as a plain pass (worker.attempts decides). A re-run
+    is handed the last failed attempt's `evidence` (base64 by capture name, at most 4 MiB of
+    files), for a flaky record to keep.
     """
     request = RunRequest.model_validate(request_data)
     host = this_host()
@@ -111,20 +126,25 @@ def run_test(self, test_name: str, request_data: dict, failures: list[str] | Non
         _drop(self, test_name)
     outcome = output if isinstance(output, Fault) else output.record
     step = decide(request, host.name, self.request.retries, tuple(failures or ()), outcome)
+    failed_attempt = from_message(evidence or {})
     if isinstance(step, Again):
+        carried = handed_on(output, request.test.name, len(step.failures), failed_attempt)
         if isinstance(output, Fault):
             log.warning("%s: %s (retry %d of %d)", test_name, output.reason,
                         self.request.retries + 1, MAX_INFRA_RETRIES)
         else:
             log.info("%s failed (%s); re-running it (%d of %d)", test_name, output.record.reason,
                      len(step.failures), request.retries)
-        raise self.retry(args=(test_name, request_data), kwargs={"failures": list(step.failures)},
+        raise self.retry(args=(test_name, request_data),
+                         kwargs={"failures": list(step.failures), "evidence": as_message(carried)},
+                         kwargsrepr=repr({"failures": list(step.failures),
+                                          "evidence": sorted(carried)}),  # not 4 MiB of base64
                          countdown=step.countdown, max_retries=step.max_retries,
                          exc=InfrastructureError(output.reason) if isinstance(output, Fault) else None)
     if isinstance(output, Fault):
         return first_result(self, RunResult(record=step,
                                             log=output.reason[-LOG_LIMIT:]).to_message())
-    record, captures = with_evidence(step, output.evidence, request.capture)
+    record, captures = with_evidence(step, output.evidence, request.capture, failed_attempt)
     try:
         message = RunResult(record=record, log=output.log, compose=output.compose,
                             captures=captures).to_message()

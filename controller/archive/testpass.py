@@ -2,6 +2,7 @@
 
 hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md results.html test-matrix.yaml output.log settings.yaml re-run.sh
+  captures/            the evidence results.yaml names (a flaky test's failed attempt's too)
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
                        one zstd stream, <name>.tar.zst (controller.images.solid), or, when it shares
                        entries with another, thin (controller.archive.thin); re-run.sh writes every

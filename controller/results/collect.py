@@ -54,8 +54,9 @@ def mismatch(result: RunResult, test: TestCase) -> str | None:
                 f"{test.listener!r}")
     if record.log_file not in (None, log_file_name(test.name)):
         return f"invalid result from the worker: logFile {record.log_file!r} is not this test's"
+    names = capture_file_names(test.name, record.attempts) if record.captures else set()
     for name in record.captures or ():
-        if name not in capture_file_names(test.name):
+        if name not in names:
             return f"invalid result from the worker: capture {name!r} is not this test's"
         if name not in result.captures:
             return f"invalid result from the worker: capture {name!r} came without its file"

@@ -529,10 +529,13 @@ def _anomaly(record: TestRecord) -> str | None:
 
 
 def _capture_label(path: str) -> str:
-    """`captures/<stem>.dialer_router.pcap` -> `capture dialer_router` (`keys dialer`)."""
+    """`captures/<stem>.dialer_router.pcap` -> `capture dialer_router` (`key log dialer`); a
+    failed attempt's `captures/<stem>.attempt-1.dialer.keys` -> `key log dialer (attempt 1)`."""
     rest, _, kind = path.rsplit("/", 1)[-1].rpartition(".")
-    source = rest.rpartition(".")[2]
-    return f"{'capture' if kind == 'pcap' else 'key log'} {source}"
+    rest, _, source = rest.rpartition(".")
+    attempt = rest.rpartition(".")[2]
+    of_attempt = f" ({attempt.replace('-', ' ')})" if re.fullmatch(r"attempt-\d+", attempt) else ""
+    return f"{'capture' if kind == 'pcap' else 'key log'} {source}{of_attempt}"
 
 
 def _nat_facts(record: TestRecord, nat_pass: bool) -> list[tuple[str, str | None]]:

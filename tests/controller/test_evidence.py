@@ -66,7 +66,9 @@ def test_captures_are_named_in_results_yaml_written_beside_it_and_zipped(tmp_pat
 
 
 @pytest.mark.parametrize("names", [["captures/b_x_a_tcp.dialer_router.pcap"],  # another test's
-                                   ["captures/a_x_b_tcp.relay.pcap"]])        # no such source
+                                   ["captures/a_x_b_tcp.relay.pcap"],         # no such source
+                                   # an earlier attempt of a record of one attempt
+                                   ["captures/a_x_b_tcp.attempt-1.dialer_router.pcap"]])
 def test_a_capture_that_is_not_the_tests_own_makes_the_result_an_error(tmp_path: Path,
                                                                        names) -> None:
     tests = [case("a", "b")]
@@ -94,6 +96,23 @@ def test_a_capture_name_outside_captures_fails_validation(tmp_path: Path, name) 
     assert record["status"] == "error"
     assert not any(p.suffix in (".pcap", ".exe") for p in tmp_path.rglob("*") if p.is_file()
                    and "cache" not in p.parts)
+
+
+def test_results_yaml_with_and_without_a_failed_attempts_captures_loads(tmp_path: Path) -> None:
+    """An older results.yaml (its last attempt's captures only) and a flaky record's (its failed
+    attempt's too, numbered) both load, and report links each by its own label."""
+    tests = [case("a", "b"), case("b", "a")]
+    flaky = with_evidence(payload(tests[1], Status.FLAKY), [
+        "captures/b_x_a_tcp.dialer_router.pcap", "captures/b_x_a_tcp.attempt-1.dialer_router.pcap",
+        "captures/b_x_a_tcp.attempt-1.dialer.keys"], attempts=2)
+    finish_pass(spec_for(tmp_path, tests), [failed_with_evidence(tests[0]), flaky])
+    path = tmp_path / "out" / "results.yaml"
+    old, new = load_results(path).tests
+    assert old.captures == ["captures/a_x_b_tcp.dialer_router.pcap", "captures/a_x_b_tcp.dialer.keys"]
+    assert (new.status, new.attempts) == (Status.FLAKY, 2)
+    assert "captures/b_x_a_tcp.attempt-1.dialer.keys" in (new.captures or [])
+    page = render_results_html(load_results(path))
+    assert "key log dialer (attempt 1)" in page and "capture dialer_router (attempt 1)" in page
 
 
 def test_timings_and_rtt_anomalies_reach_every_output(tmp_path: Path) -> None:

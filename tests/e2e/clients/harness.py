@@ -110,6 +110,8 @@ class PairResult:
     run_s: float | None
     down_s: float | None
     leftovers: list[str]
+    # With evidence=True: each router's capture and each client's key log, by capture name.
+    evidence: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -128,7 +130,8 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
              public_allow: tuple[str, ...] | None = None,
              timeout: float = DEFAULT_TIMEOUT_S, secure_channel: str | None = None,
              muxer: str | None = None, dialer_contract: str = "holepunch",
-             listener_contract: str = "holepunch", holders_for_ours: bool = False) -> PairResult:
+             listener_contract: str = "holepunch", holders_for_ours: bool = False,
+             evidence: bool = False) -> PairResult:
     """Run one hole-punch test the way a worker does, and always tear it down."""
     host = session.host
     test_name = test_name or f"{dialer_image[:12]} x {listener_image[:12]} ({transport})"
@@ -138,7 +141,7 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
                         session.next_run_id(), session.services, host, lans, delay_ms, public_allow,
                         secure_channel=secure_channel, muxer=muxer,
                         dialer_contract=dialer_contract, listener_contract=listener_contract,
-                        holders_for_ours=holders_for_ours)
+                        holders_for_ours=holders_for_ours, evidence=evidence)
         run = execute(spec, lambda: session.services, host, timeout)
     finally:
         host.leases.release(lans)
@@ -147,4 +150,4 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
                       dialer_stdout=run.dialer_stdout, dialer_stderr=run.dialer_stderr,
                       log=run.log, duration=run.seconds, project=spec.project,
                       compose_file=run.compose_file, up_s=run.up_s, run_s=run.run_s,
-                      down_s=run.down_s, leftovers=run.leftovers)
+                      down_s=run.down_s, leftovers=run.leftovers, evidence=run.evidence)
