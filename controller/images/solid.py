@@ -31,7 +31,7 @@ from controller.images import zstd
 from controller.images.snapshots import Entry, is_ours, write_entries
 
 SUFFIX = ".tar.zst"
-COMPRESS = ["-12", "--long=27", "-T0"]
+COMPRESS = ["-19", "--long=27", "-T0"]  # made once per snapshot, at build time
 DECOMPRESS = ["--long=27"]  # the window the packer used: no more memory than that
 
 
@@ -110,6 +110,30 @@ def unpack(solid: Path, snapshot: Path) -> None:
             raise InfrastructureError(f"{solid}: damaged ({error})") from error
 
 
+def tar_of(solid: Path, target: Path) -> None:
+    """The tar a solid pack holds, written to `target` (controller.images.delta patches from it)."""
+    zstd.run(["-d", *DECOMPRESS, "-f", str(solid), "-o", str(target)], f"unpacking {solid.name}")
+
+
+def zip_from_tar(tar_path: Path, snapshot: Path, source: Path) -> None:
+    """Write the snapshot zip `snapshot` from the tar of its entries; `source` is named if the
+    tar is not one a pack holds."""
+    with written_beside(snapshot) as tmp:
+        try:
+            with tarfile.open(tar_path, mode="r:") as tar:
+                write_entries(tmp, _entries(tar))
+        except (tarfile.TarError, ValueError) as error:
+            raise InfrastructureError(f"{source}: damaged ({error})") from error
+
+
+def byte_for_byte(snapshot: Path) -> bool:
+    """Whether the zip is the one its `.metadata` records (False: none recorded, or another zlib)."""
+    metadata = snapshot.with_name(snapshot.name + ".metadata")
+    data = read_yaml(metadata) if metadata.is_file() else None
+    recorded = data.get("sha256") if isinstance(data, dict) else None  # compared, never used
+    return bool(recorded) and recorded == sha256_file(snapshot)
+
+
 @dataclass(frozen=True)
 class Restored:
     name: str             # <name>.zip
@@ -125,8 +149,5 @@ def restore_solid(folder: Path) -> list[Restored]:
         if snapshot.is_file():
             continue
         unpack(solid, snapshot)
-        metadata = snapshot.with_name(snapshot.name + ".metadata")
-        data = read_yaml(metadata) if metadata.is_file() else None
-        recorded = data.get("sha256") if isinstance(data, dict) else None  # compared, never used
-        restored.append(Restored(snapshot.name, recorded == sha256_file(snapshot)))
+        restored.append(Restored(snapshot.name, byte_for_byte(snapshot)))
     return restored
