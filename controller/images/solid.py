@@ -2,11 +2,13 @@
 
 A zip compresses every entry on its own, and a snapshot is mostly thousands of small source
 files (vendored crates, node_modules) that compress far better together: measured on this
-project's snapshots, zstd -12 --long over the same entries gives rust-v0.57 21.9 MB instead of
-38.4, js-v3.3 39.8 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.7 instead
-of 7.9. So `packed` makes `snapshots/<name>.tar.zst` once beside the snapshot in the cache (at
-build time, or on first use: 2-9 s each on two cores), and the test-pass zip stores that in
-place of `<name>.zip`. `restore_solid`, run by a re-run before anything reads the snapshots,
+project's snapshots, zstd -19 --long over the same entries gives rust-v0.57 18.2 MB instead of
+38.4, js-v3.3 35.3 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.2 instead
+of 7.9 (-12: 20.9, 39.8 and 4.7 in 2-9 s). So `packed` makes `snapshots/<name>.tar.zst` once
+beside the snapshot in the cache (at build time, or on first use: 10-60 s each on two cores;
+--ultra -22 gains 1.5 % more on js-v3.3 for twice the time), and the test-pass zip stores that
+in place of `<name>.zip`, or a delta from another snapshot's tar (controller.images.delta).
+`restore_solid`, run by a re-run before anything reads the snapshots,
 writes each zip again with the snapshots' own writer (controller.images.snapshots.write_entries):
 the same entries in the same order, so with the same zlib the same bytes, checked against the
 sha256 its `.metadata` records. Another zlib may compress differently; the entries are still
