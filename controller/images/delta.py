@@ -148,9 +148,12 @@ def prepare(snapshots: dict[str, Path], members: Iterable[tuple[str, str]],
             log: Callable[[str], None]) -> None:
     """Make the deltas a pass's zip will store, once (at build time: made when the zip is
     written, they would hold up the end of the pass)."""
+    members = list(members)
+    ids = {snapshot: key for key, snapshot in reversed(members)}
     for name, reference in pass_deltas(snapshots, members).items():
         if not manifest_path(delta_path(snapshots[name], snapshots[reference])).is_file():
-            log(f"{name}: making its delta from {reference} for test-pass zips (once)")
+            log(f"{ids[name]}: making its delta from {ids[reference]}'s snapshot for test-pass "
+                f"zips (once)")
             made(snapshots[name], snapshots[reference])
 
 

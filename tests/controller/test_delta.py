@@ -227,3 +227,52 @@ def test_a_rerun_from_the_zip_restores_solid_and_delta_snapshots_before_it_build
     for name in (RELAY, NEW, OLD):
         assert sha256_file(folder / "snapshots" / f"{name}.zip") == \
             sha256_file(Path(spec.cache_dir) / "snapshots" / f"{name}.zip")
+
+
+def test_the_build_makes_the_passes_deltas_once_and_says_so(tmp_path: Path) -> None:
+    cache = versions(tmp_path)
+    said: list[str] = []
+    delta.prepare(cache, MEMBERS, said.append)
+    assert said == ["rust-v0.57: making its delta from rust-relay's snapshot for test-pass zips (once)",
+                    "rust-v0.53: making its delta from rust-v0.57's snapshot for test-pass zips (once)"]
+    assert len(list((tmp_path / "cache").glob("*.from-*.delta.zst"))) == 2
+    delta.prepare(cache, MEMBERS, said.append)
+    assert len(said) == 2  # made once
+
+
+class FakeBuilder:
+    """A fake Builder: no make, no Docker; every image is 'built' from the snapshot given."""
+
+    def __init__(self, snapshots: dict[str, str]):
+        self.snapshots = snapshots
+
+    def __call__(self, cache, log, status, output):
+        return self
+
+    def build(self, target):
+        from controller.images.build import Built
+        image = ImageInfo(image_id="1" * 64, image_name=f"holepunch-{target.name}",
+                          built_at="2026-12-03T12:00:00Z", arch="x86_64",
+                          snapshot=self.snapshots.get(target.name))
+        return Built(target, image, rebuilt=False, seconds=0.0)
+
+
+def test_resolving_a_passes_images_makes_its_deltas(tmp_path: Path) -> None:
+    from cluster.models import ImplsFile
+    from controller.images.resolve import resolve_images
+
+    root = tmp_path / "hp"
+    (root / "snapshots").mkdir(parents=True)
+    for path in versions(tmp_path).values():  # the cache's layout: snapshots/<sha>.zip
+        shutil.move(path, root / "snapshots" / path.name)
+    impls = ImplsFile.model_validate({"implementations": [
+        {"id": "rust-v0.57", "source": {"type": "local", "path": "impl/rust/v0.57"},
+         "transports": ["tcp"]}]})
+    fake = FakeBuilder({"rust-relay": f"snapshots/{RELAY}.zip", "rust-v0.57": f"snapshots/{NEW}.zip",
+                        "base": "rootfs/x.tar"})
+    terminal = io.StringIO()
+    resolve_images(tmp_path, Cache(root), impls, ["rust-v0.57"], Console(file=terminal, width=200),
+                   builder_factory=fake)
+    assert [p.name for p in (root / "snapshots").glob("*.delta.zst")] == \
+        [f"{NEW}.from-{RELAY}.delta.zst"]
+    assert "rust-v0.57: making its delta from rust-relay's snapshot" in terminal.getvalue()
