@@ -5,8 +5,9 @@ offline rebuild needs: its snapshot with vendored dependencies), the base rootfs
 wheels; each test adds only its log and compose file. This writes the zip the chord's aggregate
 would write, with controller.results.finish itself, for passes of the built images without running them
 (the records say pass; each log is a real-sized log), and prints per pass: tests, zip size and
-seconds, and the largest parts. Solid snapshots (controller.images.solid) are made at build time; one
-made here for the first time is said so, its packing time is then in the figure.
+the seconds to write it, and every part (each snapshot solid, or as a delta from another of its
+family, controller.images.delta). Solid snapshots (controller.images.solid) and deltas are made at
+build time; one made here for the first time is said so, its making time is then in the figure.
 
 Needs the images of the chosen implementations built (`holepunch-controller build ID ...`): a
 selection naming an unbuilt implementation is skipped with the reason.
@@ -33,7 +34,7 @@ from cluster.matrix import matrix_to_yaml  # noqa: E402
 from cluster.models import ImageInfo, PeerRecord, Settings, Status, TestRecord, log_file_name  # noqa: E402
 from cluster.tasks import RunResult  # noqa: E402
 from cluster.yamlio import load_model  # noqa: E402
-from controller.images import solid  # noqa: E402
+from controller.images import delta, solid  # noqa: E402
 from controller.images.sources import source_digest  # noqa: E402
 from controller.plan.matrix import plan_matrix  # noqa: E402
 from controller.results.finish import PassSpec, finish_pass  # noqa: E402
@@ -116,31 +117,38 @@ def measure(label: str, test_filter: str | None, cache: Cache, log_text: str,
         unpacked = [image.snapshot for image in images.values() if image.snapshot
                     and image.snapshot.endswith(".zip")
                     and not solid.solid_path(cache.path(image.snapshot)).is_file()]
+        snapshots = {image.snapshot: cache.path(image.snapshot) for image in images.values()
+                     if image.snapshot and image.snapshot.startswith("snapshots/")}
+        plan = delta.pass_deltas(snapshots, [(key, image.snapshot) for key, image in images.items()
+                                             if image.snapshot in snapshots])
+        new_deltas = [name for name, reference in plan.items() if not delta.manifest_path(
+            delta.delta_path(snapshots[name], snapshots[reference])).is_file()]
         started = time.monotonic()
         summary = finish_pass(spec, payloads)
         seconds = time.monotonic() - started
     path = Path(summary.test_pass_zip)
     parts: collections.Counter[str] = collections.Counter()
-    thin = 0
+    labels = {image.snapshot.split("/")[-1][:12]: key for key, image in images.items()
+              if image.snapshot and image.snapshot.startswith("snapshots/")}
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             inner = info.filename.split("/", 1)[1]
-            folder = inner.split("/", 1)[0] if "/" in inner else "(top)"
-            if folder == "snapshots":
+            part = inner.split("/", 1)[0] if "/" in inner else "(top)"
+            if part == "snapshots":
                 name = inner.split("/", 1)[1]
-                thin += info.compress_size if ".thin." in name else 0
-                folder = "snapshots/" + ("(thin)" if ".thin." in name else name[:12])
-            parts[folder] += info.compress_size
+                form = ("delta" if ".delta." in name else "thin" if ".thin." in name
+                        else "solid" if ".tar.zst" in name else "zip")
+                part = f"{labels.get(name[:12], name[:12])} ({form})"
+            parts[part] += info.compress_size
     size = path.stat().st_size
     path.unlink()
-    print(f"{label}: {len(matrix.tests)} tests, zip {size / 1e6:.1f} MB in "
+    made = [f"{len(unpacked)} snapshots packed solid"] if unpacked else []
+    made += [f"{len(new_deltas)} deltas made"] if new_deltas else []
+    print(f"{label}: {len(matrix.tests)} tests, zip {size / 1e6:.1f} MB written in "
           f"{summary.test_pass_zip_seconds:.1f} s (finish_pass {seconds:.1f} s"
-          + (f", of which packing {len(unpacked)} snapshots solid for the first time)"
-             if unpacked else ")"))
-    labels = {image.snapshot.split("/")[-1][:12]: key for key, image in images.items()
-              if image.snapshot and image.snapshot.startswith("snapshots/")}
-    print("  " + ", ".join(f"{labels.get(name.split('/')[-1], name)} {mb / 1e6:.1f}"
-                           for name, mb in parts.most_common(9)) + " (MB)")
+          + (f", of which {' and '.join(made)} for the first time)" if made else ")"))
+    print("  " + ", ".join(f"{name} {part / 1e6:.2f}" for name, part in parts.most_common()
+                           if part >= 10_000) + " (MB)")
 
 
 def main() -> None:

@@ -4,9 +4,11 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md results.html test-matrix.yaml output.log settings.yaml re-run.sh
   captures/            the evidence results.yaml names (a flaky test's failed attempt's too)
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
-                       one zstd stream, <name>.tar.zst (controller.images.solid), or, when it shares
-                       entries with another, thin (controller.archive.thin); re-run.sh writes every
-                       <name>.zip back before it builds)
+                       one zstd stream, <name>.tar.zst (controller.images.solid), or as its
+                       difference from another of its family, <name>.delta.zst
+                       (controller.images.delta); a zip we did not write (a github source) as it
+                       is, or thin when it shares entries with another (controller.archive.thin);
+                       re-run.sh writes every <name>.zip back before it builds)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations)
   wheels/              the holepunch package that ran the pass (controller.archive.selfwheel) and its

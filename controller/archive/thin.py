@@ -1,7 +1,9 @@
 """Thin snapshots: a test-pass zip holds an entry that several snapshots share only once.
 
-The relay and rust-v0.57 vendor the same crates: 36 of the 38 MB of each snapshot are the same
-bytes, and rust versions share many crates with each other. A test-pass zip must carry every
+Snapshots this project wrote travel solid or as deltas (controller.images.solid,
+controller.images.delta), which share far more than whole entries; what is left for thin zips
+is the zips it did not write, stored as they are: GitHub archives of two commits of one
+repository share most of their files. A test-pass zip must carry every
 snapshot for an offline re-run, so `thin_snapshots` keeps the first snapshot that holds an
 entry whole and stores each later one as `snapshots/<name>.thin.zip` without the entries it
 shares, plus `snapshots/<name>.thin.yaml` saying where each entry now is. `restore_snapshots`

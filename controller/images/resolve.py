@@ -18,6 +18,7 @@ from rich.console import Console
 
 from cluster.cache import Cache, short
 from cluster.models import DEFAULT_RELAY, ImageInfo, ImplsFile, Relay
+from controller.images import delta
 from controller.images.build import Builder, BuildTarget, implementation_targets, infrastructure_targets
 from controller.images.progress import BuildDisplay
 
@@ -76,4 +77,10 @@ def resolve_images(root: Path, cache: Cache, impls: ImplsFile, needed: list[str]
                     for pending in futures:
                         pending.cancel()  # not yet started: never started
                     raise failure
-    return {target.name: images[target.name] for target in (base, *others)}
+    resolved = {target.name: images[target.name] for target in (base, *others)}
+    members = [(key, image.snapshot) for key, image in resolved.items()
+               if image.snapshot and image.snapshot.startswith("snapshots/")]
+    # what this pass's zip stores of its snapshots, made now and once (controller.images.delta)
+    delta.prepare({snapshot: cache.path(snapshot) for _, snapshot in members
+                   if cache.path(snapshot).is_file()}, members, console.print)
+    return resolved

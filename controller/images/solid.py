@@ -2,11 +2,13 @@
 
 A zip compresses every entry on its own, and a snapshot is mostly thousands of small source
 files (vendored crates, node_modules) that compress far better together: measured on this
-project's snapshots, zstd -12 --long over the same entries gives rust-v0.57 21.9 MB instead of
-38.4, js-v3.3 39.8 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.7 instead
-of 7.9. So `packed` makes `snapshots/<name>.tar.zst` once beside the snapshot in the cache (at
-build time, or on first use: 2-9 s each on two cores), and the test-pass zip stores that in
-place of `<name>.zip`. `restore_solid`, run by a re-run before anything reads the snapshots,
+project's snapshots, zstd -19 --long over the same entries gives rust-v0.57 18.2 MB instead of
+38.4, js-v3.3 35.3 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.2 instead
+of 7.9 (-12: 20.9, 39.8 and 4.7 in 2-9 s). So `packed` makes `snapshots/<name>.tar.zst` once
+beside the snapshot in the cache (at build time, or on first use: 10-60 s each on two cores;
+--ultra -22 gains 1.5 % more on js-v3.3 for twice the time), and the test-pass zip stores that
+in place of `<name>.zip`, or a delta from another snapshot's tar (controller.images.delta).
+`restore_solid`, run by a re-run before anything reads the snapshots,
 writes each zip again with the snapshots' own writer (controller.images.snapshots.write_entries):
 the same entries in the same order, so with the same zlib the same bytes, checked against the
 sha256 its `.metadata` records. Another zlib may compress differently; the entries are still
@@ -31,7 +33,7 @@ from controller.images import zstd
 from controller.images.snapshots import Entry, is_ours, write_entries
 
 SUFFIX = ".tar.zst"
-COMPRESS = ["-12", "--long=27", "-T0"]
+COMPRESS = ["-19", "--long=27", "-T0"]  # made once per snapshot, at build time
 DECOMPRESS = ["--long=27"]  # the window the packer used: no more memory than that
 
 
@@ -110,6 +112,30 @@ def unpack(solid: Path, snapshot: Path) -> None:
             raise InfrastructureError(f"{solid}: damaged ({error})") from error
 
 
+def tar_of(solid: Path, target: Path) -> None:
+    """The tar a solid pack holds, written to `target` (controller.images.delta patches from it)."""
+    zstd.run(["-d", *DECOMPRESS, "-f", str(solid), "-o", str(target)], f"unpacking {solid.name}")
+
+
+def zip_from_tar(tar_path: Path, snapshot: Path, source: Path) -> None:
+    """Write the snapshot zip `snapshot` from the tar of its entries; `source` is named if the
+    tar is not one a pack holds."""
+    with written_beside(snapshot) as tmp:
+        try:
+            with tarfile.open(tar_path, mode="r:") as tar:
+                write_entries(tmp, _entries(tar))
+        except (tarfile.TarError, ValueError) as error:
+            raise InfrastructureError(f"{source}: damaged ({error})") from error
+
+
+def byte_for_byte(snapshot: Path) -> bool:
+    """Whether the zip is the one its `.metadata` records (False: none recorded, or another zlib)."""
+    metadata = snapshot.with_name(snapshot.name + ".metadata")
+    data = read_yaml(metadata) if metadata.is_file() else None
+    recorded = data.get("sha256") if isinstance(data, dict) else None  # compared, never used
+    return bool(recorded) and recorded == sha256_file(snapshot)
+
+
 @dataclass(frozen=True)
 class Restored:
     name: str             # <name>.zip
@@ -125,8 +151,5 @@ def restore_solid(folder: Path) -> list[Restored]:
         if snapshot.is_file():
             continue
         unpack(solid, snapshot)
-        metadata = snapshot.with_name(snapshot.name + ".metadata")
-        data = read_yaml(metadata) if metadata.is_file() else None
-        recorded = data.get("sha256") if isinstance(data, dict) else None  # compared, never used
-        restored.append(Restored(snapshot.name, recorded == sha256_file(snapshot)))
+        restored.append(Restored(snapshot.name, byte_for_byte(snapshot)))
     return restored

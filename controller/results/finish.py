@@ -22,7 +22,7 @@ from cluster.yamlio import dump_yaml
 from controller.archive.selfwheel import DISTRIBUTION, running_wheel
 from controller.archive.testpass import rerun_script, write_test_pass
 from controller.archive.thin import thin_snapshots
-from controller.images import rootfs, solid
+from controller.images import delta, rootfs, solid
 from controller.results.collect import Collected, collect, exit_code_of
 from controller.results.html import link_from, render_results_html
 from controller.results.report import inject_dashboard, render_results_md
@@ -105,6 +105,11 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     return files
 
 
+def _members(spec: PassSpec) -> list[tuple[str, str]]:
+    """The pass's (image id, snapshot) pairs: what controller.images.delta plans from."""
+    return [(key, image.snapshot) for key, image in spec.images.items() if image.snapshot]
+
+
 def _plain(relative: str) -> bool:
     """A plain relative name that stays under its folder (no absolute path, no `..`)."""
     return not Path(relative).is_absolute() and ".." not in Path(relative).parts
@@ -164,8 +169,12 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
     files = _bundle(cache, spec)
     snapshots = {name: files.pop(name) for name in list(files)
                  if name.startswith("snapshots/") and name.endswith(".zip")}
-    pack = thin_snapshots(snapshots)  # entries shared between snapshots are stored once
-    files.update(solid.stored_files(pack.whole))  # one zstd stream each: about half the zip
+    ours = {name: path for name, path in snapshots.items() if solid.packable(path)}
+    # ours: one zstd stream each, or a delta from another of the family (controller.images.delta)
+    files.update(delta.stored_files(ours, _members(spec)))
+    # foreign zips (github sources) are stored as they are, entries they share only once
+    pack = thin_snapshots({name: path for name, path in snapshots.items() if name not in ours})
+    files.update(pack.whole)
     zip_path = write_test_pass(cache, spec.name, {**texts, **pack.thin}, files)
     zip_seconds = time.monotonic() - zip_started
 

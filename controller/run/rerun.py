@@ -23,6 +23,7 @@ from cluster.yamlio import load_model, read_text
 from controller.archive.thin import restore_snapshots
 from controller.images import rootfs
 from controller.images.build import Builder
+from controller.images.delta import restore_deltas
 from controller.images.solid import restore_solid
 from controller.run.pass_plan import SubmitOptions, plan_pass
 from controller.run.probe import engine_version, git_info
@@ -84,6 +85,10 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
         how = ("byte for byte" if whole.byte_for_byte
                else "same entries; this zlib compresses them to other bytes")
         console.print(f"snapshots/{whole.name}: restored from its solid pack ({how})")
+    for patched, reference in restore_deltas(folder / "snapshots"):
+        how = ("byte for byte" if patched.byte_for_byte
+               else "same entries; this zlib compresses them to other bytes")
+        console.print(f"snapshots/{patched.name}: restored from its delta from {reference} ({how})")
     for restored in restore_snapshots(folder / "snapshots"):
         console.print(f"snapshots/{restored}: restored from its thin zip and the entries it shares")
     builder = Builder(cache, log=console.print)
