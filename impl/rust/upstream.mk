@@ -8,7 +8,10 @@
 #                     binary where upstream's image has it (/usr/bin/hole-punch-client)
 # The source tree is never written to: vendored crates and cargo's output live beside it, and
 # cargo is pointed at them with --config on its command line.
-#   vendor: the only networked step (crates.io): the tree's Cargo.lock, vendored into the cache
+#   vendor: the only networked step (crates.io): the tree's Cargo.lock, vendored into the cache,
+#           and packed once beside the snapshot (VENDOR_PACK, a deterministic tar, zstd -19)
+#           for test-pass zips; where the vendored crates are missing but the pack is there
+#           (a re-run's cache is the unzipped pass), it is unpacked instead: no network
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := all
@@ -27,6 +30,8 @@ PACKAGE    := hole-punching-tests
 WORK       := $(CACHE_DIR)/build/src/$(ID)
 TREE_STAMP := $(WORK)/tree-$(COMMIT)
 VENDOR     := $(CACHE_DIR)/build/cargo-vendor/$(COMMIT)
+VENDOR_PACK := $(CACHE_DIR)/$(SNAPSHOT:.zip=.vendor.tar.zst)
+ZSTD       ?= zstd
 TARGET_DIR := $(CACHE_DIR)/build/cargo-target/$(ID)
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 export CARGO_BUILD_JOBS ?= 2
@@ -44,15 +49,28 @@ $(TREE_STAMP):
 	rm -rf '$(WORK)/unpacked'
 	touch '$@'
 
-vendor: $(VENDOR)/.complete
+vendor: $(VENDOR)/.complete $(VENDOR_PACK)
 $(VENDOR)/.complete: | $(TREE_STAMP)
 	rm -rf '$(VENDOR).tmp' && mkdir -p '$(dir $(VENDOR))'
-	nice $(CARGO) vendor --locked --manifest-path '$(WORK)/tree/Cargo.toml' '$(VENDOR).tmp' >/dev/null
+	if [ -f '$(VENDOR_PACK)' ]; then \
+	  mkdir '$(VENDOR).tmp' && $(ZSTD) -q -d --long=27 -c '$(VENDOR_PACK)' | tar -x -C '$(VENDOR).tmp'; \
+	else \
+	  nice $(CARGO) vendor --locked --manifest-path '$(WORK)/tree/Cargo.toml' '$(VENDOR).tmp' >/dev/null; \
+	fi
 	rm -rf '$(VENDOR)' && mv '$(VENDOR).tmp' '$(VENDOR)'
 	touch '$@'
 
+# Made once from the vendored crates (order-only: unpacking them from it does not pack again).
+# Sorted names, numeric owners, mtime 0: the same crates give the same bytes.
+$(VENDOR_PACK): | $(VENDOR)/.complete
+	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=posix \
+	    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+	    --exclude=./.complete -C '$(VENDOR)' -cf - . \
+	  | nice $(ZSTD) -q -19 --long=27 -T0 -f -o '$@.tmp'
+	mv -f '$@.tmp' '$@'
+
 ifeq ($(BUILD),offline)
-build/hole-punch-client: $(TREE_STAMP) $(VENDOR)/.complete
+build/hole-punch-client: $(TREE_STAMP) $(VENDOR)/.complete | $(VENDOR_PACK)
 	mkdir -p build
 	cd '$(WORK)/tree' && RUSTFLAGS='-C target-feature=+crt-static' nice $(CARGO) build --release \
 	  --offline --locked --package $(PACKAGE) --target $(HOST_TRIPLE) --target-dir '$(TARGET_DIR)' \
