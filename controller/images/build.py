@@ -186,6 +186,7 @@ class Builder:
         current = read_image_yaml(target.folder)
         if current and current.snapshot == snapshot and self._reusable(target, current.image_id):
             self.status(target.name, f"up to date (image {short(current.image_id)}, {snapshot})")
+            self._pack_vendored(target, snapshot)
             return Built(target, current, rebuilt=False, seconds=time.monotonic() - started)
         if target.kind != "github":
             # A fresh clone has no image.yaml, but the cache's build area remembers the last
@@ -225,6 +226,13 @@ class Builder:
                             target.folder / "image.yaml")
         self.status(target.name, f"image {short(image.image_id)} in {time.monotonic() - started:.1f} s")
         return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
+
+    def _pack_vendored(self, target: BuildTarget, snapshot: str) -> None:
+        """An image built offline before its Makefile packed the crates it vendored: pack them
+        now, once (its `vendor` target), so that test-pass zips carry them (impl/rust/upstream.mk)."""
+        if (target.kind == "github" and target.build == "offline"
+                and not solid.vendor_pack(self.cache.path(snapshot)).is_file()):
+            self._make(target.folder, ["vendor", f"SNAPSHOT={snapshot}"])
 
     def _reusable(self, target: BuildTarget, image_id: str) -> bool:
         """The engine has the image, built on the base this build uses (a new base rootfs means

@@ -15,6 +15,9 @@ sha256 its `.metadata` records. Another zlib may compress differently; the entri
 the very bytes packed, which zstd's frame checksum vouches for.
 
 Only zips that writer made are packed (`is_ours`); any other (a GitHub archive) stays a zip.
+A github source built offline has its vendored crates beside its zip, `<commit>.vendor.tar.zst`
+(made by impl/rust/upstream.mk, unpacked by it too): not a solid pack, so `restore_solid` leaves
+it alone.
 """
 
 from __future__ import annotations
@@ -35,10 +38,16 @@ from controller.images.snapshots import Entry, is_ours, write_entries
 SUFFIX = ".tar.zst"
 COMPRESS = ["-19", "--long=27", "-T0"]  # made once per snapshot, at build time
 DECOMPRESS = ["--long=27"]  # the window the packer used: no more memory than that
+VENDOR_SUFFIX = ".vendor.tar.zst"  # a github snapshot's vendored crates (impl/rust/upstream.mk)
 
 
 def solid_path(snapshot: Path) -> Path:
     return snapshot.with_name(snapshot.name.removesuffix(".zip") + SUFFIX)
+
+
+def vendor_pack(snapshot: Path) -> Path:
+    """Where a github source's Makefile packs the crates it vendored for `snapshot`."""
+    return snapshot.with_name(snapshot.name.removesuffix(".zip") + VENDOR_SUFFIX)
 
 
 def packable(snapshot: Path) -> bool:
@@ -148,7 +157,7 @@ def restore_solid(folder: Path) -> list[Restored]:
     restored = []
     for solid in sorted(folder.glob(f"*{SUFFIX}")):
         snapshot = folder / (solid.name.removesuffix(SUFFIX) + ".zip")
-        if snapshot.is_file():
+        if snapshot.is_file() or solid.name.endswith(VENDOR_SUFFIX):
             continue
         unpack(solid, snapshot)
         restored.append(Restored(snapshot.name, byte_for_byte(snapshot)))

@@ -90,6 +90,9 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
                 meta = path.with_name(path.name + ".metadata")
                 if meta.is_file():
                     files[relative + ".metadata"] = meta
+                crates = solid.vendor_pack(path)  # a github source's vendored crates: offline re-runs
+                if relative.endswith(".zip") and crates.is_file():
+                    files[relative.removesuffix(".zip") + solid.VENDOR_SUFFIX] = crates
     rootfs_dir = cache.root / "rootfs"  # the tarball came with the base image; these point at it
     for pointer in ([*rootfs_dir.glob("*.sha256"), *rootfs_dir.glob("*.inputs")]
                     if rootfs_dir.is_dir() else []):

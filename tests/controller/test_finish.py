@@ -174,3 +174,28 @@ def test_the_terminal_counts_known_failures_that_passed(tmp_path: Path) -> None:
     report_summary(summary, Console(file=text, width=200, markup=False, highlight=False))
     line = next(line for line in text.getvalue().splitlines() if line.startswith("complete:"))
     assert "1 unexpected passes" in line and "2 passed" in line
+
+
+def test_a_github_snapshots_vendored_crates_travel_in_the_zip(tmp_path: Path) -> None:
+    """An offline-built github source: its vendored crates' pack, beside GitHub's zip of the
+    commit in the cache (impl/rust/upstream.mk), is stored in the zip as it is."""
+    tests = [case("a", "a")]
+    spec = spec_for(tmp_path, tests)
+    commit = "6348a0be4aeb5b48eecf17a5d0aae15ff8239984"
+    snapshots = tmp_path / "cache" / "snapshots"
+    with zipfile.ZipFile(snapshots / f"{commit}.zip", "w") as github_zip:  # GitHub's layout
+        github_zip.writestr(f"rust-libp2p-{commit}/Cargo.toml", "[workspace]\n")
+    crates = b"(\xb5/\xfd fake vendored crates pack"  # crafted: only its bytes travel
+    (snapshots / f"{commit}.vendor.tar.zst").write_bytes(crates)
+    spec.images["rust-upstream-head"] = ImageInfo(
+        image_id="d" * 64, image_name="holepunch-rust-upstream-head",
+        built_at="2026-12-03T13:00:00Z", arch="x86_64", snapshot=f"snapshots/{commit}.zip")
+    summary = finish_pass(spec, [payload(tests[0], Status.PASS)])
+    top = "hole-punch-full-101010-25-11-2026/"
+    with zipfile.ZipFile(summary.test_pass_zip) as archive:
+        info = archive.getinfo(f"{top}snapshots/{commit}.vendor.tar.zst")
+        assert info.compress_type == zipfile.ZIP_STORED
+        assert archive.read(info) == crates
+        assert f"{top}snapshots/{commit}.zip" in archive.namelist()
+        # the other image's snapshot has no pack beside it, and none is made up for it
+        assert f"{top}snapshots/{'b' * 64}.vendor.tar.zst" not in archive.namelist()

@@ -58,3 +58,31 @@ def test_own_dockerfile_is_one_make(tmp_path: Path) -> None:
 
 def test_without_build_the_seeds_makefile_decides(tmp_path: Path) -> None:
     assert _makes(tmp_path, None) == [["all", f"SNAPSHOT=snapshots/{COMMIT}.zip"]]
+
+
+def _up_to_date_makes(tmp_path: Path, build: str, packed: bool) -> list[list[str]]:
+    """An image already built (image.yaml names this snapshot, the engine has it)."""
+    cache = Cache(tmp_path / "cache")
+    snapshots = cache.folder("snapshots")
+    (snapshots / f"{COMMIT}.zip").write_bytes(b"seeded")
+    if packed:
+        (snapshots / f"{COMMIT}.vendor.tar.zst").write_bytes(b"fake pack")
+    (target,) = implementation_targets(tmp_path, _impls(build), ["rust-upstream-head"])
+    target.folder.mkdir(parents=True)
+    (target.folder / "image.yaml").write_text(yaml.safe_dump({
+        "imageID": "b" * 64, "imageName": "x", "builtAt": "2026-12-03T13:00:00Z",
+        "arch": "x86_64", "snapshot": f"snapshots/{COMMIT}.zip"}))
+    calls: list[list[str]] = []
+    builder = Builder(cache, log=lambda line: None, has_image=lambda image: True)
+    builder._make = lambda folder, args: calls.append(args)  # a fake: records only
+    assert builder.build(target).rebuilt is False
+    return calls
+
+
+def test_an_up_to_date_offline_image_packs_its_vendored_crates_once(tmp_path: Path) -> None:
+    """Built before upstream.mk packed the vendored crates: its `vendor` target packs them, so
+    test-pass zips carry them; once the pack is there, nothing runs."""
+    assert _up_to_date_makes(tmp_path / "a", "offline", packed=False) == [
+        ["vendor", f"SNAPSHOT=snapshots/{COMMIT}.zip"]]
+    assert _up_to_date_makes(tmp_path / "b", "offline", packed=True) == []
+    assert _up_to_date_makes(tmp_path / "c", "dockerfile", packed=False) == []

@@ -117,3 +117,14 @@ def test_zstd_failing_mid_stream_is_told_in_its_own_words(tmp_path: Path) -> Non
         with zstd.writer(tmp_path / "missing" / "x.zst", ["-3"], "packing x") as stream:
             for _ in range(200):
                 stream.write(b"x" * 65536)
+
+
+def test_a_github_snapshots_vendor_pack_is_not_taken_for_a_solid_pack(tmp_path: Path) -> None:
+    """`<commit>.vendor.tar.zst` (impl/rust/upstream.mk) ends like a solid pack, but its zip is
+    GitHub's, beside it: a re-run must not write a `<commit>.vendor.zip` from it."""
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    crates = folder / "6348a0be.vendor.tar.zst"
+    crates.write_bytes(b"fake vendored crates")  # not even zstd: restore_solid must not open it
+    assert restore_solid(folder) == []
+    assert sorted(path.name for path in folder.iterdir()) == [crates.name]
