@@ -8,9 +8,12 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
                        difference from another of its family, <name>.delta.zst
                        (controller.images.delta); a zip we did not write (a github source) as it
                        is, or thin when it shares entries with another (controller.archive.thin);
-                       re-run.sh writes every <name>.zip back before it builds)
+                       re-run.sh writes every <name>.zip back before it builds; a github
+                       source built offline has <commit>.vendor.tar.zst beside its zip, its
+                       vendored crates, which impl/rust/upstream.mk unpacks)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
-  images.yaml          which snapshot built which image (router, relay, implementations)
+  images.yaml          which snapshot built which image (router, relay, implementations); an
+                       image's snapshot names its vendored-crate pack too (<commit>.vendor.tar.zst)
   wheels/              the holepunch package that ran the pass (controller.archive.selfwheel) and its
                        Python dependencies, for an offline install
 
