@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cluster.cache import sha256_file
-from controller.archive.thin import restore_snapshots
+from controller.images.delta import DELTA, restore_deltas
 from controller.images.solid import restore_solid
 
 REPO = Path(__file__).resolve().parents[3]
@@ -90,26 +90,28 @@ def test_small_pass_results_match_reality(small_pass) -> None:
     assert not leftovers() and not embedded_redis_running()
 
 
-def test_snapshots_travel_solid_or_thin_and_restore_exactly(small_pass, tmp_path: Path) -> None:
-    """Each whole snapshot travels as one zstd stream; the relay and rust-v0.57 vendor the same
-    crates, so one of them is stored thin. The unzipped pass puts every zip back together byte
-    for byte, solid ones first (what re-run.sh does before it builds)."""
+def test_snapshots_travel_solid_or_as_deltas_and_restore_exactly(small_pass, tmp_path: Path) -> None:
+    """Each whole snapshot travels as one zstd stream; rust-v0.57 vendors what the relay does,
+    so it travels as a zstd patch of the relay's (controller.images.delta). The unzipped pass
+    puts every zip back together byte for byte, solid ones first (what re-run.sh does before
+    it builds)."""
     out, run = small_pass
     zip_line = next(line for line in run.stderr.splitlines() if line.startswith("test pass: "))
     with zipfile.ZipFile(zip_line.removeprefix("test pass: ").strip()) as archive:
         archive.extractall(tmp_path)
     snapshots = next(tmp_path.iterdir()) / "snapshots"
     solid = sorted(p.name for p in snapshots.glob("*.tar.zst"))
-    thin = sorted(p.name for p in snapshots.glob("*.thin.zip"))
-    assert solid and thin and not list(snapshots.glob("*[0-9a-f].zip")), \
+    deltas = sorted(p.name for p in snapshots.glob(f"*{DELTA}"))
+    assert solid and len(deltas) == 1 and not list(snapshots.glob("*[0-9a-f].zip")), \
         sorted(p.name for p in snapshots.iterdir())
+    assert deltas[0].endswith(".delta.zst") and (snapshots / deltas[0]).stat().st_size < 1_000_000
     wholes = restore_solid(snapshots)
     assert sorted(whole.name.removesuffix(".zip") + ".tar.zst" for whole in wholes) == solid
-    assert all(whole.byte_for_byte for whole in wholes)
-    restored = restore_snapshots(snapshots)
-    assert sorted(name.removesuffix(".zip") + ".thin.zip" for name in restored) == thin
+    patched = restore_deltas(snapshots)
+    assert sorted(whole.name.removesuffix(".zip") + DELTA for whole, _ in patched) == deltas
+    assert all(whole.byte_for_byte for whole in [*wholes, *(p for p, _ in patched)])
     cache = Path(os.environ.get("HOLEPUNCH_CACHE") or Path.home() / ".cache" / "holepunch")
-    for name in [*restored, *(whole.name for whole in wholes)]:
+    for name in [*(whole.name for whole, _ in patched), *(whole.name for whole in wholes)]:
         assert sha256_file(snapshots / name) == sha256_file(cache / "snapshots" / name)
 
 
