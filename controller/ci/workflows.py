@@ -40,7 +40,7 @@ SAME_REPOSITORY = ("${{ github.event_name != 'pull_request' || "
                    "github.event.pull_request.head.repo.full_name == github.repository }}")
 # What a pass depends on besides its implementations' folders.
 SHARED_PATHS = ["impls.yaml", "test-selection.yaml", "cluster/**", "controller/**", "worker/**",
-                "pyproject.toml", "router/**", "rust-relay/**", "impl/base/**", "impl/README.md",
+                "pyproject.toml", "router/**", "rust-relay/**", "go-relay/**", "impl/base/**", "impl/README.md",
                 ".ci/setup"]
 
 SETUP_SCRIPT = """\
