@@ -137,7 +137,7 @@ def measure(label: str, test_filter: str | None, cache: Cache, log_text: str,
             if part == "snapshots":
                 name = inner.split("/", 1)[1]
                 form = ("delta" if ".delta." in name else "thin" if ".thin." in name
-                        else "solid" if ".tar.zst" in name else "zip")
+                        else "solid" if name.endswith(solid.SUFFIX) else "zip")
                 part = f"{labels.get(name[:12], name[:12])} ({form})"
             parts[part] += info.compress_size
     size = path.stat().st_size

@@ -4,7 +4,7 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   report.yaml results.md results.html test-matrix.yaml output.log settings.yaml re-run.sh
   captures/            the evidence results.yaml names (a flaky test's failed attempt's too)
   snapshots/ makefiles/ docker-compose/ logs/   (the seed's layout; a snapshot is stored as
-                       one zstd stream, <name>.tar.zst (controller.images.solid), or as its
+                       one xz stream, <name>.tar.xz (controller.images.solid), or as its
                        difference from another of its family, <name>.delta.zst
                        (controller.images.delta); a zip we did not write (a github source) as it
                        is, or thin when it shares entries with another (controller.archive.thin);
@@ -17,7 +17,7 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   wheels/              the holepunch package that ran the pass (controller.archive.selfwheel) and its
                        Python dependencies, for an offline install
 
-Archives that are already compressed (zips, .zst) are stored as they are, not compressed again.
+Archives that are already compressed (zips, .zst, .xz) are stored as they are, not compressed again.
 """
 
 from __future__ import annotations

@@ -1,18 +1,19 @@
-"""Solid snapshots: a test-pass zip stores a whole snapshot as one zstd stream, not as its zip.
+"""Solid snapshots: a test-pass zip stores a whole snapshot as one compressed stream, not as its zip.
 
 A zip compresses every entry on its own, and a snapshot is mostly thousands of small source
 files (vendored crates, node_modules) that compress far better together: measured on this
-project's snapshots, zstd -19 --long over the same entries gives rust-v0.57 18.2 MB instead of
+project's snapshots, zstd -19 --long over the same entries gave rust-v0.57 18.2 MB instead of
 38.4, js-v3.3 35.3 instead of 58.0 (its Node.js binary alone is 125 MB), go-v0.51 4.2 instead
-of 7.9 (-12: 20.9, 39.8 and 4.7 in 2-9 s). So `packed` makes `snapshots/<name>.tar.zst` once
-beside the snapshot in the cache (at build time, or on first use: 10-60 s each on two cores;
---ultra -22 gains 1.5 % more on js-v3.3 for twice the time), and the test-pass zip stores that
-in place of `<name>.zip`, or a delta from another snapshot's tar (controller.images.delta).
+of 7.9; xz behind the x86 filter (controller.images.xz) gives js-v3.3 31.7. So `packed` makes
+`snapshots/<name>.tar.xz` once beside the snapshot in the cache (at build time, or on first use:
+10-60 s each on two cores), and the test-pass zip stores that in place of `<name>.zip`, or a
+delta from another snapshot's tar (controller.images.delta). A pack made another way (an older
+recipe) is made again.
 `restore_solid`, run by a re-run before anything reads the snapshots,
 writes each zip again with the snapshots' own writer (controller.images.snapshots.write_entries):
 the same entries in the same order, so with the same zlib the same bytes, checked against the
 sha256 its `.metadata` records. Another zlib may compress differently; the entries are still
-the very bytes packed, which zstd's frame checksum vouches for.
+the very bytes packed, which xz's block checks vouch for.
 
 Only zips that writer made are packed (`is_ours`); any other (a GitHub archive) stays a zip.
 A github source built offline has its vendored crates beside its zip, `<commit>.vendor.tar.zst`
@@ -32,12 +33,10 @@ from pathlib import Path
 from cluster.cache import sha256_file, written_beside
 from cluster.errors import InfrastructureError
 from cluster.yamlio import read_yaml
-from controller.images import zstd
+from controller.images import xz
 from controller.images.snapshots import Entry, is_ours, write_entries
 
-SUFFIX = ".tar.zst"
-COMPRESS = ["-19", "--long=27", "-T0"]  # made once per snapshot, at build time
-DECOMPRESS = ["--long=27"]  # the window the packer used: no more memory than that
+SUFFIX = ".tar.xz"
 VENDOR_SUFFIX = ".vendor.tar.zst"  # a github snapshot's vendored crates (impl/rust/upstream.mk)
 
 
@@ -58,15 +57,15 @@ def packable(snapshot: Path) -> bool:
 
 
 def packed(snapshot: Path) -> Path | None:
-    """`<name>.tar.zst` beside the snapshot zip, made on first use; None for a zip that
+    """`<name>.tar.xz` beside the snapshot zip, made on first use; None for a zip that
     controller.images.snapshots did not write (stored as it is)."""
     target = solid_path(snapshot)
-    if target.is_file():
+    if xz.current(target):
         return target
     if not packable(snapshot):
         return None
     with zipfile.ZipFile(snapshot) as archive, written_beside(target) as tmp:
-        with zstd.writer(tmp, COMPRESS, f"packing {snapshot.name}") as stream, \
+        with xz.writer(tmp) as stream, \
                 tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for info in archive.infolist():
                 mode = info.external_attr >> 16
@@ -82,6 +81,7 @@ def packed(snapshot: Path) -> Path | None:
                 member.mode = stat.S_IMODE(mode)
                 with archive.open(info) as content:
                     tar.addfile(member, content)
+    xz.record_recipe(target)
     return target
 
 
@@ -114,7 +114,7 @@ def unpack(solid: Path, snapshot: Path) -> None:
     """Write the snapshot zip `snapshot` from its solid pack (nothing, if the pack is damaged)."""
     with written_beside(snapshot) as tmp:
         try:
-            with zstd.reader(solid, DECOMPRESS, f"unpacking {solid.name}") as stream, \
+            with xz.reader(solid, "unpacking a solid snapshot") as stream, \
                     tarfile.open(fileobj=stream, mode="r|") as tar:
                 write_entries(tmp, _entries(tar))
         except (tarfile.TarError, ValueError) as error:
@@ -123,7 +123,7 @@ def unpack(solid: Path, snapshot: Path) -> None:
 
 def tar_of(solid: Path, target: Path) -> None:
     """The tar a solid pack holds, written to `target` (controller.images.delta patches from it)."""
-    zstd.run(["-d", *DECOMPRESS, "-f", str(solid), "-o", str(target)], f"unpacking {solid.name}")
+    xz.decompress_file(solid, target, "unpacking a solid snapshot")
 
 
 def zip_from_tar(tar_path: Path, snapshot: Path, source: Path) -> None:
@@ -152,7 +152,7 @@ class Restored:
 
 
 def restore_solid(folder: Path) -> list[Restored]:
-    """Write `<name>.zip` for every `<name>.tar.zst` in a test pass's snapshots/ folder that
+    """Write `<name>.zip` for every `<name>.tar.xz` in a test pass's snapshots/ folder that
     has no zip beside it yet."""
     restored = []
     for solid in sorted(folder.glob(f"*{SUFFIX}")):

@@ -80,7 +80,7 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
     engine = engine_version()
     base = recorded.get("base")
     if base and base.snapshot and rootfs.unpack(cache.path(base.snapshot)):
-        console.print(f"base: unpacked {base.snapshot} from its .zst")
+        console.print(f"base: unpacked {base.snapshot} from its .xz")
     for whole in restore_solid(folder / "snapshots"):
         how = ("byte for byte" if whole.byte_for_byte
                else "same entries; this zlib compresses them to other bytes")

@@ -76,7 +76,7 @@ def test_the_plan_chains_each_family_from_its_relay_then_newest_first() -> None:
 def test_a_chain_of_deltas_restores_byte_for_byte(tmp_path: Path) -> None:
     cache = versions(tmp_path)
     stored = delta.stored_files(cache, MEMBERS)
-    assert sorted(stored) == sorted([f"snapshots/{RELAY}.tar.zst",
+    assert sorted(stored) == sorted([f"snapshots/{RELAY}.tar.xz",
                                      f"snapshots/{NEW}.delta.zst", f"snapshots/{NEW}.delta.yaml",
                                      f"snapshots/{OLD}.delta.zst", f"snapshots/{OLD}.delta.yaml"])
     for name in (NEW, OLD):
@@ -108,7 +108,7 @@ def test_a_delta_no_smaller_than_the_solid_pack_is_not_stored(tmp_path: Path) ->
     # a fake cached delta, as large as the solid pack: the pack is smaller, the pack is stored
     made.write_bytes(b"x" * solid.packed(old).stat().st_size)
     stored = delta.stored_files(cache, MEMBERS)
-    assert f"snapshots/{OLD}.tar.zst" in stored and f"snapshots/{OLD}.delta.zst" not in stored
+    assert f"snapshots/{OLD}.tar.xz" in stored and f"snapshots/{OLD}.delta.zst" not in stored
     assert f"snapshots/{NEW}.delta.zst" in stored
 
 
@@ -138,8 +138,8 @@ def test_a_damaged_delta_is_refused_naming_it_and_leaves_no_zip(tmp_path: Path) 
 def test_a_missing_reference_is_refused_naming_the_manifest_and_the_reference(tmp_path: Path) -> None:
     cache = versions(tmp_path)
     folder = unzipped(tmp_path, delta.stored_files(cache, MEMBERS), cache)
-    (folder / f"{RELAY}.tar.zst").unlink()
-    with pytest.raises(ConfigError, match=f"{RELAY}.zip: neither {RELAY}.tar.zst nor") as caught:
+    (folder / f"{RELAY}.tar.xz").unlink()
+    with pytest.raises(ConfigError, match=f"{RELAY}.zip: neither {RELAY}.tar.xz nor") as caught:
         delta.restore_deltas(folder)
     assert caught.value.source == str(folder / f"{NEW}.delta.yaml")
     assert caught.value.exit_code == EXIT_BAD_INPUT
@@ -150,8 +150,8 @@ def test_a_replaced_reference_is_refused_naming_it(tmp_path: Path) -> None:
     cache = versions(tmp_path)
     folder = unzipped(tmp_path, delta.stored_files(cache, MEMBERS), cache)
     other = snapshot(tmp_path, "9" * 64, {"src/main.rs": b"another relay\n", **CRATES})
-    shutil.copyfile(solid.packed(other), folder / f"{RELAY}.tar.zst")
-    with pytest.raises(InfrastructureError, match=f"{RELAY}.tar.zst: unpacks to another tar"):
+    shutil.copyfile(solid.packed(other), folder / f"{RELAY}.tar.xz")
+    with pytest.raises(InfrastructureError, match=f"{RELAY}.tar.xz: unpacks to another tar"):
         delta.restore_deltas(folder)
 
 
@@ -203,7 +203,7 @@ def test_a_rerun_from_the_zip_restores_solid_and_delta_snapshots_before_it_build
     with zipfile.ZipFile(summary.test_pass_zip) as archive:
         names = {name.split("/", 1)[1] for name in archive.namelist()}
         archive.extractall(tmp_path / "unzipped")
-    assert {f"snapshots/{RELAY}.tar.zst", f"snapshots/{NEW}.delta.zst",
+    assert {f"snapshots/{RELAY}.tar.xz", f"snapshots/{NEW}.delta.zst",
             f"snapshots/{OLD}.delta.zst", f"snapshots/{OLD}.delta.yaml"} <= names
     assert not {name for name in names if name.endswith(".zip") or ".thin." in name}
     folder = tmp_path / "unzipped" / spec.name

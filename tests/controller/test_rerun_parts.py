@@ -77,14 +77,14 @@ def test_rootfs_compressed_once_and_unpacked_to_its_checked_name(tmp_path: Path)
     tarball = tmp_path / f"{hashlib.sha256(data).hexdigest()}.tar"
     tarball.write_bytes(data)
     packed = rootfs.compressed(tarball)
-    assert packed.name == tarball.name + ".zst" and packed.stat().st_size < len(data)
+    assert packed.name == tarball.name + ".xz" and packed.stat().st_size < len(data)
     mtime = packed.stat().st_mtime_ns
     assert rootfs.compressed(tarball).stat().st_mtime_ns == mtime  # made once
     assert rootfs.unpack(tarball) is False  # the tarball is there already
     tarball.unlink()
     assert rootfs.unpack(tarball) is True and tarball.read_bytes() == data
     wrong = tmp_path / f"{'0' * 64}.tar"
-    shutil.copyfile(packed, wrong.with_name(wrong.name + ".zst"))
+    shutil.copyfile(packed, wrong.with_name(wrong.name + ".xz"))
     with pytest.raises(InfrastructureError, match="not its name"):
         rootfs.unpack(wrong)
     assert not wrong.exists() and [p.name for p in tmp_path.glob(".*")] == []
@@ -113,8 +113,8 @@ def test_the_zip_stores_the_rootfs_compressed_and_the_running_code(tmp_path: Pat
     with zipfile.ZipFile(summary.test_pass_zip) as archive:
         names = {n.split("/", 1)[1]: archive.getinfo(n) for n in archive.namelist()}
         wheel = archive.read(f"{spec.name}/wheels/holepunch-0.1.0-py3-none-any.whl")
-    assert f"rootfs/{sha}.tar.zst" in names and f"rootfs/{sha}.tar" not in names
-    assert names[f"rootfs/{sha}.tar.zst"].compress_type == zipfile.ZIP_STORED
+    assert f"rootfs/{sha}.tar.xz" in names and f"rootfs/{sha}.tar" not in names
+    assert names[f"rootfs/{sha}.tar.xz"].compress_type == zipfile.ZIP_STORED
     assert "rootfs/bookworm-minbase.sha256" in names and "wheels/six-1.17.0-py2.py3-none-any.whl" in names
     assert wheel != b"a stale wheel"
     with zipfile.ZipFile(io.BytesIO(wheel)) as archive:

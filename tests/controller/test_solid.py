@@ -1,4 +1,4 @@
-"""Solid snapshots: a whole snapshot travels as one zstd stream and comes back byte for byte."""
+"""Solid snapshots: a whole snapshot travels as one xz stream and comes back byte for byte."""
 
 from __future__ import annotations
 
@@ -71,6 +71,25 @@ def test_a_snapshot_packs_smaller_and_restores_byte_for_byte(tmp_path: Path) -> 
     assert restore_solid(folder) == []  # the zip is there now: nothing to do
 
 
+def test_a_pack_made_another_way_is_made_again(tmp_path: Path) -> None:
+    """A pack in the cache from an older recipe (a lower level, another compressor) is not
+    taken as current: it is made again, and its recipe noted beside it."""
+    from controller.images import xz
+    original = snapshot(tmp_path, "a" * 64, SHARED)
+    solid = packed(original)
+    assert solid is not None
+    recipe = solid.with_name(solid.name + ".recipe")
+    assert recipe.read_text() == xz.RECIPE
+    solid.write_bytes(b"an older pack")
+    recipe.write_text("zstd -12\n")
+    assert packed(original) == solid and recipe.read_text() == xz.RECIPE
+    recipe.unlink()  # made before recipes were noted
+    solid.write_bytes(b"an older pack")
+    assert packed(original) == solid
+    folder = unzipped_pass(tmp_path, {f"snapshots/{solid.name}": solid}, {})
+    assert [(r.name, r.byte_for_byte) for r in restore_solid(folder)] == [(original.name, True)]
+
+
 def test_thin_snapshots_restore_from_a_solid_donor(tmp_path: Path) -> None:
     """The relay's zip is thin against rust's, which travels solid: re-run restores the solid
     one first, then the thin one from it; both come back exactly."""
@@ -106,7 +125,7 @@ def test_a_damaged_pack_is_refused_and_leaves_no_zip(tmp_path: Path) -> None:
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    with pytest.raises(InfrastructureError):
+    with pytest.raises(InfrastructureError, match=f"{solid.name} is damaged"):
         restore_solid(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted([solid.name, original.name + ".metadata"])
 
@@ -120,8 +139,8 @@ def test_zstd_failing_mid_stream_is_told_in_its_own_words(tmp_path: Path) -> Non
 
 
 def test_a_github_snapshots_vendor_pack_is_not_taken_for_a_solid_pack(tmp_path: Path) -> None:
-    """`<commit>.vendor.tar.zst` (impl/rust/upstream.mk) ends like a solid pack, but its zip is
-    GitHub's, beside it: a re-run must not write a `<commit>.vendor.zip` from it."""
+    """`<commit>.vendor.tar.zst` (impl/rust/upstream.mk) sits among the solid packs, but its zip
+    is GitHub's, beside it: a re-run must not write a `<commit>.vendor.zip` from it."""
     folder = tmp_path / "snapshots"
     folder.mkdir()
     crates = folder / "6348a0be.vendor.tar.zst"

@@ -187,7 +187,7 @@ def test_rerun_sh_rebuilds_offline_and_passes_again(auto_pass, tmp_path: Path) -
     (wheel,) = folder.glob("wheels/holepunch-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("controller/run/rerun.py") == (REPO / "controller/run/rerun.py").read_bytes()
-    assert len(list(folder.glob("rootfs/*.tar.zst"))) == 1 and not list(folder.glob("rootfs/*.tar"))
+    assert len(list(folder.glob("rootfs/*.tar.xz"))) == 1 and not list(folder.glob("rootfs/*.tar"))
     original = yaml.safe_load((out / "results.yaml").read_text())
 
     saved = tmp_path / "saved-images.tar"

@@ -100,13 +100,13 @@ def test_snapshots_travel_solid_or_as_deltas_and_restore_exactly(small_pass, tmp
     with zipfile.ZipFile(zip_line.removeprefix("test pass: ").strip()) as archive:
         archive.extractall(tmp_path)
     snapshots = next(tmp_path.iterdir()) / "snapshots"
-    solid = sorted(p.name for p in snapshots.glob("*.tar.zst"))
+    solid = sorted(p.name for p in snapshots.glob("*.tar.xz"))
     deltas = sorted(p.name for p in snapshots.glob(f"*{DELTA}"))
     assert solid and len(deltas) == 1 and not list(snapshots.glob("*[0-9a-f].zip")), \
         sorted(p.name for p in snapshots.iterdir())
     assert deltas[0].endswith(".delta.zst") and (snapshots / deltas[0]).stat().st_size < 1_000_000
     wholes = restore_solid(snapshots)
-    assert sorted(whole.name.removesuffix(".zip") + ".tar.zst" for whole in wholes) == solid
+    assert sorted(whole.name.removesuffix(".zip") + ".tar.xz" for whole in wholes) == solid
     patched = restore_deltas(snapshots)
     assert sorted(whole.name.removesuffix(".zip") + DELTA for whole, _ in patched) == deltas
     assert all(whole.byte_for_byte for whole in [*wholes, *(p for p, _ in patched)])
