@@ -15,7 +15,8 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
   images.yaml          which snapshot built which image (router, relay, implementations); an
                        image's snapshot names its vendored-crate pack too (<commit>.vendor.tar.zst)
   wheels/              the holepunch package that ran the pass (controller.archive.selfwheel) and its
-                       Python dependencies, for an offline install
+                       Python dependencies, for an offline install, these as one solid pack,
+                       dependencies.tar.xz (controller.archive.wheelpack), unpacked by re-run.sh
 
 Archives that are already compressed (zips, .zst, .xz) are stored as they are, not compressed again.
 """
@@ -29,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cluster.cache import Cache
+from controller.archive.wheelpack import UNPACK_SHELL
 
 ALREADY_COMPRESSED = (".zip", ".zst", ".gz", ".whl", ".xz")
 
@@ -50,6 +52,7 @@ cd "$here"
 for cmd in docker make python3 redis-server; do
   command -v "$cmd" >/dev/null 2>&1 || {{ echo "re-run.sh: $cmd is required" >&2; exit 3; }}
 done
+{UNPACK_SHELL}
 if [ ! -x .venv/bin/holepunch-controller ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --no-index --find-links wheels holepunch

@@ -19,6 +19,7 @@ from cluster.matrix import drop_default_dimensions, matrix_from_yaml
 from cluster.models import ImageInfo, ResultsMetadata, Settings, YamlModel, to_yaml_data
 from cluster.tasks import PassSummary
 from cluster.yamlio import dump_yaml
+from controller.archive import wheelpack
 from controller.archive.selfwheel import DISTRIBUTION, running_wheel
 from controller.archive.testpass import rerun_script, write_test_pass
 from controller.archive.thin import thin_snapshots
@@ -101,11 +102,17 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     for path in base.iterdir() if base.is_dir() else []:
         if path.is_file() and path.name != "image.yaml":
             files[f"base/{path.name}"] = path
-    wheels = cache.root / "wheels"
-    for wheel in wheels.glob("*.whl") if wheels.is_dir() else []:
-        if not wheel.name.startswith(f"{DISTRIBUTION}-"):  # ours is built from the running code
-            files[f"wheels/{wheel.name}"] = wheel
+    dependencies = dependency_wheels(cache)
+    if dependencies:  # one solid pack (controller.archive.wheelpack)
+        files[wheelpack.IN_ZIP] = wheelpack.packed(dependencies, cache.root / "wheels" / "packs")
     return files
+
+
+def dependency_wheels(cache: Cache) -> list[Path]:
+    """The wheelhouse's wheels but holepunch's own: the zip carries a wheel of the running code."""
+    wheels = cache.root / "wheels"
+    return [wheel for wheel in (sorted(wheels.glob("*.whl")) if wheels.is_dir() else [])
+            if not wheel.name.startswith(f"{DISTRIBUTION}-")]
 
 
 def _members(spec: PassSpec) -> list[tuple[str, str]]:
@@ -194,7 +201,7 @@ def finish_pass(spec: PassSpec, payloads: list[object]) -> PassSummary:
         total=summary.total, missing=len(results.metadata.missing_tests),
         test_pass_zip=str(zip_path), test_pass_zip_bytes=zip_path.stat().st_size,
         test_pass_zip_seconds=round(zip_seconds, 2),
-        wheelhouse=sum(name.startswith("wheels/") for name in files),
+        wheelhouse=len(dependency_wheels(cache)),
         results_yaml=str(out / "results.yaml") if out else None,
         results_md=str(out / "results.md") if out else None,
         results_html=str(out / "results.html") if out else None,
