@@ -183,3 +183,25 @@ def test_a_rerun_builds_a_snapshot_of_ours_from_its_own_makefile(tmp_path: Path)
     builder.rebuild("python-v0.8", "snapshots/ours.zip")
     assert calls == [(cache.root / "build" / "src" / "python-v0.8" / "v0.8",
                       ["all", "SNAPSHOT=snapshots/ours.zip"])]
+
+
+@pytest.mark.parametrize("up_to_date", [False, True], ids=["rebuilt", "up-to-date"])
+def test_every_build_of_a_github_source_keeps_its_build_folder(tmp_path: Path,
+                                                               up_to_date: bool) -> None:
+    from controller.images.build import BuildTarget
+    cache = Cache(tmp_path / "cache")
+    _github_zip(cache.path(SNAPSHOT))
+    folder = _version_folder(tmp_path)
+    (folder / "image.yaml").unlink()  # never built
+    if up_to_date:  # image.yaml names this snapshot and the engine has the image
+        (folder / "image.yaml").write_text(yaml.safe_dump({
+            "imageID": "e" * 64, "imageName": "x", "builtAt": "2026-12-07T19:00:00Z",
+            "arch": "x86_64", "snapshot": SNAPSHOT}))
+    builder = Builder(cache, log=lambda line: None, has_image=lambda image: up_to_date)
+    calls: list[tuple[Path, list[str]]] = []
+    builder._make = _fake_make(calls)
+    built = builder.build(BuildTarget("rust-upstream-head", folder, "github", COMMIT, "offline",
+                                      "hole-punching-tests/Dockerfile"))
+    assert built.rebuilt is not up_to_date
+    assert sorted(buildfolder.kept_files(cache.root, "rust-upstream-head")) == [
+        "upstream-head/Dockerfile", "upstream-head/Makefile", "upstream.mk"]
