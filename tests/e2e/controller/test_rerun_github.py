@@ -6,8 +6,8 @@ zip is unzipped, the upstream image is removed from the engine, and `re-run.sh` 
 package registry pointed at a loopback sink: the image must be rebuilt from GitHub's zip by the
 Makefile the zip carries (github/rust-upstream-head/: the version folder and ../upstream.mk),
 offline from the vendored crates beside the zip, and the test pass again. The removed image is
-loaded back afterwards. The re-run compiles rust-libp2p from scratch (about 20 minutes of two
-cores here).
+loaded back afterwards. The re-run compiles rust-libp2p from scratch: the whole test took
+5 min 18 s on two cores here.
 
 Skipped unless the machine has the rust-libp2p snapshot (GitHub's zip of the commit in the
 cache's snapshots/, with its vendored crates) and the image built from it
