@@ -11,6 +11,9 @@ hole-punch-<kind>-<HHMMSS>-<DD>-<MM>-<YYYY>.zip
                        re-run.sh writes every <name>.zip back before it builds; a github
                        source built offline has <commit>.vendor.tar.zst beside its zip, its
                        vendored crates, which impl/rust/upstream.mk unpacks)
+  github/<id>/         what builds a github source's zip, which has no Makefile of ours: its
+                       version folder and the files its Makefile includes
+                       (controller.images.buildfolder)
   rootfs/ base/        the base image's rootfs tarball and its Makefile
   images.yaml          which snapshot built which image (router, relay, implementations); an
                        image's snapshot names its vendored-crate pack too (<commit>.vendor.tar.zst)
@@ -42,7 +45,8 @@ def pass_name(kind: str, when: datetime) -> str:
 def rerun_script(name: str) -> str:
     return f"""#!/usr/bin/env bash
 # Re-run test pass {name} from this folder alone, with no network: rebuild every image from the
-# bundled snapshots (base rootfs, router, relay, implementations), run the same tests on this
+# bundled snapshots (base rootfs, router, relay, implementations; GitHub's zip of a commit with
+# the Makefile in github/<id>/ and its vendored crates), run the same tests on this
 # machine (local Redis, local worker, local Docker engine) and print a new results.md.
 # Needs: docker (engine running), make, gcc, python3 (>= 3.11) with venv,
 # redis-server, zstd, and the toolchains of the implementations (cargo, go, node/npm).

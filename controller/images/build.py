@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from cluster.errors import ConfigError, InfrastructureError
 from cluster.imageid import image_ref
 from cluster.models import DEFAULT_RELAY, ImageInfo, ImplsFile, Relay
 from cluster.yamlio import load_model
-from controller.images import rootfs, solid
+from controller.images import buildfolder, rootfs, solid
 from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 
@@ -37,6 +38,23 @@ Status = Callable[[str, str], None]  # (image, what it is doing or what came of 
 BUILD_LOGS = ("logs", "build")
 TAIL_LINES = 40
 OUTPUTS = ("log", "terminal")
+
+
+FOLDER_WORK = "github"  # <cache>/build/github/<id>: where a re-run makes a kept build folder
+
+
+def github_rebuild_args(snapshot: str) -> list[str]:
+    """make's arguments for a github source's re-run: offline, from the vendored crates."""
+    return ["all", f"SNAPSHOT={snapshot}", "BUILD=offline"]
+
+
+def is_github_zip(archive: Path) -> bool:
+    """GitHub's archive of a commit, not a snapshot of ours: no writer of ours made it and no
+    Makefile sits at its top (it is one folder, <repo>-<commit>/)."""
+    if not zipfile.is_zipfile(archive) or solid.packable(archive):
+        return False
+    with zipfile.ZipFile(archive) as opened:
+        return "Makefile" not in opened.namelist()
 
 
 class BuildError(InfrastructureError):
@@ -183,6 +201,8 @@ class Builder:
             return Built(target, image, rebuilt=True, seconds=time.monotonic() - started)
 
         snapshot = self._snapshot_name(target)
+        if target.kind == "github":  # what a test pass's re-run builds its zip with (buildfolder)
+            buildfolder.keep(self.cache.root, target.name, target.folder)
         current = read_image_yaml(target.folder)
         if current and current.snapshot == snapshot and self._reusable(target, current.image_id):
             self.status(target.name, f"up to date (image {short(current.image_id)}, {snapshot})")
@@ -262,6 +282,43 @@ class Builder:
             self.status(name, f"building from {snapshot}")
             self._make(workdir, ["all", f"SNAPSHOT={snapshot}"])
             return self._image_of(workdir)
+
+    def rebuild(self, name: str, snapshot: str) -> ImageInfo:
+        """A test pass's image, from the snapshot the pass recorded for it (a re-run): ours,
+        by the Makefile inside it; GitHub's zip of a commit, by the build folder the pass
+        carries for it (controller.images.buildfolder)."""
+        archive = self.cache.path(snapshot)
+        if not archive.is_file():
+            raise InfrastructureError(f"{name}: snapshot {archive} is missing")
+        if buildfolder.kept_folder(self.cache.root, name).is_dir() or is_github_zip(archive):
+            return self.build_github(name, snapshot)
+        return self.build_snapshot(name, snapshot)
+
+    def build_github(self, name: str, snapshot: str) -> ImageInfo:
+        """GitHub's zip of a commit, unmodified, built offline by the Makefile kept in
+        `<cache>/github/<name>/` (copied to the build area, so the kept one stays as the pass
+        had it), with the vendored crates packed beside the zip."""
+        kept = buildfolder.kept_folder(self.cache.root, name)
+        if not kept.is_dir():
+            raise InfrastructureError(
+                f"{name}: {snapshot} is GitHub's zip of a commit, and this test pass carries no "
+                f"github/{name}/ (the Makefile that builds it): a pass from before they were "
+                f"bundled; rebuild it with `holepunch-controller build {name}` in a checkout")
+        crates = solid.vendor_pack(self.cache.path(snapshot))
+        if not crates.is_file():
+            raise InfrastructureError(
+                f"{name}: no {crates.name} beside {snapshot}: the pass built it with its own "
+                f"Dockerfile (build: dockerfile, which needs a registry), so it cannot be rebuilt "
+                f"offline; rebuild it with `holepunch-controller build {name}` where one is reachable")
+        with self._alone(name):
+            work = self.cache.root / "build" / FOLDER_WORK / name
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(kept, work)
+            folder = buildfolder.version_folder(work)
+            self.status(name, f"building from {snapshot} with github/{name}/"
+                              f"{folder.name}/Makefile (offline, {crates.name})")
+            self._make(folder, github_rebuild_args(snapshot))
+            return self._image_of(folder)
 
     def build_base(self, folder: Path) -> ImageInfo:
         """The base image: its Makefile keeps the rootfs tarball in the cache (no snapshot zip);

@@ -23,7 +23,7 @@ from controller.archive import wheelpack
 from controller.archive.selfwheel import DISTRIBUTION, running_wheel
 from controller.archive.testpass import rerun_script, write_test_pass
 from controller.archive.thin import thin_snapshots
-from controller.images import delta, rootfs, solid
+from controller.images import buildfolder, delta, rootfs, solid
 from controller.results.collect import Collected, collect, exit_code_of
 from controller.results.html import link_from, render_results_html
 from controller.results.report import inject_dashboard, render_results_md
@@ -78,7 +78,7 @@ def output_log(collected: Collected, extra: list[str]) -> str:
 def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
     """Files the zip copies from the cache and the repository, by their name in the zip."""
     files: dict[str, Path] = {}
-    for image in spec.images.values():
+    for key, image in spec.images.items():
         for relative in (image.snapshot, image.makefile):
             if not relative or not _plain(relative):
                 continue
@@ -94,6 +94,10 @@ def _bundle(cache: Cache, spec: PassSpec) -> dict[str, Path]:
                 crates = solid.vendor_pack(path)  # a github source's vendored crates: offline re-runs
                 if relative.endswith(".zip") and crates.is_file():
                     files[relative.removesuffix(".zip") + solid.VENDOR_SUFFIX] = crates
+                if relative.endswith(".zip") and not solid.packable(path):
+                    # GitHub's zip has no Makefile: the one that built it (controller.images.buildfolder)
+                    for name, kept in buildfolder.kept_files(cache.root, key).items():
+                        files[f"{buildfolder.FOLDER}/{key}/{name}"] = kept
     rootfs_dir = cache.root / "rootfs"  # the tarball came with the base image; these point at it
     for pointer in ([*rootfs_dir.glob("*.sha256"), *rootfs_dir.glob("*.inputs")]
                     if rootfs_dir.is_dir() else []):

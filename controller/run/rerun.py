@@ -98,7 +98,7 @@ def rerun(folder: Path, options: SubmitOptions, cache: Cache, console: Console) 
         console.print(f"{key}: the engine has image {short(image.image_id)}, the one the pass "
                       f"ran: not rebuilt")
     for key, snapshot in rebuilt.rebuild.items():
-        images[key] = builder.build_snapshot(key, snapshot)
+        images[key] = builder.rebuild(key, snapshot)
     images.update(rebuilt.reuse)
     reason = f"re-run of {settings.test_pass.name}"
     options = recorded_options(options, settings)

@@ -29,6 +29,7 @@ def _makes(tmp_path: Path, build: str | None) -> list[list[str]]:
     (cache.folder("snapshots") / f"{COMMIT}.zip").write_bytes(b"seeded")
     (target,) = implementation_targets(tmp_path, _impls(build), ["rust-upstream-head"])
     target.folder.mkdir(parents=True)
+    (target.folder / "Makefile").write_text("all:\n")  # kept for re-runs (buildfolder)
     calls: list[list[str]] = []
 
     def fake_make(folder: Path, args: list[str]) -> None:  # a fake: records, writes image.yaml
@@ -69,6 +70,7 @@ def _up_to_date_makes(tmp_path: Path, build: str, packed: bool) -> list[list[str
         (snapshots / f"{COMMIT}.vendor.tar.zst").write_bytes(b"fake pack")
     (target,) = implementation_targets(tmp_path, _impls(build), ["rust-upstream-head"])
     target.folder.mkdir(parents=True)
+    (target.folder / "Makefile").write_text("all:\n")  # kept for re-runs (buildfolder)
     (target.folder / "image.yaml").write_text(yaml.safe_dump({
         "imageID": "b" * 64, "imageName": "x", "builtAt": "2026-12-03T13:00:00Z",
         "arch": "x86_64", "snapshot": f"snapshots/{COMMIT}.zip"}))
