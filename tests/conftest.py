@@ -6,7 +6,10 @@ conftest marks them `e2e`; the rest run without Docker: `pytest -m "not e2e and 
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,40 @@ def broker_url(tmp_path_factory):
     """A real Redis on loopback, for this session only (skips without redis-server)."""
     with redis_server(tmp_path_factory.mktemp("broker")) as url:
         yield url
+
+
+class FakeGitHub(http.server.BaseHTTPRequestHandler):
+    """Serves `routes` (path -> bytes); anything else is a 404. Counts requests."""
+
+    routes: dict[str, bytes] = {}
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        FakeGitHub.requests.append(self.path)
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_github(monkeypatch) -> Iterator[type[FakeGitHub]]:
+    """A loopback server standing in for GitHub's archive downloads
+    (controller.images.github_archive reads HOLEPUNCH_GITHUB_ARCHIVE)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    FakeGitHub.routes, FakeGitHub.requests = {}, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HOLEPUNCH_GITHUB_ARCHIVE", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield FakeGitHub
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -26,7 +26,7 @@ from cluster.errors import ConfigError, InfrastructureError
 from cluster.imageid import image_ref
 from cluster.models import DEFAULT_RELAY, ImageInfo, ImplsFile, Relay
 from cluster.yamlio import load_model
-from controller.images import buildfolder, rootfs, solid
+from controller.images import buildfolder, github_archive, rootfs, solid
 from controller.images.snapshots import extract_zip, store_snapshot
 from controller.images.sources import source_digest
 
@@ -78,6 +78,7 @@ class BuildTarget:
     commit: str | None = None
     build: str | None = None       # a github source's `build` (impls.yaml): dockerfile | offline
     dockerfile: str | None = None  # a github source's own Dockerfile, in its tree
+    repo: str | None = None        # a github source's owner/name
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def implementation_targets(root: Path, impls: ImplsFile, ids: Iterable[str]) -> 
         impl = by_id[impl_id]
         targets.append(BuildTarget(impl.id, root / impl.folder, impl.source.type, impl.source.commit,
                                    impl.source.build,
-                                   impl.source.dockerfile if impl.source.build else None))
+                                   impl.source.dockerfile if impl.source.build else None,
+                                   impl.source.repo))
     return targets
 
 
@@ -221,11 +223,13 @@ class Builder:
                 return Built(target, last, rebuilt=False, seconds=time.monotonic() - started)
 
         archive = self.cache.path(snapshot)
+        if not archive.is_file() and target.kind == "github":
+            if not target.repo or not target.commit:
+                raise InfrastructureError(f"{target.name}: {archive} is missing, and no repo and "
+                                          "commit to fetch it from")
+            self.status(target.name, f"downloading {github_archive.archive_url(target.repo, target.commit)}")
+            github_archive.fetch(target.repo, target.commit, archive)
         if not archive.is_file():
-            if target.kind == "github":
-                raise InfrastructureError(
-                    f"{target.name}: {archive} is missing and GitHub cannot be reached from here; "
-                    f"put the repository's zip for commit {target.commit} there")
             self.status(target.name, "vendoring dependencies (make vendor)")
             self._make(target.folder, ["vendor"])
             store_snapshot(target.folder, Path(snapshot).stem, self.cache, str(target.folder))

@@ -1,8 +1,10 @@
-"""A `source.type: github` implementation builds from a pre-seeded `snapshots/<commit>.zip`.
+"""A `source.type: github` implementation builds from `snapshots/<commit>.zip`.
 
-GitHub cannot be reached from here, so the cache is seeded by hand, as a user with no network
-would: the build must use the zip (the seed's layout: the version's Makefile unpacks it) and
-never try to download; without the zip it must say what to put where.
+Seeded by hand, as a user with no route to GitHub would: the build uses the zip (the seed's
+layout: the version's Makefile unpacks it) and downloads nothing. Missing, it is fetched as
+GitHub's zip of the commit, here from a loopback server standing in for GitHub
+(HOLEPUNCH_GITHUB_ARCHIVE; tests/conftest.py's `fake_github`); with no route, the error
+says what to put where.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from cluster.cache import Cache
 from cluster.errors import InfrastructureError
+from controller.images import github_archive
 from controller.images.build import Builder, BuildTarget, read_image_yaml
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -55,7 +58,7 @@ def target(tmp_path: Path) -> BuildTarget:
     folder = tmp_path / "repo" / "impl" / "seeded" / "v1"
     folder.mkdir(parents=True)
     (folder / "Makefile").write_text(MAKEFILE)
-    return BuildTarget("seeded-v1", folder, "github", COMMIT)
+    return BuildTarget("seeded-v1", folder, "github", COMMIT, repo="example/seeded")
 
 
 def test_builds_from_the_seeded_zip_then_reuses_it(tmp_path: Path, target: BuildTarget) -> None:
@@ -75,9 +78,32 @@ def test_builds_from_the_seeded_zip_then_reuses_it(tmp_path: Path, target: Build
         subprocess.run(["docker", "rmi", "-f", "holepunch-test-seeded:latest"], capture_output=True)
 
 
-def test_without_the_zip_it_names_the_file_to_seed(tmp_path: Path, target: BuildTarget) -> None:
+def test_a_missing_zip_is_fetched_from_github_once(tmp_path: Path, target: BuildTarget,
+                                                   fake_github) -> None:
+    cache = Cache(tmp_path / "cache")
+    fake_github.routes[f"/example/seeded/archive/{COMMIT}.zip"] = _github_zip()
+    builder = Builder(cache, log=lambda line: None)
+    try:
+        first = builder.build(target)
+        assert first.rebuilt and (cache.root / "snapshots" / f"{COMMIT}.zip").read_bytes() == _github_zip()
+        shown = subprocess.run(["docker", "run", "--rm", "--entrypoint", "cat", first.image.image_id,
+                                "/hello"], capture_output=True, text=True)
+        assert shown.stdout == "built from the seeded snapshot\n", shown.stderr
+        builder.build(target)
+        assert len(fake_github.requests) == 1  # named by its commit: fetched once
+    finally:
+        subprocess.run(["docker", "rmi", "-f", "holepunch-test-seeded:latest"], capture_output=True)
+
+
+def test_without_the_zip_or_a_route_it_names_the_file_to_seed(tmp_path: Path, target: BuildTarget,
+                                                              monkeypatch) -> None:
+    import socket
+    with socket.socket() as probe:  # a loopback port nobody listens on: no packet leaves
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(github_archive.BASE_ENV, f"http://127.0.0.1:{probe.getsockname()[1]}")
     builder = Builder(Cache(tmp_path / "cache"), log=lambda line: None)
     with pytest.raises(InfrastructureError) as error:
         builder.build(target)
     message = str(error.value)
-    assert f"snapshots/{COMMIT}.zip" in message and "GitHub cannot be reached" in message
+    assert f"snapshots/{COMMIT}.zip" in message and "cannot be downloaded" in message
+    assert "git archive --format=zip" in message
