@@ -9,7 +9,9 @@
 3. The harness's share of each of those tests: everything the worker did for it but the
    dialer's own run (container start to exit), from the worker's `timings` line per test
    (worker.phases), median one at a time and 4 at once (goal <= 2.0 s at 4 at once), with the
-   median of each phase, so each 100 ms of it has a name. `--runs 0` skips part 1.
+   median of each phase, so each 100 ms of it has a name; "teardown" is the wait for the previous
+   test's background teardown (worker.teardown), whose own median is shown beside. `--runs 0`
+   skips part 1.
 
 One worker (concurrency 4) on a private broker (port 16404), run dir, cache and LAN pool; all of
 it is stopped and removed at the end, also on failure, Ctrl-C or when `--budget` runs out.
@@ -34,6 +36,7 @@ from testcases import newest_rust, request
 
 from cluster.yamlio import parse_yaml  # noqa: E402 - testcases put the repository on sys.path
 from worker.phases import parse_line  # noqa: E402
+from worker.teardown import BACKGROUND  # noqa: E402
 
 HOST = "bench-overhead"
 PORT = 16404
@@ -85,11 +88,25 @@ def timings(worker_log: str, prefix: str) -> list[dict[str, float]]:
     return found
 
 
+def background_teardowns(worker_log: str, prefix: str) -> list[float]:
+    """How long each background teardown (worker.teardown) of the tests named `prefix`... took."""
+    marker = f"{BACKGROUND} {prefix}"
+    found = []
+    for line in worker_log.splitlines():
+        at = line.find(marker)
+        if at >= 0:
+            try:
+                found.append(float(line[at:].rpartition(": ")[2].split()[0]))
+            except (ValueError, IndexError):
+                pass
+    return found
+
+
 def harness_share(phases: dict[str, float]) -> float:
     return phases["total"] - phases.get("dialer-own-run", 0.0)
 
 
-def show_shares(label: str, found: list[dict[str, float]]) -> None:
+def show_shares(label: str, found: list[dict[str, float]], background: list[float]) -> None:
     if not found:
         print(f"{label}: no timings lines in the worker's log")
         return
@@ -105,6 +122,9 @@ def show_shares(label: str, found: list[dict[str, float]]) -> None:
     shown = {n: v for n, v in medians.items() if n not in ("total", "dialer-own-run")}
     print("  phases (median s): " + ", ".join(
         f"{'run less the dialer' if n == 'run' else n} {v:.2f}" for n, v in shown.items()))
+    if background:  # off the test's critical path: not in its share ("teardown" is the wait)
+        print(f"  teardown in the background (median s): {statistics.median(background):.2f} "
+              f"of {len(background)}")
 
 
 def passed(payloads: list[dict]) -> int:
@@ -155,8 +175,10 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
     print(f"{args.batch} tests at once (concurrency {CONCURRENCY}):            {parallel:6.1f} s   "
           f"passed {passed(parallel_payloads)}/{args.batch}")
     print(f"speed-up:                                      {serial / parallel:6.2f}x  (goal >= 3x)")
-    show_shares("one at a time", timings(worker_log, "serial "))
-    show_shares(f"{CONCURRENCY} at once", timings(worker_log, "parallel "))
+    show_shares("one at a time", timings(worker_log, "serial "),
+                background_teardowns(worker_log, "serial "))
+    show_shares(f"{CONCURRENCY} at once", timings(worker_log, "parallel "),
+                background_teardowns(worker_log, "parallel "))
     print(f"host: {os.cpu_count()} cores; load average before {load_before[0]:.2f}, "
           f"after {load_after[0]:.2f} (1 min)")
     return 0

@@ -96,7 +96,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     if start_services:
         _start_services(host, start_services)  # without importing Celery: it runs at boot
         return
-    from celery.signals import worker_process_init, worker_shutdown
+    from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
     from cluster.app import configure, run_worker
     configure(broker, max_test_timeout, visibility)
@@ -131,6 +131,15 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # and its test's containers are reaped (by the watchdog, or the next start).
         from cluster.lifetime import die_with_parent
         die_with_parent(parent=int(os.environ.get(hosts.PID_ENV) or os.getppid()))
+
+    @worker_process_shutdown.connect(weak=False)
+    def _finish_teardown(**_: object) -> None:
+        # The task process's last test may still be torn down in the background (worker.teardown):
+        # its containers go before the process does, so the global services can go after it.
+        from worker.runner import termination_deferred
+        from worker.teardown import PROCESS
+        with termination_deferred():
+            PROCESS.join()
 
     @worker_shutdown.connect(weak=False)
     def _stop_services(**_: object) -> None:

@@ -6,6 +6,7 @@ A test failure is a returned record; only infrastructure faults raise (Infrastru
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 from docker.errors import DockerException
@@ -38,11 +40,14 @@ from worker.reaper import reap_tests
 from worker.services import Services
 from worker.steps import stopped_at
 from worker.subnets import engine_subnets, lan_pair
+from worker.teardown import Teardowns
 
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
 REAP_ATTEMPTS = 4
 REAP_SETTLE_S = 0.5
 DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,16 +133,24 @@ def read_dialer(client, project: str, up_started: float) -> DialerReport:
 
 def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
             timeout: float, evidence_on_pass: bool = True,
-            phases: Phases | None = None) -> Execution:
+            phases: Phases | None = None, teardowns: Teardowns | None = None,
+            then: Callable[[], None] = lambda: None) -> Execution:
     """Write the compose file and run it; just before its clients start, `ready()` gives the
     host's services (Redis, and the relay with its addresses: they may still have been starting
-    while the routers set up) and the relay's address goes to the test. Always torn down."""
+    while the routers set up) and the relay's address goes to the test. Always torn down, then
+    `then()` runs (the lease's release). With `teardowns`, a test that ran to its end is torn
+    down in the background (worker.teardown) once its logs and evidence are read; one cut short
+    (a signal, an engine error) is torn down here, before the exception goes on."""
     started = time.monotonic()
     phases = phases or Phases()
-    with phases("compose"):
-        document = compose_for(spec)
-        text = render(document)
-        digest, _ = host.cache.store("docker-compose", text, ".yaml")
+    try:
+        with phases("compose"):
+            document = compose_for(spec)
+            text = render(document)
+            digest, _ = host.cache.store("docker-compose", text, ".yaml")
+    except BaseException:
+        then()  # nothing was created yet
+        raise
     execution = Execution(None, "", "", "", text, f"docker-compose/{digest}.yaml", 0.0)
 
     def hand_over_relay() -> None:
@@ -147,6 +160,7 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
                                relay, relay)
 
     client = host.services.client
+    read = False  # the logs, verdict and evidence are read: the project may go in the background
     try:
         up_started = time.time()
         run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay,
@@ -161,9 +175,20 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
         if spec.evidence and (evidence_on_pass or not execution.verdict().passed):
             execution.evidence = read_evidence(client, spec.project, spec.test_name)
+        read = True
     finally:
-        with termination_deferred(), phases("teardown"):
-            _tear_down(spec, host, execution)
+        if teardowns is not None and read:
+            # The wait is for the previous test's teardown, if it is still running; a signal
+            # meanwhile is held until this one is handed over (the process joins it on exit).
+            with termination_deferred():
+                phases.add("teardown", teardowns.hand_over(
+                    spec.test_name, partial(_tear_down_quietly, spec, host, then)))
+        else:
+            with termination_deferred(), phases("teardown"):
+                try:
+                    _tear_down(spec, host, execution)
+                finally:
+                    then()
     execution.seconds = time.monotonic() - started
     return execution
 
@@ -223,6 +248,17 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
         execution.log += f"\n[holepunch] could not remove the test's Redis keys: {exc}\n"
 
 
+def _tear_down_quietly(spec: TestSpec, host: Host, then: Callable[[], None]) -> None:
+    """`_tear_down` where no record is left to note its leftovers in: the worker's log."""
+    execution = Execution(None, "", "", "", "", "", 0.0)
+    try:
+        _tear_down(spec, host, execution)
+    finally:
+        then()
+    if execution.leftovers or execution.log:
+        log.warning("%s: %s", spec.test_name, execution.log.strip())
+
+
 def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: str,
              router_image: str, run_id: str, services: Services, host: Host, lans,
              delay_ms: int, public_allow: tuple[str, ...] | None = None,
@@ -269,9 +305,10 @@ def utc_stamp() -> str:
 
 
 def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
-             phases: Phases | None = None) -> RunOutput:
+             phases: Phases | None = None, teardowns: Teardowns | None = None) -> RunOutput:
     """Set the test's project up on the simulated internet while the host's Redis and relay are
-    ensured (they start once per host; a dead one is restarted), then run it."""
+    ensured (they start once per host; a dead one is restarted), then run it. With `teardowns`
+    its project is removed in the background once its record is made (worker.teardown)."""
     started_at = utc_stamp()
     phases = phases or Phases()
     test = request.test
@@ -281,6 +318,7 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
     with phases("lease"):
         lans = host.leases.acquire(f"{request.pass_id} {test.name}",
                                    occupied=engine_subnets(host.services.client))
+    handed = False  # execute releases the lease once the test's networks are gone
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
                         request.listener.image_id, request.router.image_id, run_id, services,
@@ -291,12 +329,15 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
                         dialer_nat=test.dialer_nat, listener_nat=test.listener_nat,
                         dialer_contract=(test.dialer_contract or Contract.HOLEPUNCH).value,
                         listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value)
+        handed = True
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id,
                                                                network_ready=True),
-                            host, request.timeout_seconds, evidence_on_pass, phases)
+                            host, request.timeout_seconds, evidence_on_pass, phases,
+                            teardowns=teardowns, then=partial(host.leases.release, lans))
     finally:
-        host.leases.release(lans)
+        if not handed:
+            host.leases.release(lans)
     if execution.run_s is not None:
         phases.add("dialer-own-run", execution.run_s)  # inside "run": the dialer's own part
     verdict = execution.verdict()

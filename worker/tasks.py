@@ -25,6 +25,7 @@ from worker.images import ImageMismatchError, ensure_image
 from worker.phases import Phases
 from worker.runner import RunOutput
 from worker.runner import run_test as run_one
+from worker.teardown import PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def attempt(request: RunRequest, host: Host, test_name: str,
             for image in (request.base, request.router, request.relay, request.dialer,
                           request.listener):
                 ensure_image(image.image_id, source)
-        output = run_one(request, host, evidence_on_pass, phases)
+        output = run_one(request, host, evidence_on_pass, phases, teardowns=PROCESS)
         log.info("%s", phases.line(test_name))
         return output
     except ImageMismatchError as exc:

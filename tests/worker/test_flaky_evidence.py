@@ -46,7 +46,8 @@ class FakeRunner:
         self.statuses = list(statuses)
         self.evidence_on_pass: list[bool] = []
 
-    def __call__(self, request: RunRequest, host, evidence_on_pass: bool, phases) -> RunOutput:
+    def __call__(self, request: RunRequest, host, evidence_on_pass: bool, phases,
+                 teardowns=None) -> RunOutput:
         self.evidence_on_pass.append(evidence_on_pass)
         attempt = len(self.evidence_on_pass)
         status = self.statuses[attempt - 1]

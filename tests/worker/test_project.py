@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from docker.errors import NotFound
 
 from cluster.errors import ConfigError
 from worker.project import (
@@ -19,6 +20,7 @@ from worker.project import (
     SERVICE,
     Project,
     duration_ns,
+    file_test,
     plan_project,
 )
 
@@ -110,6 +112,8 @@ class FakeEngineAPI:
         self.dialer_exit = dialer_exit
         self.first_to_die = first_to_die
         self.names: dict[str, str] = {}
+        self.execs: list[str] = []       # the healthchecks run as a process in the container
+        self.file_mode = 0o644           # what the stat of a checked file says it is
 
     # --- creation
     def create_network(self, name, **_):
@@ -142,13 +146,25 @@ class FakeEngineAPI:
 
     def exec_create(self, container, command, **_):
         self.checks[container] = self.checks.get(container, 0) + 1
+        self.execs.append(container)
         return {"Id": container}
 
     def exec_start(self, exec_id):
         pass
 
     def exec_inspect(self, exec_id):
-        return {"ExitCode": 0 if self.checks[exec_id] > 1 else 1}
+        return {"ExitCode": 0 if self.passes(exec_id) else 1}
+
+    def get_archive(self, container, path):
+        """The engine's stat of `path` (a `test -f` healthcheck): a regular file once it passes."""
+        self.checks[container] = self.checks.get(container, 0) + 1
+        if not self.passes(container):
+            raise NotFound(f"Could not find the file {path} in container {container}")
+        return iter([b"\0" * 1024]), {"name": path.rsplit("/", 1)[1], "size": 0,
+                                        "mode": self.file_mode, "linkTarget": ""}
+
+    def passes(self, container) -> bool:
+        return self.checks[container] > 1
 
     def events(self, **kwargs):
         self.calls.append("events")
@@ -180,7 +196,38 @@ def test_up_orders_networks_creates_routers_relay_handover_then_clients() -> Non
     assert calls.index("start p_dialer_router_1") < calls.index("prepare") \
         < calls.index("start p_dialer_1") < calls.index("events")
     assert api.checks == {"p_dialer_router_1": 2, "p_listener_router_1": 2}  # until it passed
+    assert api.execs == []  # `test -f` checks are the engine's stat of the file, no process
     assert "dialer          | hello from p_dialer_1" in project_run.log
+
+
+def test_a_healthcheck_other_than_test_f_runs_in_the_container() -> None:
+    api = FakeEngineAPI(dialer_exit=0)
+    document = golden()
+    for service in document["services"].values():
+        if "healthcheck" in service:
+            service["healthcheck"]["test"] = ["CMD-SHELL", "test -f /tmp/setup-done"]
+    assert Project(FakeClient(api), plan_project("p", document)).up(timeout=30).exit_code == 0
+    assert sorted(set(api.execs)) == ["p_dialer_router_1", "p_listener_router_1"]
+
+
+def test_a_checked_path_that_is_a_symlink_or_not_a_file_is_not_taken_for_a_file() -> None:
+    api = FakeEngineAPI(dialer_exit=0)
+    api.file_mode = 1 << 27 | 0o777  # a symlink: only `test -f` itself can follow it
+    assert Project(FakeClient(api), plan_project("p", golden())).up(timeout=30).exit_code == 0
+    assert api.execs  # the check fell back to the test run in the container
+    api = FakeEngineAPI(dialer_exit=0)
+    api.file_mode = 1 << 31 | 0o755  # a directory: never ready
+    project_run = Project(FakeClient(api), plan_project(
+        "p", _with_interval(golden(), {"interval": "10ms", "timeout": "2s", "retries": 3}))).up(
+        timeout=1)
+    assert project_run.failure is not None and "not ready" in project_run.failure
+
+
+def test_file_test_recognises_only_test_f_with_an_absolute_path() -> None:
+    assert file_test(["CMD", "test", "-f", "/tmp/setup-done"]) == "/tmp/setup-done"
+    assert file_test(["CMD", "test", "-e", "/tmp/setup-done"]) is None
+    assert file_test(["CMD", "test", "-f", "setup-done"]) is None
+    assert file_test(["CMD-SHELL", "test -f /tmp/setup-done"]) is None
 
 
 def test_a_service_other_than_the_dialer_stopping_first_is_a_failure_with_its_name() -> None:
@@ -237,8 +284,8 @@ class FakeStreamingAPI(FakeEngineAPI):
             return {"State": {"Running": False, "ExitCode": 3}}
         return {"State": {"Running": True}}
 
-    def exec_inspect(self, exec_id):
-        return {"ExitCode": 0 if self.written.get(exec_id, 0) >= self.lines else 1}
+    def passes(self, container) -> bool:
+        return self.written.get(container, 0) >= self.lines
 
 
 class FakeLogStream:

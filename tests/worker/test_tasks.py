@@ -69,7 +69,7 @@ def test_a_result_the_reporter_would_refuse_is_an_error_not_a_lost_test(monkeypa
                         dialer=PeerRecord(version="a"), listener=PeerRecord(version="b"))
     monkeypatch.setattr(tasks, "this_host", lambda: FakeHost())
     monkeypatch.setattr(tasks, "ensure_image", lambda image_id, source: False)
-    monkeypatch.setattr(tasks, "run_one", lambda request, host, *_: RunOutput(
+    monkeypatch.setattr(tasks, "run_one", lambda request, host, *_, **__: RunOutput(
         passed, "log", "x" * (COMPOSE_LIMIT + 1)))
     run = tasks.run_test.apply(args=(test.name, request.model_dump(mode="json", by_alias=True)))
     record = run.result["record"]
