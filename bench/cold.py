@@ -20,6 +20,12 @@ both cores busy for about half an hour, and its test networks share the host wit
 engine's:
 
     flock /tmp/holepunch-e2e.lock .venv/bin/python bench/cold.py [--budget 3600] [--log FILE]
+
+Known gap (2026-12-07, first run): the builds and the submit work, but the pass's tests fail as
+infrastructure errors: this engine runs without iptables of its own, and the host's FORWARD policy
+(DROP, set by the other engine) then drops the bridged traffic between its containers (the relay
+never reaches Redis). It needs an ACCEPT for this engine's own bridges, or its own network
+namespace with a route out for the registries.
 """
 
 from __future__ import annotations
