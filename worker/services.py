@@ -34,6 +34,7 @@ from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, T
 from worker.guard import install_guard, remove_guard
 from worker.hosts import live_hosts, owner
 from worker.locks import host_lock, run_dir
+from worker.routes import check_routes
 
 REDIS_NAME = "hole-punch-redis"   # + "-<set key>"
 GUARD_RECHECK_S = 60.0
@@ -140,12 +141,14 @@ class GlobalServices:
     def prepare_network(self) -> None:
         """The simulated internet and the host guard, made if missing.
 
-        The guard's iptables rules are checked at most once every GUARD_RECHECK_S per process
+        The guard's iptables rules, and the host's routes into the subnet (worker.routes), are
+        checked at most once every GUARD_RECHECK_S per process
         (four iptables runs, under a host-wide lock, were a tenth of a second of every test with
         four at once); only this host's own shutdown removes them."""
         with host_lock("public-network"):
             if time.monotonic() >= self._guard_checked + GUARD_RECHECK_S:
                 install_guard(self.lan_pool, self.public_subnet)
+                check_routes(self.client, self.public_subnet)
                 self._guard_checked = time.monotonic()
             self._ensure_network()
 
