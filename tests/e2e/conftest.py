@@ -91,7 +91,9 @@ def global_services(docker_client, tmp_path_factory):
     except InfrastructureError as err:
         hosts.unregister(host.name)
         host.services.stop()
-        pytest.fail(f"global services did not start: {err}")
+        # Every end-to-end test needs them, and each would wait out its own timeouts (a CI run
+        # once spent its 90 minutes so): end the session now, with the reason.
+        pytest.exit(f"global services did not start: {err}", returncode=3)
     print(f"\n[e2e] redis {services.redis_addr}, relay {services.relay_ip}: {services.relay_addrs}")
     yield Session(host=host, services=services, router_image=router_image)
     reap_tests(host.services.client, host.name)

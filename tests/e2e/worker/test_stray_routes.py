@@ -17,7 +17,7 @@ from cluster.errors import InfrastructureError
 from tests.e2e.worker.harness import REPO, docker_or_skip
 from worker.routes import check_routes
 
-SUBNET = "11.250.0.0/16"
+SUBNET = "11.249.0.0/16"
 
 
 def _ip(*args: str) -> None:
@@ -44,9 +44,10 @@ def make_bridge():
 
 def test_a_dead_engines_bridge_stops_the_worker_until_setup_removes_it(make_bridge) -> None:
     client = docker_or_skip()
-    orphan = make_bridge(f"br-{secrets.token_hex(6)}", "11.250.128.0/16")
-    hand_made = make_bridge(f"hpstray{os.getpid() % 10000}", "11.250.7.1/24")
-    with pytest.raises(InfrastructureError, match=f"11.250.0.0/16 is routed through {orphan}"):
+    orphan = make_bridge(f"br-{secrets.token_hex(6)}", "11.249.128.0/16")
+    hand_made = make_bridge(f"hpstray{os.getpid() % 10000}", "11.249.7.1/24")
+    lan_like = make_bridge(f"br-{secrets.token_hex(6)}", "10.249.0.1/24")  # the host never sends there
+    with pytest.raises(InfrastructureError, match=f"11.249.0.0/16 is routed through {orphan}"):
         check_routes(client, SUBNET)
 
     setup = subprocess.run(["bash", str(REPO / ".ci" / "setup")], cwd=REPO, capture_output=True,
@@ -55,5 +56,6 @@ def test_a_dead_engines_bridge_stops_the_worker_until_setup_removes_it(make_brid
     assert f"removing {orphan}" in setup.stdout
     assert not Path("/sys/class/net", orphan).exists()
     assert Path("/sys/class/net", hand_made).exists()  # not Docker's: setup leaves it be
-    with pytest.raises(InfrastructureError, match=f"11.250.7.0/24 is routed through {hand_made}"):
+    assert Path("/sys/class/net", lan_like).exists()  # outside the simulated internet's range
+    with pytest.raises(InfrastructureError, match=f"11.249.7.0/24 is routed through {hand_made}"):
         check_routes(client, SUBNET)
