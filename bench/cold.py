@@ -100,7 +100,9 @@ class Engine:
                 _host_rule("-I", rule).check_returncode()
         log = (self.root / "dockerd.log").open("wb")
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", NETNS, "dockerd", "--data-root", str(self.root / "data"),
+            # nsenter, not `ip netns exec`: that mounts a /sys of its own, without the cgroups
+            ["nsenter", f"--net=/var/run/netns/{NETNS}", "dockerd",
+             "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
              "-H", self.host, "--label", LABEL],
             stdout=log, stderr=subprocess.STDOUT)
@@ -109,8 +111,9 @@ class Engine:
                               check=False).returncode == 0:
                 break
             if self.process.poll() is not None:
-                raise SystemExit(f"cold: dockerd exited {self.process.returncode} "
-                                 f"(see {self.root / 'dockerd.log'})")
+                tail = (self.root / "dockerd.log").read_text(errors="replace").splitlines()[-3:]
+                raise SystemExit(f"cold: dockerd exited {self.process.returncode}: "
+                                 + " / ".join(tail))  # the log goes with the folder
             time.sleep(0.2)
         else:
             raise SystemExit("cold: dockerd did not answer in time")
