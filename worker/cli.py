@@ -18,6 +18,7 @@ from cluster.network import DEFAULT_PUBLIC_SUBNET
 from cluster.options import broker_value, visibility_option
 from worker import hosts
 from worker.host import Host
+from worker.lanpool import reap_lans
 from worker.reaper import reap_abandoned, reap_tests
 from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
@@ -106,6 +107,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # This host's own leftovers, and any host's whose worker process is dead (a SIGKILLed
         # embedded submit); never the tests of another live host sharing this engine.
         removed = reap_tests(host.services.client, host.name)
+        removed += reap_lans(host.services.client, host.name)  # a crashed run's pool networks
         removed += reap_abandoned(host.services.client)
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)
