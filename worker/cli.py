@@ -67,9 +67,9 @@ def default_concurrency() -> int:
                    "input). The embedded default runs it while its worker boots, so the first "
                    "test does not wait for them.")
 @click.option("--cleanup", is_flag=True,
-              help="Do not start: remove this host's test leftovers (and a dead process's) and "
-                   "the global services (Redis, relay, network, host guard) unless another live "
-                   "host on this engine uses them, then exit.")
+              help="Do not start: remove this host's test leftovers and LAN networks (and a "
+                   "dead process's) and the global services (Redis, relay, network, host guard) "
+                   "unless another live host on this engine uses them, then exit.")
 def cli(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
          max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
@@ -78,8 +78,9 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     engine, with one Redis and one relay of its own on an internal network.
 
     On start it removes test containers and networks a crashed run of this host left behind,
-    and those of any host on this engine whose worker process is dead; on shutdown it stops the
-    global services (Redis, relay, network), unless another live host on the engine uses them.
+    and those of any host on this engine whose worker process is dead; on shutdown it removes
+    its LAN networks (kept across tests) and stops the global services (Redis, relay, network),
+    unless another live host on the engine uses them.
 
     Exit codes: 0 stopped, 2 bad input, 3 infrastructure (no engine, no broker), 4 internal
     error (a bug: the traceback is written under <cache>/logs/), 130 interrupted.
