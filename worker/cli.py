@@ -24,6 +24,9 @@ from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
 
 log = logging.getLogger("holepunch.worker")
+# LAN pool pairs each task process makes at its start: its test's, and the one its previous
+# test's teardown still holds in the background (worker.teardown).
+WARM_PAIRS = 2
 _cache_root: Path | None = None  # known once the options are parsed: crash logs go there
 
 
@@ -134,6 +137,17 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # and its test's containers are reaped (by the watchdog, or the next start).
         from cluster.lifetime import die_with_parent
         die_with_parent(parent=int(os.environ.get(hosts.PID_ENV) or os.getppid()))
+
+    @worker_process_init.connect(weak=False)
+    def _warm_lan_pool(**_: object) -> None:
+        # Each task process makes the LAN networks of two leases ahead of its first tests
+        # (worker.lanpool): off their path, while the process waits for work.
+        import threading
+
+        from worker.tasks import this_host
+        task_host = this_host()
+        threading.Thread(target=task_host.lans.warm, args=(task_host.leases, WARM_PAIRS),
+                         daemon=True, name="warm the LAN pool").start()
 
     @worker_process_shutdown.connect(weak=False)
     def _finish_teardown(**_: object) -> None:

@@ -34,7 +34,7 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
-from cluster.errors import InfrastructureError
+from cluster.errors import HolepunchError, InfrastructureError
 from cluster.labels import (
     HOST,
     HOST_MACHINE,
@@ -88,6 +88,25 @@ class LanPool:
         except BaseException:
             leases.release(pair)
             raise
+
+    def warm(self, leases: SubnetLeases, pairs: int) -> int:
+        """Make the networks of `pairs` free leases before any test needs them (a task process
+        at its start: one lease for its test, one for the teardown still pending behind it);
+        how many pairs are ready. The leases are held meanwhile, so no test shares them."""
+        taken: list[LanPair] = []
+        try:
+            occupied = self.occupied()
+            for _ in range(pairs):
+                taken.append(leases.acquire("warming the LAN pool", occupied=occupied))
+            for pair in taken:
+                self.ready(pair)
+        except HolepunchError as exc:  # a test makes what is missing: this was only ahead
+            log.warning("LAN pool not warmed: %s", exc)
+            return 0
+        finally:
+            for pair in taken:
+                leases.release(pair)
+        return len(taken)
 
     def occupied(self) -> list[str]:
         """The engine's IPv4 subnets a lease must avoid: every network's but this host's own pool

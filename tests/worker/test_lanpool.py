@@ -237,3 +237,23 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_warming_makes_the_networks_of_free_leases_and_frees_them(engine, tmp_path) -> None:
+    held = SubnetLeases("10.9.0.0/21", tmp_path / "leases")
+    busy = held.acquire("a test running meanwhile")
+    assert pool(engine).warm(held, 2) == 2
+    assert held.held() == [busy.index]  # the warmed leases are free again, the test's still held
+    assert engine.api.created == [network_name("a", s) for s in
+                                  ("10.9.2.0/24", "10.9.3.0/24", "10.9.4.0/24", "10.9.5.0/24")]
+    held.release(busy)
+    _, networks = pool(engine).lease(held, "next")  # lease 0: made by the test itself
+    _, warmed = pool(engine).lease(held, "after")
+    assert warmed.dialer == network_name("a", "10.9.2.0/24")
+    assert len(engine.api.created) == 6  # lease 1 came warm
+
+
+def test_warming_a_full_pool_makes_nothing_and_holds_nothing(engine, tmp_path) -> None:
+    held = SubnetLeases("10.9.0.0/23", tmp_path / "small")
+    held.acquire("the only pair")
+    assert pool(engine).warm(held, 2) == 0 and held.held() == [0]
