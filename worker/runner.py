@@ -162,10 +162,15 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
 
     client = host.services.client
     read = False  # the logs, verdict and evidence are read: the project may go in the background
+    # Until its clients run, this test is starting: teardowns on this host wait (worker.teardown).
+    started_all = teardowns.begin_start() if teardowns is not None else (lambda: None)
     try:
         up_started = time.time()
-        run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay,
-                                                                       phases)
+        try:
+            run = Project(client, plan_project(spec.project, document)).up(
+                timeout, hand_over_relay, phases, running=started_all)
+        finally:
+            started_all()
         execution.exit_code, execution.log, execution.failure = run.exit_code, run.log, run.failure
         execution.timed_out = run.timed_out
         if run.timed_out:
