@@ -151,7 +151,8 @@ def test_a_teardown_waits_while_a_test_on_the_host_starts_and_goes_once_it_runs(
     teardowns, seen = Teardowns(starting, defer_s=WAIT_S), []
     started = starting.begin()  # another test (of any process here) is starting its containers
     teardowns.hand_over("first", lambda: seen.append("torn down"))
-    assert not teardowns._pending.join(0.3) and seen == []  # held back while the test starts
+    teardowns._pending.join(0.3)
+    assert teardowns.pending and seen == []  # held back while the test starts
     started()
     teardowns._pending.join(WAIT_S)
     assert seen == ["torn down"] and not teardowns.pending
