@@ -6,8 +6,9 @@ quic), some whose dialer fails at once (exit 1) and some whose dialer hangs unti
 timeout (10 s). Before (after a warm-up) and after, it counts: containers, networks and volumes
 with our labels, the host's subnet leases, keys tests left in the global Redis, the broker's
 queue, compose files and half-written files in the worker's cache, image download directories in
-/tmp, and the open fds and RSS of the worker's processes; then, with the worker stopped, that
-nothing of the host is left at all (global services, guard rules).
+/tmp, the LAN pool networks (kept across tests, bounded by the task processes), and the open fds
+and RSS of the worker's processes; then, with the worker stopped, that nothing of the host is left
+at all (global services, LAN pool, guard rules).
 
 Prints the figures; exits 1 on any leak, 2 if the tests themselves went wrong (a passing test
 did not pass, a failing one did not fail as meant). Bounded by `--budget`; leaves nothing running.
@@ -76,6 +77,11 @@ def judge(before: Snapshot, after: Snapshot, tests_run: int) -> list[str]:
             leaks.append(f"{now['test']} test {what} left")
         if now.get("global", 0) != was.get("global", 0):
             leaks.append(f"global {what}: {was.get('global', 0)} before, {now.get('global', 0)} after")
+    # The host's LAN pool networks stay across tests (worker.lanpool): two leases per task
+    # process, a few more when tests took one while a process was still making its own.
+    lans = after.networks.get("lan", 0)
+    if lans > 2 * 2 * len(after.procs):
+        leaks.append(f"{lans} LAN pool networks for {len(after.procs) - 1} task processes")
     if after.dangling_volumes > before.dangling_volumes:
         leaks.append(f"dangling volumes on the engine: {before.dangling_volumes} -> "
                      f"{after.dangling_volumes} (anonymous: may be another user's)")
@@ -191,7 +197,8 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
     print(f"after the worker stopped: containers {final_containers} networks {final_networks} "
           f"volumes {final_volumes} guard rules {final_guard}")
     leaks = judge(before, after, args.tests)
-    if (final_containers, final_networks, final_volumes) != (cold.containers, cold.networks,
+    cold_networks = {role: n for role, n in cold.networks.items() if role != "lan"}  # warming
+    if (final_containers, final_networks, final_volumes) != (cold.containers, cold_networks,
                                                             cold.volumes) \
             or final_guard > cold.guard_rules:
         leaks.append("the stopped worker's host has more objects or guard rules than before it "

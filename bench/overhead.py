@@ -10,8 +10,10 @@
    dialer's own run (container start to exit), from the worker's `timings` line per test
    (worker.phases), median one at a time and 4 at once (goal <= 2.0 s at 4 at once), with the
    median of each phase, so each 100 ms of it has a name; "teardown" is the wait for the previous
-   test's background teardown (worker.teardown), whose own median is shown beside. `--runs 0`
-   skips part 1.
+   test's background teardown (worker.teardown), whose own median is shown beside; "lease"
+   includes making a lease's LAN networks when the host's pool has none for it yet
+   (worker.lanpool), "networks" what the project makes itself (a cgnat side's carrier network).
+   `--runs 0` skips part 1.
 
 One worker (concurrency 4) on a private broker (port 16404), run dir, cache and LAN pool; all of
 it is stopped and removed at the end, also on failure, Ctrl-C or when `--budget` runs out.

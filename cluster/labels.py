@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 OWNER = "holepunch.owner"      # "worker" for all a worker starts
-ROLE = "holepunch.role"        # "global" (network, Redis, relay) or "test" (a test's project)
+ROLE = "holepunch.role"        # "global" (network, Redis, relay), "test" (a test's project) or
+                               # "lan" (a LAN network of the host's pool, kept across tests)
 HOST = "holepunch.host"        # the worker host's name
 PASS = "holepunch.pass"        # set by worker.compose on a test's containers and networks
 TEST = "holepunch.test"
@@ -14,8 +15,10 @@ HOST_MACHINE = "holepunch.host.machine"
 SERVICES = "holepunch.services"       # the service set (Redis + relay) a container is or uses
 SERVICES_SLOT = "holepunch.services.slot"
 REDIS_ADDR = "holepunch.redis"        # on a test's containers: where its Redis keys are
+LAN_SUBNET = "holepunch.lan"          # on a pool LAN network (worker.lanpool): its subnet
 
 OWNER_VALUE = "worker"
+ROLE_LAN = "lan"
 
 
 def global_labels(host: str, services: str | None = None, slot: int | None = None,
@@ -36,6 +39,12 @@ def test_labels(host: str, owner: tuple[str, str] | None = None) -> dict[str, st
         labels[HOST_MACHINE], labels[HOST_PID] = owner
     return labels
 
+
+def lan_labels(host: str, subnet: str, owner: tuple[str, str]) -> dict[str, str]:
+    """A LAN network of the host's pool (worker.lanpool): the worker process that made it."""
+    machine, pid = owner
+    return {OWNER: OWNER_VALUE, ROLE: ROLE_LAN, HOST: host, LAN_SUBNET: subnet,
+            HOST_MACHINE: machine, HOST_PID: pid}
 
 
 PROBE = "holepunch.probe"      # the run id of a `nat-probe` (its own networks and containers)

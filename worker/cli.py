@@ -18,11 +18,15 @@ from cluster.network import DEFAULT_PUBLIC_SUBNET
 from cluster.options import broker_value, visibility_option
 from worker import hosts
 from worker.host import Host
+from worker.lanpool import reap_lans
 from worker.reaper import reap_abandoned, reap_tests
 from worker.services import fixed_addresses
 from worker.subnets import DEFAULT_POOL
 
 log = logging.getLogger("holepunch.worker")
+# LAN pool pairs each task process makes at its start: its test's, and the one its previous
+# test's teardown still holds in the background (worker.teardown).
+WARM_PAIRS = 2
 _cache_root: Path | None = None  # known once the options are parsed: crash logs go there
 
 
@@ -66,9 +70,9 @@ def default_concurrency() -> int:
                    "input). The embedded default runs it while its worker boots, so the first "
                    "test does not wait for them.")
 @click.option("--cleanup", is_flag=True,
-              help="Do not start: remove this host's test leftovers (and a dead process's) and "
-                   "the global services (Redis, relay, network, host guard) unless another live "
-                   "host on this engine uses them, then exit.")
+              help="Do not start: remove this host's test leftovers and LAN networks (and a "
+                   "dead process's) and the global services (Redis, relay, network, host guard) "
+                   "unless another live host on this engine uses them, then exit.")
 def cli(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
          max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
@@ -77,8 +81,9 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     engine, with one Redis and one relay of its own on an internal network.
 
     On start it removes test containers and networks a crashed run of this host left behind,
-    and those of any host on this engine whose worker process is dead; on shutdown it stops the
-    global services (Redis, relay, network), unless another live host on the engine uses them.
+    and those of any host on this engine whose worker process is dead; on shutdown it removes
+    its LAN networks (kept across tests) and stops the global services (Redis, relay, network),
+    unless another live host on the engine uses them.
 
     Exit codes: 0 stopped, 2 bad input, 3 infrastructure (no engine, no broker), 4 internal
     error (a bug: the traceback is written under <cache>/logs/), 130 interrupted.
@@ -106,6 +111,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # This host's own leftovers, and any host's whose worker process is dead (a SIGKILLed
         # embedded submit); never the tests of another live host sharing this engine.
         removed = reap_tests(host.services.client, host.name)
+        removed += reap_lans(host.services.client, host.name)  # a crashed run's pool networks
         removed += reap_abandoned(host.services.client)
     except HolepunchError as exc:
         click.echo(f"holepunch-worker: {exc}", err=True)
@@ -131,6 +137,17 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # and its test's containers are reaped (by the watchdog, or the next start).
         from cluster.lifetime import die_with_parent
         die_with_parent(parent=int(os.environ.get(hosts.PID_ENV) or os.getppid()))
+
+    @worker_process_init.connect(weak=False)
+    def _warm_lan_pool(**_: object) -> None:
+        # Each task process makes the LAN networks of two leases ahead of its first tests
+        # (worker.lanpool): off their path, while the process waits for work.
+        import threading
+
+        from worker.tasks import this_host
+        task_host = this_host()
+        threading.Thread(target=task_host.lans.warm, args=(task_host.leases, WARM_PAIRS),
+                         daemon=True, name="warm the LAN pool").start()
 
     @worker_process_shutdown.connect(weak=False)
     def _finish_teardown(**_: object) -> None:

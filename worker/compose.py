@@ -95,6 +95,10 @@ class TestSpec:
     # Route our clients too by a namespace holder (no NET_ADMIN for them, no init script needed):
     # off by default until measured across a pass (worker.contracts).
     holders_for_ours: bool = False
+    # The host's pool networks for the two LANs (worker.lanpool), named as external networks;
+    # None: the project makes its own LAN networks (and removes them with it).
+    dialer_lan_network: str | None = None
+    listener_lan_network: str | None = None
     project: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -191,8 +195,8 @@ def compose_for(spec: TestSpec) -> dict[str, Any]:
             **listener_routers,
         },
         "networks": {
-            "lan_dialer": _lan(spec.dialer_lan, labels),
-            "lan_listener": _lan(spec.listener_lan, labels),
+            "lan_dialer": _lan(spec.dialer_lan, labels, spec.dialer_lan_network),
+            "lan_listener": _lan(spec.listener_lan, labels, spec.listener_lan_network),
             **dialer_nets,
             **listener_nets,
             PUBLIC_NETWORK: {"external": True, "name": PUBLIC_NETWORK},
@@ -318,9 +322,12 @@ def keylog_environment(spec: TestSpec) -> dict[str, str]:
     return {"SSLKEYLOGFILE": CLIENT_KEYLOG_FILE} if spec.evidence else {}
 
 
-def _lan(subnet: str, labels: dict[str, str]) -> dict[str, Any]:
+def _lan(subnet: str, labels: dict[str, str], pooled: str | None = None) -> dict[str, Any]:
     # Not `internal`: Docker's isolation rules would drop client-to-router frames to off-subnet
     # addresses. No masquerade: the router is the only way out (the host guard drops the rest).
+    # A pool network (worker.lanpool) has that shape already: the project only joins it.
+    if pooled is not None:
+        return {"external": True, "name": pooled}
     return {
         "driver": "bridge",
         "driver_opts": {"com.docker.network.bridge.enable_ip_masquerade": "false"},

@@ -10,6 +10,7 @@ from functools import cached_property
 from cluster.cache import Cache, default_cache_root
 from cluster.network import DEFAULT_PUBLIC_SUBNET
 from worker.hosts import PID_ENV
+from worker.lanpool import LanPool
 from worker.services import GlobalServices
 from worker.subnets import DEFAULT_POOL, SubnetLeases
 
@@ -56,3 +57,8 @@ class Host:
     @cached_property
     def leases(self) -> SubnetLeases:
         return SubnetLeases(self.lan_pool)
+
+    @cached_property
+    def lans(self) -> LanPool:
+        """This host's LAN networks, kept across tests (worker.lanpool)."""
+        return LanPool(self.name, lambda: self.services.client)

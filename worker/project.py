@@ -265,12 +265,12 @@ class Project:
         self._ids: dict[str, str] = {}   # service -> container id
 
     def up(self, timeout: float, prepare: Callable[[], None] = lambda: None,
-           phases: Phases | None = None) -> ProjectRun:
+           phases: Phases | None = None, running: Callable[[], None] = lambda: None) -> ProjectRun:
         """Create and start everything, then wait until any container stops (as
         `--abort-on-container-exit` does) or `timeout` passes. `prepare` runs once the services
         without dependencies have started and before any service that depends on them: the
-        harness hands the test its relay address there, while the routers set up. `phases`
-        records where the time went."""
+        harness hands the test its relay address there, while the routers set up. `running`
+        once every service has started. `phases` records where the time went."""
         phases = phases or Phases()
         deadline = time.monotonic() + timeout
         run = ProjectRun()
@@ -299,6 +299,7 @@ class Project:
             run.timed_out = time.monotonic() >= deadline
             run.log = self.logs()
             return run
+        running()
         with phases("run"):
             stopped = self._first_stop(since, deadline)
         if stopped is None:

@@ -11,6 +11,7 @@ from docker.errors import APIError, NotFound
 
 from cluster.labels import HOST, OWNER, OWNER_VALUE, REDIS_ADDR, ROLE
 from worker.hosts import abandoned
+from worker.lanpool import reap_lans
 
 
 def _filters(host: str, extra: list[str] | None = None) -> dict[str, list[str]]:
@@ -53,7 +54,8 @@ PROJECT = "com.docker.compose.project"
 
 def reap_abandoned(client: docker.DockerClient) -> list[str]:
     """Remove the test projects whose worker process is dead (hosts.abandoned), of any host on
-    this engine, and their keys in their Redis; a live host's tests stay, whoever it is."""
+    this engine, their keys in their Redis, and the LAN pool networks such a process made; a
+    live host's tests and networks stay, whoever it is."""
     containers = client.api.containers(all=True, filters={
         "label": [f"{OWNER}={OWNER_VALUE}", f"{ROLE}=test"]})
     projects = {c["Labels"].get(PROJECT): c["Labels"] for c in containers
@@ -69,7 +71,7 @@ def reap_abandoned(client: docker.DockerClient) -> list[str]:
             continue
         removed += reap_tests(client, labels.get(HOST, ""), project=project)
         _forget_keys(labels.get(REDIS_ADDR, ""), project)
-    return removed
+    return removed + reap_lans(client)  # the LAN pool networks such a process made
 
 
 def _forget_keys(redis_addr: str, test_key: str) -> None:

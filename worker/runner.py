@@ -33,13 +33,14 @@ from worker.compose import TestSpec, compose_for, project_name, render
 from worker.contracts import command_for
 from worker.host import Host
 from worker.hosts import owner
+from worker.lanpool import LanNetworks
 from worker.outcome import Outcome, outcome_of
 from worker.phases import Phases
 from worker.project import Project, plan_project
 from worker.reaper import reap_tests
 from worker.services import Services
 from worker.steps import stopped_at
-from worker.subnets import engine_subnets, lan_pair
+from worker.subnets import lan_pair
 from worker.teardown import Teardowns
 
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
@@ -161,10 +162,15 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
 
     client = host.services.client
     read = False  # the logs, verdict and evidence are read: the project may go in the background
+    # Until its clients run, this test is starting: teardowns on this host wait (worker.teardown).
+    started_all = teardowns.begin_start() if teardowns is not None else (lambda: None)
     try:
         up_started = time.time()
-        run = Project(client, plan_project(spec.project, document)).up(timeout, hand_over_relay,
-                                                                       phases)
+        try:
+            run = Project(client, plan_project(spec.project, document)).up(
+                timeout, hand_over_relay, phases, running=started_all)
+        finally:
+            started_all()
         execution.exit_code, execution.log, execution.failure = run.exit_code, run.log, run.failure
         execution.timed_out = run.timed_out
         if run.timed_out:
@@ -265,10 +271,12 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
              secure_channel: str | None = None, muxer: str | None = None,
              evidence: bool = False, dialer_nat: str = DEFAULT_PRESET,
              listener_nat: str = DEFAULT_PRESET, dialer_contract: str = "holepunch",
-             listener_contract: str = "holepunch", holders_for_ours: bool = False) -> TestSpec:
+             listener_contract: str = "holepunch", holders_for_ours: bool = False,
+             lan_networks: LanNetworks | None = None) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace. A cgnat side's carrier network is the /24 of WORKER_CARRIER_POOL that
-    matches its LAN's (same lease index): leased with the LANs, never shared. An
+    matches its LAN's (same lease index): leased with the LANs, never shared. `lan_networks`:
+    the lease's pool networks (worker.lanpool), else the project makes its LANs. An
     upstream-contract image is looked at once, for its command."""
     project = project_name(test_name, run_id)
     carriers = lan_pair(WORKER_CARRIER_POOL, lans.index)
@@ -296,7 +304,9 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
         listener_carrier=carriers.listener if len(PRESETS[listener_nat].routers) > 1 else None,
         dialer_contract=dialer_contract, listener_contract=listener_contract,
         holders_for_ours=holders_for_ours, dialer_command=command(dialer_image, dialer_contract),
-        listener_command=command(listener_image, listener_contract))
+        listener_command=command(listener_image, listener_contract),
+        dialer_lan_network=lan_networks.dialer if lan_networks else None,
+        listener_lan_network=lan_networks.listener if lan_networks else None)
 
 
 def utc_stamp() -> str:
@@ -316,8 +326,7 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
         services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     with phases("lease"):
-        lans = host.leases.acquire(f"{request.pass_id} {test.name}",
-                                   occupied=engine_subnets(host.services.client))
+        lans, networks = host.lans.lease(host.leases, f"{request.pass_id} {test.name}")
     handed = False  # execute releases the lease once the test's networks are gone
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
@@ -328,7 +337,8 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
                         evidence=request.capture is not CaptureMode.NONE,
                         dialer_nat=test.dialer_nat, listener_nat=test.listener_nat,
                         dialer_contract=(test.dialer_contract or Contract.HOLEPUNCH).value,
-                        listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value)
+                        listener_contract=(test.listener_contract or Contract.HOLEPUNCH).value,
+                        lan_networks=networks)
         handed = True
         execution = execute(spec, lambda: host.services.ensure(request.base.image_id,
                                                                request.relay.image_id,

@@ -33,6 +33,7 @@ from cluster.labels import HOST, OWNER, OWNER_VALUE, ROLE, SERVICES, SERVICES_SL
 from cluster.network import DEFAULT_PUBLIC_SUBNET, PUBLIC_NETWORK, REDIS_PORT, TRANSPORTS
 from worker.guard import install_guard, remove_guard
 from worker.hosts import live_hosts, owner
+from worker.lanpool import reap_lans
 from worker.locks import host_lock, run_dir
 from worker.routes import check_routes
 
@@ -268,11 +269,13 @@ class GlobalServices:
                           published, timeout=30, interval=0.05)
 
     def stop(self) -> list[str]:
-        """Remove the service sets, the network and the host guard, unless another host needs
+        """Remove this host's LAN pool networks (worker.lanpool: always, they are its own), then
+        the service sets, the network and the host guard, unless another host needs
         them: a live host registered on this engine (hosts.live_hosts: another embedded
         `submit`, a worker beside it), or another host's tests on the simulated internet. Then
         everything stays, and those hosts are returned; the last host to stop removes it all,
         every set included (a set is shared by every host running its images)."""
+        reap_lans(self.client, self.host)
         with host_lock("global-services"):
             users = sorted((live_hosts() - {self.host}) | set(self.other_hosts_testing()))
             if users:

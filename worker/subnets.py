@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +50,13 @@ def _overlaps_any(pair: LanPair, taken: list[ipaddress.IPv4Network]) -> bool:
     return any(lan.overlaps(net) for lan in lans for net in taken)
 
 
-def engine_subnets(client) -> list[str]:
-    """The IPv4 subnets of every network on the engine (from its network list, one API call)."""
+def engine_subnets(client, skip: Callable[[dict[str, str]], bool] = lambda labels: False) -> list[str]:
+    """The IPv4 subnets of every network on the engine (from its network list, one API call)
+    but those whose labels `skip` names (the host's own pool networks: worker.lanpool)."""
     subnets = []
     for network in client.networks.list():
+        if skip(network.attrs.get("Labels") or {}):
+            continue
         for config in ((network.attrs.get("IPAM") or {}).get("Config") or []):
             subnet = config.get("Subnet", "")
             if subnet and ":" not in subnet:

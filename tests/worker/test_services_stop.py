@@ -57,9 +57,17 @@ class FakeNetworks:
         return self.network
 
 
+class FakeApi:
+    """The low-level calls stop makes: this host has no LAN pool networks (tests/worker/test_lanpool)."""
+
+    def networks(self, filters: dict) -> list[dict]:
+        return []
+
+
 class FakeDockerClient:
     def __init__(self, containers: list[FakeContainer], network: FakeNetwork):
         self.containers, self.networks = FakeContainers(containers), FakeNetworks(network)
+        self.api = FakeApi()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ never for a test cut short; its lease is released only once its project is gone.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -12,9 +13,10 @@ import pytest
 from worker import runner
 from worker.project import ProjectRun
 from worker.runner import DialerReport, execute
-from worker.teardown import Teardowns
+from worker.teardown import Starting, Teardowns
 
 WAIT_S = 5.0  # a bound for a thread that should be done at once, never a pace
+STARTING_NOW = lambda: None  # noqa: E731 - set by the tests that look at the start marks
 
 
 def blocking_work(seen: list[str], name: str) -> tuple[threading.Event, threading.Event]:
@@ -78,9 +80,12 @@ class FakeProject:
     def __init__(self, client, plan) -> None:
         pass
 
-    def up(self, timeout, prepare, phases) -> ProjectRun:
+    def up(self, timeout, prepare, phases, running=lambda: None) -> ProjectRun:
         if FakeProject.ending is not None:
             raise FakeProject.ending
+        FakeProject.starting_seen = STARTING_NOW()
+        running()
+        FakeProject.running_seen = STARTING_NOW()
         return ProjectRun(exit_code=0, log="dialer | done\n")
 
 
@@ -136,3 +141,60 @@ def test_without_teardowns_the_teardown_is_done_on_return(fake_run) -> None:
     go.set()
     execute(spec, lambda: None, host, 60, then=lambda: seen.append("lease released"))
     assert seen == ["torn down", "lease released"]
+
+
+# --------------------------------------------------------------------------- starting tests
+
+
+def test_a_teardown_waits_while_a_test_on_the_host_starts_and_goes_once_it_runs(tmp_path) -> None:
+    starting = Starting(tmp_path / "starting")
+    teardowns, seen = Teardowns(starting, defer_s=WAIT_S), []
+    started = starting.begin()  # another test (of any process here) is starting its containers
+    teardowns.hand_over("first", lambda: seen.append("torn down"))
+    teardowns._pending.join(0.3)
+    assert teardowns.pending and seen == []  # held back while the test starts
+    started()
+    teardowns._pending.join(WAIT_S)
+    assert seen == ["torn down"] and not teardowns.pending
+
+
+def test_a_teardown_waits_at_most_its_bound(tmp_path) -> None:
+    starting = Starting(tmp_path / "starting")
+    teardowns, seen = Teardowns(starting, defer_s=0.2), []
+    starting.begin()  # never ends
+    teardowns.hand_over("first", lambda: seen.append("torn down"))
+    teardowns._pending.join(WAIT_S)
+    assert seen == ["torn down"]
+
+
+def test_the_next_hand_over_and_the_process_exit_end_the_wait_at_once(tmp_path) -> None:
+    starting = Starting(tmp_path / "starting")
+    teardowns, seen = Teardowns(starting, defer_s=20), []
+    starting.begin()
+    teardowns.hand_over("first", lambda: seen.append("first"))
+    assert teardowns.hand_over("second", lambda: seen.append("second")) < WAIT_S
+    assert teardowns.join() < WAIT_S
+    assert seen == ["first", "second"]
+
+
+def test_a_dead_processs_mark_holds_nothing(tmp_path) -> None:
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    starting = Starting(tmp_path / "starting")
+    (starting.directory / f"{proc.pid}-1").touch()
+    assert starting.quiet() and list(starting.directory.iterdir()) == []
+
+
+def test_execute_marks_its_test_starting_until_its_clients_run(fake_run, tmp_path,
+                                                               monkeypatch) -> None:
+    spec, host, seen, go = fake_run
+    starting = Starting(tmp_path / "starting")
+    monkeypatch.setattr(sys.modules[__name__], "STARTING_NOW", lambda: not starting.quiet())
+    go.set()
+    teardowns = Teardowns(starting)
+    execute(spec, lambda: None, host, 60, teardowns=teardowns)
+    teardowns.join()
+    assert (FakeProject.starting_seen, FakeProject.running_seen) == (True, False)
+    assert starting.quiet()

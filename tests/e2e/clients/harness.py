@@ -135,13 +135,14 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
     """Run one hole-punch test the way a worker does, and always tear it down."""
     host = session.host
     test_name = test_name or f"{dialer_image[:12]} x {listener_image[:12]} ({transport})"
-    lans = host.leases.acquire(f"e2e {test_name}")
+    lans, networks = host.lans.lease(host.leases, f"e2e {test_name}")  # the worker's pool
     try:
         spec = spec_for(test_name, transport, dialer_image, listener_image, session.router_image,
                         session.next_run_id(), session.services, host, lans, delay_ms, public_allow,
                         secure_channel=secure_channel, muxer=muxer,
                         dialer_contract=dialer_contract, listener_contract=listener_contract,
-                        holders_for_ours=holders_for_ours, evidence=evidence)
+                        holders_for_ours=holders_for_ours, evidence=evidence,
+                        lan_networks=networks)
         run = execute(spec, lambda: session.services, host, timeout)
     finally:
         host.leases.release(lans)

@@ -49,6 +49,8 @@ def worker(broker_url, tmp_path_factory):
     leftovers = client.containers.list(all=True, filters={"label": f"holepunch.host={HOST}"},
                                         ignore_removed=True)
     assert not leftovers, f"left behind: {[c.name for c in leftovers]}"
+    networks = client.networks.list(filters={"label": f"holepunch.host={HOST}"})
+    assert not networks, f"networks left behind (LAN pool?): {[n.name for n in networks]}"
 
 
 def request(dialer: ImageInfo, listener: ImageInfo, transport: str, timeout: int = 120,
@@ -97,9 +99,23 @@ def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
 
 
 def _test_leftovers(client) -> tuple[list, list]:
+    """The host's test containers and networks, and what is still attached to its LAN pool
+    networks (worker.lanpool: kept across tests, never with a finished test's containers)."""
     labels = {"label": [f"holepunch.host={HOST}", "holepunch.role=test"]}
-    return (client.containers.list(all=True, filters=labels, ignore_removed=True),
-            client.networks.list(filters=labels))
+    attached = [f"{name} on {network.name}"
+                for network in client.networks.list(filters={"label": [
+                    f"holepunch.host={HOST}", "holepunch.role=lan"]})
+                for name in _attached(client, network.id)]
+    return (client.containers.list(all=True, filters=labels, ignore_removed=True)
+            + attached, client.networks.list(filters=labels))
+
+
+def _attached(client, network_id: str) -> list[str]:
+    try:
+        found = client.api.inspect_network(network_id).get("Containers") or {}
+    except docker.errors.NotFound:
+        return []
+    return [c.get("Name", "?") for c in found.values()]
 
 
 def _assert_torn_down(client, within_s: float = 120) -> None:
@@ -108,7 +124,7 @@ def _assert_torn_down(client, within_s: float = 120) -> None:
         time.sleep(0.2)
     containers, networks = _test_leftovers(client)
     assert not containers and not networks, (
-        f"left behind: {[c.name for c in containers]} {[n.name for n in networks]}")
+        f"left behind: {[getattr(c, 'name', c) for c in containers]} {[n.name for n in networks]}")
 
 
 def test_terminated_task_tears_its_test_down_even_when_signalled_twice(worker, hang_image) -> None:
