@@ -15,6 +15,7 @@
 #       DEFAULT_VIA    optional gateway on the public side (a home router behind a carrier NAT)
 #       CAPTURE_BYTES  capture the public side's traffic, at most this many bytes (default 0: none)
 #       CAPTURE_FILE   where the capture goes (default /tmp/holepunch-public.pcap)
+#       ROUTER_STANDBY stdin: wait for the settings above as NAME=VALUE lines on stdin (a warm router)
 # Needs: cap NET_ADMIN, sysctl net.ipv4.ip_forward=1. Creates /tmp/setup-done when ready.
 set -euo pipefail
 
@@ -22,6 +23,25 @@ log() { echo "router: $*" >&2; }
 fail() { echo "router: ERROR: $*" >&2; rm -f /tmp/setup-done; exit 1; }
 
 rm -f /tmp/setup-done
+
+# ROUTER_STANDBY=stdin: a holepunch worker's warm router (worker/warmrouters.py), started before its
+# test is known. The settings above arrive on stdin as NAME=VALUE lines, ended by an empty line;
+# nothing below runs until then. Only the names above are taken: anything else is refused.
+SETTINGS="PUBLIC_SUBNET LAN_SUBNET DELAY_MS PUBLIC_ALLOW NFQ_QUEUE DELAY_MODE NAT NAT_MAPPING NAT_FILTERING NAT_PORTS NAT_TIMEOUT DEFAULT_VIA CAPTURE_BYTES CAPTURE_FILE"
+if [[ ${ROUTER_STANDBY:-} == stdin ]]; then
+    log "standby: waiting for the settings on stdin"
+    configured=
+    while IFS= read -r line; do
+        if [[ -z $line ]]; then configured=1; break; fi
+        name=${line%%=*}
+        [[ $line == *=* && " $SETTINGS " == *" $name "* ]] || fail "standby: not a router setting: '${line:0:60}' (expected NAME=VALUE, NAME one of: $SETTINGS)"
+        export "$line"
+        log "setting $line"
+    done
+    [[ -n $configured ]] || fail "standby: stdin ended before the settings' closing empty line"
+elif [[ -n ${ROUTER_STANDBY:-} ]]; then
+    fail "ROUTER_STANDBY must be stdin or unset, got '$ROUTER_STANDBY'"
+fi
 
 : "${PUBLIC_SUBNET:?router: PUBLIC_SUBNET (CIDR of the public network) is required}"
 : "${LAN_SUBNET:?router: LAN_SUBNET (CIDR of the LAN of this router) is required}"

@@ -102,18 +102,17 @@ def evidence_from(raw: dict[str, bytes], test_name: str) -> dict[str, bytes]:
     return kept
 
 
-def read_evidence(client, project: str, test_name: str) -> dict[str, bytes]:
-    """The project's captures and key logs, by their capture names (never raises: a container
-    already gone has nothing to give)."""
+def read_evidence(client, containers: dict[str, str], test_name: str) -> dict[str, bytes]:
+    """The test's captures and key logs, by their capture names, from its containers (service
+    -> container id: a warm router carries no project label); never raises: a container
+    already gone has nothing to give."""
     raw: dict[str, bytes] = {}
     for source, kind in CAPTURE_SOURCES.items():
         path = ROUTER_CAPTURE_FILE if kind == "pcap" else CLIENT_KEYLOG_FILE
+        if source not in containers:
+            continue
         try:
-            found = client.containers.list(all=True, filters={"label": [
-                f"com.docker.compose.project={project}", f"com.docker.compose.service={source}"]})
-            if not found:
-                continue
-            stream, _ = client.api.get_archive(found[0].id, path)
+            stream, _ = client.api.get_archive(containers[source], path)
             raw[source] = file_from_tar(b"".join(stream))
         except (DockerException, tarfile.TarError, OSError):
             continue  # not written (no capture, a library without key logs) or gone

@@ -154,13 +154,25 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
         # The task process's last test may still be torn down in the background (worker.teardown):
         # its containers go before the process does, so the global services can go after it.
         from worker.runner import termination_deferred
+        from worker.tasks import this_host
         from worker.teardown import PROCESS
+        from worker.warmrouters import PROCESS as WARM_ROUTERS
         with termination_deferred():
-            PROCESS.join()
+            try:
+                WARM_ROUTERS.close(this_host().services.client)  # the next test's routers
+            finally:
+                PROCESS.join()
 
     @worker_shutdown.connect(weak=False)
     def _stop_services(**_: object) -> None:
         hosts.unregister(host.name)
+        from docker.errors import DockerException
+
+        from worker.warmrouters import reap_warm
+        try:
+            reap_warm(host.services.client, host.name)  # a killed task process's cell
+        except DockerException as exc:
+            log.warning("removing the routers in standby: %s", exc)
         try:
             users = host.services.stop()
         except HolepunchError as exc:

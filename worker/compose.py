@@ -92,9 +92,11 @@ class TestSpec:
     listener_contract: str = "holepunch"
     dialer_command: tuple[str, ...] | None = None
     listener_command: tuple[str, ...] | None = None
-    # Route our clients too by a namespace holder (no NET_ADMIN for them, no init script needed):
-    # off by default until measured across a pass (worker.contracts).
-    holders_for_ours: bool = False
+    # Route our clients too by a namespace holder (no NET_ADMIN for them, no init script needed;
+    # worker.contracts): a holder, made with its lease's routers before the test
+    # (worker.warmrouters), spares the client's start its network set-up. False: our clients
+    # join their LAN themselves and their init script routes them (ROUTER_ADDR).
+    holders_for_ours: bool = True
     # The host's pool networks for the two LANs (worker.lanpool), named as external networks;
     # None: the project makes its own LAN networks (and removes them with it).
     dialer_lan_network: str | None = None

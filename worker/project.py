@@ -116,6 +116,7 @@ class ServicePlan:
     joins: str | None = None        # the service whose network namespace this one shares
     entrypoint: tuple[str, ...] | None = None      # None: the image's own
     command: tuple[str, ...] | None = None         # None: the image's own
+    stdin_open: bool = False        # a standby container (worker.warmrouters) reads its settings there
 
 
 def _interval_s(service: ServicePlan) -> float:
@@ -255,14 +256,30 @@ class ProjectRun:
     log: str = ""
 
 
-class Project:
-    """One compose project on one engine: `up` until the main service exits, then `down`."""
+def standby_settings(environment: dict[str, str]) -> bytes:
+    """What a standby container reads on stdin to start as `environment` says: NAME=VALUE lines,
+    then an empty line (router/router.sh, ROUTER_STANDBY=stdin)."""
+    for name, value in environment.items():
+        if "\n" in name or "=" in name or "\n" in value or "\r" in value:
+            raise ConfigError("compose document", f"environment.{name}",
+                              "a standby container takes one NAME=VALUE line per setting: "
+                              "no '=' in the name, no line break in either")
+    return "".join(f"{name}={value}\n" for name, value in environment.items()).encode() + b"\n"
 
-    def __init__(self, client: docker.DockerClient, plan: ProjectPlan, main: str = "dialer"):
+
+class Project:
+    """One compose project on one engine: `up` until the main service exits, then `down`.
+
+    `adopted` names services whose container runs already, in standby (worker.warmrouters):
+    they are not created; their start is the hand-over of their environment on stdin."""
+
+    def __init__(self, client: docker.DockerClient, plan: ProjectPlan, main: str = "dialer",
+                 adopted: dict[str, str] | None = None):
         self.api = client.api
         self.plan = plan
         self.main = main
-        self._ids: dict[str, str] = {}   # service -> container id
+        self.adopted = dict(adopted or {})
+        self._ids: dict[str, str] = dict(self.adopted)   # service -> container id
 
     def up(self, timeout: float, prepare: Callable[[], None] = lambda: None,
            phases: Phases | None = None, running: Callable[[], None] = lambda: None) -> ProjectRun:
@@ -280,8 +297,10 @@ class Project:
                             if not n.external])
         with phases("creates"):
             # A service that joins another's network namespace is created once that one exists.
-            self._parallel([partial(self._create, s) for s in self.plan.services if not s.joins])
-            self._parallel([partial(self._create, s) for s in self.plan.services if s.joins])
+            self._parallel([partial(self._create, s) for s in self.plan.services
+                            if not s.joins and s.name not in self.adopted])
+            self._parallel([partial(self._create, s) for s in self.plan.services
+                            if s.joins and s.name not in self.adopted])
         readiness = _Readiness(self, deadline)
         try:
             roots = [s for s in self.plan.services if not s.depends_on]
@@ -373,16 +392,42 @@ class Project:
             labels=service.labels, host_config=host_config, networking_config=networking,
             healthcheck=NO_HEALTHCHECK, stop_timeout=service.stop_timeout,
             entrypoint=list(service.entrypoint) if service.entrypoint is not None else None,
-            command=list(service.command) if service.command is not None else None)
+            command=list(service.command) if service.command is not None else None,
+            stdin_open=service.stdin_open)
 
         self._ids[service.name] = created["Id"]
         for network, address in others:
             api.connect_container_to_network(created["Id"], network, ipv4_address=address,
                                              aliases=[service.name])
 
+    @property
+    def containers(self) -> dict[str, str]:
+        """Service -> container id, of what exists so far (the adopted included)."""
+        return dict(self._ids)
+
+    def start_detached(self) -> dict[str, str]:
+        """Create and start every service, all at once, and leave them running (a standby
+        container of worker.warmrouters); service -> container id."""
+        self._parallel([partial(self._create, s) for s in self.plan.services])
+        self._parallel([partial(self.api.start, self._ids[s.name]) for s in self.plan.services])
+        return dict(self._ids)
+
     def _start(self, service: ServicePlan, readiness: _Readiness) -> None:
-        self.api.start(self._ids[service.name])
+        if service.name in self.adopted:
+            self._hand_settings(service)
+        else:
+            self.api.start(self._ids[service.name])
         readiness.started(service)
+
+    def _hand_settings(self, service: ServicePlan) -> None:
+        """An adopted service's start: its environment, written to the standby's stdin."""
+        payload = standby_settings(service.environment)
+        attached = self.api.attach_socket(self._ids[service.name], params={"stdin": 1, "stream": 1})
+        sock = getattr(attached, "_sock", attached)  # the raw socket under docker-py's wrapper
+        try:
+            sock.sendall(payload)
+        finally:
+            sock.close()
 
     def _healthy(self, service: ServicePlan) -> bool:
         """One run of the service's healthcheck test in its container: did it pass?"""
@@ -425,12 +470,14 @@ class Project:
         """(service, exit code) of the first container of the project to stop, or None if
         none stops before `deadline`. From the engine's events, so nothing is polled."""
         until = math.ceil(time.time() + max(0.0, deadline - time.monotonic()))
+        # By container: an adopted container carries its standby's labels, not the project's.
+        services = {container: service for service, container in self._ids.items()}
         events = self.api.events(since=since, until=until, decode=True, filters={
-            "type": "container", "event": "die", "label": f"{PROJECT}={self.plan.name}"})
+            "type": "container", "event": "die", "container": sorted(services)})
         try:
             for event in events:
                 attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                service = attributes.get(SERVICE)
+                service = services.get(event.get("id") or (event.get("Actor") or {}).get("ID", ""))
                 if service:
                     return service, int(attributes.get("exitCode", -1))
         finally:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 import redis
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 
 from cluster.errors import InfrastructureError
 from cluster.evidence import CaptureMode
@@ -42,6 +42,7 @@ from worker.services import Services
 from worker.steps import stopped_at
 from worker.subnets import lan_pair
 from worker.teardown import Teardowns
+from worker.warmrouters import WARM_MARK, WarmCell, WarmRouters, adoption, remove_routers
 
 # Teardown reaps by label until a pass finds nothing (an engine still finishing a create).
 REAP_ATTEMPTS = 4
@@ -135,13 +136,18 @@ def read_dialer(client, project: str, up_started: float) -> DialerReport:
 def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
             timeout: float, evidence_on_pass: bool = True,
             phases: Phases | None = None, teardowns: Teardowns | None = None,
-            then: Callable[[], None] = lambda: None) -> Execution:
+            then: Callable[[], None] = lambda: None, cell: WarmCell | None = None,
+            warm: WarmRouters | None = None) -> Execution:
     """Write the compose file and run it; just before its clients start, `ready()` gives the
     host's services (Redis, and the relay with its addresses: they may still have been starting
     while the routers set up) and the relay's address goes to the test. Always torn down, then
     `then()` runs (the lease's release). With `teardowns`, a test that ran to its end is torn
     down in the background (worker.teardown) once its logs and evidence are read; one cut short
-    (a signal, an engine error) is torn down here, before the exception goes on."""
+    (a signal, an engine error) is torn down here, before the exception goes on.
+
+    `cell`: routers started in standby for this test (worker.warmrouters), on its lease: adopted
+    when they fit its plan, else removed first. `warm`: once this test's clients run, it starts
+    the next test's routers."""
     started = time.monotonic()
     phases = phases or Phases()
     try:
@@ -149,7 +155,10 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
             document = compose_for(spec)
             text = render(document)
             digest, _ = host.cache.store("docker-compose", text, ".yaml")
+            plan = plan_project(spec.project, document)
     except BaseException:
+        if cell is not None:
+            remove_routers(host.services.client, cell)
         then()  # nothing was created yet
         raise
     execution = Execution(None, "", "", "", text, f"docker-compose/{digest}.yaml", 0.0)
@@ -161,17 +170,32 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
                                relay, relay)
 
     client = host.services.client
+    adopted = adoption(plan, cell) if cell is not None else None
+    if cell is not None and adopted is None:
+        with phases("warm-misfit"):
+            remove_routers(client, cell)  # the test starts its own routers on the lease
+    note = ""
+    if adopted:
+        note = ("[holepunch] routers: started before the test in standby "
+                "(worker.warmrouters); their settings were handed over on stdin\n")
+        log.info("%s %s: adopted", WARM_MARK, spec.test_name)
+    project = Project(client, plan, adopted=adopted)
+
+    def running() -> None:
+        started_all()
+        if warm is not None:
+            warm.refill(host, spec, plan, pool_networks(spec))
     read = False  # the logs, verdict and evidence are read: the project may go in the background
     # Until its clients run, this test is starting: teardowns on this host wait (worker.teardown).
     started_all = teardowns.begin_start() if teardowns is not None else (lambda: None)
     try:
         up_started = time.time()
         try:
-            run = Project(client, plan_project(spec.project, document)).up(
-                timeout, hand_over_relay, phases, running=started_all)
+            run = project.up(timeout, hand_over_relay, phases, running=running)
         finally:
             started_all()
-        execution.exit_code, execution.log, execution.failure = run.exit_code, run.log, run.failure
+        execution.exit_code, execution.failure = run.exit_code, run.failure
+        execution.log = note + run.log
         execution.timed_out = run.timed_out
         if run.timed_out:
             execution.log += f"\n[holepunch] timeout after {timeout:.0f} s: project killed\n"
@@ -180,7 +204,7 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
         execution.dialer_stdout, execution.dialer_stderr = dialer.stdout, dialer.stderr
         execution.up_s, execution.run_s = dialer.up_s, dialer.run_s
         if spec.evidence and (evidence_on_pass or not execution.verdict().passed):
-            execution.evidence = read_evidence(client, spec.project, spec.test_name)
+            execution.evidence = read_evidence(client, project.containers, spec.test_name)
         read = True
     finally:
         if teardowns is not None and read:
@@ -188,15 +212,22 @@ def execute(spec: TestSpec, ready: Callable[[], Services], host: Host,
             # meanwhile is held until this one is handed over (the process joins it on exit).
             with termination_deferred():
                 phases.add("teardown", teardowns.hand_over(
-                    spec.test_name, partial(_tear_down_quietly, spec, host, then)))
+                    spec.test_name, partial(_tear_down_quietly, spec, host, then, adopted)))
         else:
             with termination_deferred(), phases("teardown"):
                 try:
-                    _tear_down(spec, host, execution)
+                    _tear_down(spec, host, execution, adopted)
                 finally:
                     then()
     execution.seconds = time.monotonic() - started
     return execution
+
+
+def pool_networks(spec: TestSpec) -> LanNetworks | None:
+    """The test's pool LAN networks, or None when its project makes its own."""
+    if spec.dialer_lan_network and spec.listener_lan_network:
+        return LanNetworks(spec.dialer_lan_network, spec.listener_lan_network)
+    return None
 
 
 @contextmanager
@@ -227,7 +258,8 @@ def termination_deferred() -> Iterator[None]:
             signal.raise_signal(signum)  # now handled as it would have been
 
 
-def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
+def _tear_down(spec: TestSpec, host: Host, execution: Execution,
+               adopted: dict[str, str] | None = None) -> None:
     """Remove the project's containers and networks by label until a pass finds nothing, then
     the test's Redis keys.
 
@@ -235,6 +267,13 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
     in flight in the engine and land after the first pass listed the project.
     """
     down_started = time.monotonic()
+    for container in (adopted or {}).values():  # warm routers: their labels are their standby's
+        try:
+            host.services.client.api.remove_container(container, force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            execution.log += f"\n[holepunch] could not remove router {container[:12]}: {exc}\n"
     for attempt in range(REAP_ATTEMPTS):
         removed = reap_tests(host.services.client, host.name, project=spec.project)
         if not removed:
@@ -254,11 +293,12 @@ def _tear_down(spec: TestSpec, host: Host, execution: Execution) -> None:
         execution.log += f"\n[holepunch] could not remove the test's Redis keys: {exc}\n"
 
 
-def _tear_down_quietly(spec: TestSpec, host: Host, then: Callable[[], None]) -> None:
+def _tear_down_quietly(spec: TestSpec, host: Host, then: Callable[[], None],
+                       adopted: dict[str, str] | None = None) -> None:
     """`_tear_down` where no record is left to note its leftovers in: the worker's log."""
     execution = Execution(None, "", "", "", "", "", 0.0)
     try:
-        _tear_down(spec, host, execution)
+        _tear_down(spec, host, execution, adopted)
     finally:
         then()
     if execution.leftovers or execution.log:
@@ -271,7 +311,7 @@ def spec_for(test_name: str, transport: str, dialer_image: str, listener_image: 
              secure_channel: str | None = None, muxer: str | None = None,
              evidence: bool = False, dialer_nat: str = DEFAULT_PRESET,
              listener_nat: str = DEFAULT_PRESET, dialer_contract: str = "holepunch",
-             listener_contract: str = "holepunch", holders_for_ours: bool = False,
+             listener_contract: str = "holepunch", holders_for_ours: bool = True,
              lan_networks: LanNetworks | None = None) -> TestSpec:
     """The compose spec of one run (images by their bare IDs); its project name is also its
     Redis namespace. A cgnat side's carrier network is the /24 of WORKER_CARRIER_POOL that
@@ -315,10 +355,13 @@ def utc_stamp() -> str:
 
 
 def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
-             phases: Phases | None = None, teardowns: Teardowns | None = None) -> RunOutput:
+             phases: Phases | None = None, teardowns: Teardowns | None = None,
+             warm: WarmRouters | None = None) -> RunOutput:
     """Set the test's project up on the simulated internet while the host's Redis and relay are
     ensured (they start once per host; a dead one is restarted), then run it. With `teardowns`
-    its project is removed in the background once its record is made (worker.teardown)."""
+    its project is removed in the background once its record is made (worker.teardown). With
+    `warm`, its routers are the ones started for it in standby if they fit, and it starts the
+    next test's (worker.warmrouters)."""
     started_at = utc_stamp()
     phases = phases or Phases()
     test = request.test
@@ -326,7 +369,12 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
         services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     with phases("lease"):
-        lans, networks = host.lans.lease(host.leases, f"{request.pass_id} {test.name}")
+        cell = warm.take(host.services.client, image_ref(request.router.image_id)) \
+            if warm is not None else None
+        if cell is not None:
+            lans, networks = cell.lans, cell.networks
+        else:
+            lans, networks = host.lans.lease(host.leases, f"{request.pass_id} {test.name}")
     handed = False  # execute releases the lease once the test's networks are gone
     try:
         spec = spec_for(test.name, test.transport.value, request.dialer.image_id,
@@ -344,9 +392,12 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
                                                                request.relay.image_id,
                                                                network_ready=True),
                             host, request.timeout_seconds, evidence_on_pass, phases,
-                            teardowns=teardowns, then=partial(host.leases.release, lans))
+                            teardowns=teardowns, then=partial(host.leases.release, lans),
+                            cell=cell, warm=warm)
     finally:
         if not handed:
+            if cell is not None:
+                remove_routers(host.services.client, cell)
             host.leases.release(lans)
     if execution.run_s is not None:
         phases.add("dialer-own-run", execution.run_s)  # inside "run": the dialer's own part

@@ -26,6 +26,7 @@ from worker.phases import Phases
 from worker.runner import RunOutput
 from worker.runner import run_test as run_one
 from worker.teardown import PROCESS
+from worker.warmrouters import PROCESS as WARM_ROUTERS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def attempt(request: RunRequest, host: Host, test_name: str,
             for image in (request.base, request.router, request.relay, request.dialer,
                           request.listener):
                 ensure_image(image.image_id, source)
-        output = run_one(request, host, evidence_on_pass, phases, teardowns=PROCESS)
+        output = run_one(request, host, evidence_on_pass, phases, teardowns=PROCESS,
+                         warm=WARM_ROUTERS)
         log.info("%s", phases.line(test_name))
         return output
     except ImageMismatchError as exc:

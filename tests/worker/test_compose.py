@@ -40,6 +40,9 @@ def spec(**changes) -> TestSpec:
         public_subnet="11.11.0.0/16",
         dialer_lan="10.201.0.0/24",
         listener_lan="10.201.1.0/24",
+        # Our clients on their LAN themselves: the shape most tests here look at. The worker's
+        # default routes them by namespace holders (the `-holders` golden file).
+        holders_for_ours=False,
     )
     base.update(changes)
     return TestSpec(**base)
@@ -47,6 +50,7 @@ def spec(**changes) -> TestSpec:
 
 CASES = {
     "rust-x-go-tcp": spec(),
+    "rust-x-go-tcp-holders": spec(holders_for_ours=True),
     "go-x-rust-quic-delay25": spec(
         test_name="go-v0.45 x rust-v0.56 (quic)", transport="quic", delay_ms=25,
         dialer_lan="10.201.8.0/24", listener_lan="10.201.9.0/24",

@@ -16,7 +16,7 @@ def spec(**changes) -> TestSpec:
                 dialer_image="a" * 64, listener_image="b" * 64, router_image="c" * 64,
                 transport="tcp", redis_addr="11.11.0.10:6379", test_key="k",
                 public_subnet="11.11.0.0/16", dialer_lan="10.201.0.0/24",
-                listener_lan="10.201.1.0/24")
+                listener_lan="10.201.1.0/24", holders_for_ours=False)
     base.update(changes)
     return TestSpec(**base)
 

@@ -47,7 +47,7 @@ class FakeRunner:
         self.evidence_on_pass: list[bool] = []
 
     def __call__(self, request: RunRequest, host, evidence_on_pass: bool, phases,
-                 teardowns=None) -> RunOutput:
+                 teardowns=None, warm=None) -> RunOutput:
         self.evidence_on_pass.append(evidence_on_pass)
         attempt = len(self.evidence_on_pass)
         status = self.statuses[attempt - 1]

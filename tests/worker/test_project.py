@@ -170,7 +170,10 @@ class FakeEngineAPI:
         self.calls.append("events")
         service = self.first_to_die
         code = self.dialer_exit if service == "dialer" else 1
-        return FakeStream([{"Actor": {"Attributes": {SERVICE: service, "exitCode": str(code)}}}])
+        self.event_filters = kwargs.get("filters")
+        container = next((c for c in self.names if c.endswith(f"_{service}_1")), service)
+        return FakeStream([{"id": container, "Actor": {"ID": container, "Attributes": {
+            SERVICE: service, "exitCode": str(code)}}}])
 
     def logs(self, container, **_):
         return f"2026-01-01T00:00:00.000000000Z hello from {container}\n".encode()

@@ -77,8 +77,8 @@ class FakeProject:
 
     ending: BaseException | None = None
 
-    def __init__(self, client, plan) -> None:
-        pass
+    def __init__(self, client, plan, adopted=None) -> None:
+        self.containers: dict[str, str] = {}
 
     def up(self, timeout, prepare, phases, running=lambda: None) -> ProjectRun:
         if FakeProject.ending is not None:
@@ -95,7 +95,7 @@ def fake_run(monkeypatch):
     seen: list[str] = []
     go = threading.Event()
 
-    def tear_down(spec, host, execution) -> None:
+    def tear_down(spec, host, execution, adopted=None) -> None:
         assert go.wait(WAIT_S)
         here = threading.current_thread() is threading.main_thread()
         seen.append("torn down" if here else "torn down in the background")

@@ -17,9 +17,11 @@ import docker
 import yaml
 from docker.errors import ImageNotFound
 
+from cluster.imageid import image_ref
 from worker.host import Host
 from worker.runner import execute, spec_for
 from worker.services import Services
+from worker.warmrouters import WarmRouters
 
 REPO = Path(__file__).resolve().parents[3]
 E2E_HOST = "e2e"
@@ -130,12 +132,17 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
              public_allow: tuple[str, ...] | None = None,
              timeout: float = DEFAULT_TIMEOUT_S, secure_channel: str | None = None,
              muxer: str | None = None, dialer_contract: str = "holepunch",
-             listener_contract: str = "holepunch", holders_for_ours: bool = False,
-             evidence: bool = False) -> PairResult:
-    """Run one hole-punch test the way a worker does, and always tear it down."""
+             listener_contract: str = "holepunch", holders_for_ours: bool = True,
+             evidence: bool = False, warm: WarmRouters | None = None) -> PairResult:
+    """Run one hole-punch test the way a worker does, and always tear it down. With `warm`, on
+    the routers it started for this test if it has them, and it starts the next test's."""
     host = session.host
     test_name = test_name or f"{dialer_image[:12]} x {listener_image[:12]} ({transport})"
-    lans, networks = host.lans.lease(host.leases, f"e2e {test_name}")  # the worker's pool
+    cell = warm.take(host.services.client, image_ref(session.router_image)) if warm is not None else None
+    if cell is not None:
+        lans, networks = cell.lans, cell.networks
+    else:
+        lans, networks = host.lans.lease(host.leases, f"e2e {test_name}")  # the worker's pool
     try:
         spec = spec_for(test_name, transport, dialer_image, listener_image, session.router_image,
                         session.next_run_id(), session.services, host, lans, delay_ms, public_allow,
@@ -143,7 +150,7 @@ def run_pair(session: Session, dialer_image: str, listener_image: str, transport
                         dialer_contract=dialer_contract, listener_contract=listener_contract,
                         holders_for_ours=holders_for_ours, evidence=evidence,
                         lan_networks=networks)
-        run = execute(spec, lambda: session.services, host, timeout)
+        run = execute(spec, lambda: session.services, host, timeout, cell=cell, warm=warm)
     finally:
         host.leases.release(lans)
     rtt, reason = run.outcome()

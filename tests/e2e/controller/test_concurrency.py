@@ -110,10 +110,11 @@ def of_host(host: str) -> list[str]:
 
 
 def running_tests(host: str) -> list[str]:
-    return subprocess.run(["docker", "ps", "--filter", f"label=holepunch.host={host}",
-                           "--filter", "label=holepunch.role=test", "--format",
-                           '{{.Label "com.docker.compose.project"}}'],
-                          capture_output=True, text=True).stdout.split()
+    """The host's running test projects (not the next tests' routers in standby)."""
+    return [project for project in subprocess.run(
+        ["docker", "ps", "--filter", f"label=holepunch.host={host}", "--filter",
+         "label=holepunch.role=test", "--format", '{{.Label "com.docker.compose.project"}}'],
+        capture_output=True, text=True).stdout.split() if not project.startswith("hp-warm-")]
 
 
 def wait_until(what: str, probe, timeout: float, interval: float = 0.1):

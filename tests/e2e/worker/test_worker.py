@@ -17,6 +17,7 @@ from cluster.app import configure
 from cluster.models import ImageInfo, Status, TestCase, TestRecord, Transport
 from cluster.tasks import RunRequest, run_test_signature
 from tests.e2e.worker.harness import REPO, built_image, docker_or_skip
+from worker.warmrouters import WARM
 
 HOST = "e2e-worker"
 
@@ -100,14 +101,17 @@ def test_hung_dialer_times_out_and_leaves_nothing(worker, hang_image) -> None:
 
 def _test_leftovers(client) -> tuple[list, list]:
     """The host's test containers and networks, and what is still attached to its LAN pool
-    networks (worker.lanpool: kept across tests, never with a finished test's containers)."""
+    networks (worker.lanpool: kept across tests, never with a finished test's containers). The
+    next test's routers, started in standby (worker.warmrouters), are no test's leftovers: the
+    worker's own shutdown removes them (the fixture checks)."""
     labels = {"label": [f"holepunch.host={HOST}", "holepunch.role=test"]}
     attached = [f"{name} on {network.name}"
                 for network in client.networks.list(filters={"label": [
                     f"holepunch.host={HOST}", "holepunch.role=lan"]})
-                for name in _attached(client, network.id)]
-    return (client.containers.list(all=True, filters=labels, ignore_removed=True)
-            + attached, client.networks.list(filters=labels))
+                for name in _attached(client, network.id) if not name.startswith("hp-warm-")]
+    containers = [c for c in client.containers.list(all=True, filters=labels, ignore_removed=True)
+                  if WARM not in c.labels]
+    return containers + attached, client.networks.list(filters=labels)
 
 
 def _attached(client, network_id: str) -> list[str]:
