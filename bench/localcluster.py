@@ -49,13 +49,15 @@ class Deadline:
 
 class LocalCluster:
     def __init__(self, host: str, port: int, lan_pool: str, deadline: Deadline,
-                 concurrency: int | None = None, max_test_timeout: int = 120):
+                 concurrency: int | None = None, max_test_timeout: int = 120,
+                 worker_options: tuple[str, ...] = ()):
         self.host = host
         self.port = port
         self.lan_pool = lan_pool
         self.deadline = deadline
         self.concurrency = concurrency
         self.max_test_timeout = max_test_timeout
+        self.worker_options = worker_options
         self.broker = f"redis://127.0.0.1:{port}/0"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"hp-bench-{host}-"))
         self.run_dir = self.tmp / "run"
@@ -78,6 +80,7 @@ class LocalCluster:
                    str(self.max_test_timeout), "--loglevel", "INFO"]
         if self.concurrency:
             command += ["-c", str(self.concurrency)]
+        command += list(self.worker_options)
         self.worker = subprocess.Popen(command, env=self.env(),
                                        stdout=(self.tmp / "worker.log").open("w"),
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

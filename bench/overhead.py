@@ -39,6 +39,7 @@ from testcases import newest_rust, request
 from cluster.yamlio import parse_yaml  # noqa: E402 - testcases put the repository on sys.path
 from worker.phases import parse_line  # noqa: E402
 from worker.teardown import BACKGROUND  # noqa: E402
+from worker.warmrouters import WARM_MARK  # noqa: E402
 
 HOST = "bench-overhead"
 PORT = 16404
@@ -108,14 +109,23 @@ def harness_share(phases: dict[str, float]) -> float:
     return phases["total"] - phases.get("dialer-own-run", 0.0)
 
 
-def show_shares(label: str, found: list[dict[str, float]], background: list[float]) -> None:
+def adopted(worker_log: str, prefix: str) -> int:
+    """How many of the tests named `prefix`... adopted routers started before them."""
+    return sum(1 for line in worker_log.splitlines()
+               if f"{WARM_MARK} {prefix}" in line and line.rstrip().endswith(": adopted"))
+
+
+def show_shares(label: str, found: list[dict[str, float]], background: list[float],
+                worker_log: str, prefix: str) -> None:
     if not found:
         print(f"{label}: no timings lines in the worker's log")
         return
     shares = [harness_share(p) for p in found]
+    warm = adopted(worker_log, prefix)
     print(f"{label}: harness share median {statistics.median(shares):.2f} s "
           f"[{min(shares):.2f}..{max(shares):.2f}] of {len(found)} tests; dialer's own run median "
-          f"{statistics.median(p.get('dialer-own-run', 0.0) for p in found):.2f} s")
+          f"{statistics.median(p.get('dialer-own-run', 0.0) for p in found):.2f} s; routers "
+          f"started before the test for {warm} of them")
     names = list(dict.fromkeys(name for p in found for name in p))
     medians = {name: statistics.median(p.get(name, 0.0) for p in found) for name in names}
     # "run" holds the dialer's own run; what is left of it is container start and stop latency.
@@ -141,7 +151,9 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
         return request(name, rust, rust, pass_id)
 
     load_before = os.getloadavg()
-    with LocalCluster(HOST, PORT, LAN_POOL, deadline, concurrency=CONCURRENCY) as cluster:
+    options = () if args.warm_routers else ("--no-warm-routers",)
+    with LocalCluster(HOST, PORT, LAN_POOL, deadline, concurrency=CONCURRENCY,
+                      worker_options=options) as cluster:
         cluster.run([req("warm-up x warm-up (tcp)")])  # global services, first image use
         task_times, task_payloads = [], []
         for i in range(args.runs):
@@ -162,7 +174,8 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
         worker_log = cluster.worker_log()
     load_after = os.getloadavg()
 
-    print(f"test: {rust.image_name} x {rust.image_name} (tcp); worker concurrency {CONCURRENCY}")
+    print(f"test: {rust.image_name} x {rust.image_name} (tcp); worker concurrency {CONCURRENCY}; "
+          f"warm routers {'on' if args.warm_routers else 'off'}")
     if args.runs:
         task, hand = statistics.median(task_times), statistics.median(hand_times)
         print(f"one test through run_test (median of {args.runs}):  {task:6.2f} s   "
@@ -178,9 +191,9 @@ def run(args: argparse.Namespace, deadline: Deadline) -> int:
           f"passed {passed(parallel_payloads)}/{args.batch}")
     print(f"speed-up:                                      {serial / parallel:6.2f}x  (goal >= 3x)")
     show_shares("one at a time", timings(worker_log, "serial "),
-                background_teardowns(worker_log, "serial "))
+                background_teardowns(worker_log, "serial "), worker_log, "serial ")
     show_shares(f"{CONCURRENCY} at once", timings(worker_log, "parallel "),
-                background_teardowns(worker_log, "parallel "))
+                background_teardowns(worker_log, "parallel "), worker_log, "parallel ")
     print(f"host: {os.cpu_count()} cores; load average before {load_before[0]:.2f}, "
           f"after {load_after[0]:.2f} (1 min)")
     return 0
@@ -190,6 +203,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--no-warm-routers", dest="warm_routers", action="store_false",
+                        help="the worker starts every test's routers with the test (the A side "
+                             "of an A/B against the default)")
     parser.add_argument("--budget", type=float, default=1800,
                         help="seconds; the bench stops (and cleans up) when they are spent")
     args = parser.parse_args()

@@ -53,6 +53,10 @@ def default_concurrency() -> int:
               help="Subnet of the simulated internet (an internal Docker network).")
 @click.option("--lan-pool", default=DEFAULT_POOL, show_default=True,
               help="Pool the per-test LAN /24 pairs are leased from.")
+@click.option("--warm-routers/--no-warm-routers", default=True, show_default=True,
+              help="Start each test's NAT routers and namespace holders before it, while the "
+                   "test before it runs, and hand them its settings when it starts "
+                   "(worker/warmrouters.py); off: every test starts its own.")
 @click.option("--max-test-timeout", type=click.IntRange(1), default=DEFAULT_TEST_TIMEOUT,
               show_default=True, help="Longest per-test timeout any pass will use (seconds); sets "
                                       "the broker's visibility timeout above it.")
@@ -75,7 +79,7 @@ def default_concurrency() -> int:
                    "unless another live host on this engine uses them, then exit.")
 def cli(broker: str | None, concurrency: int | None, host_name: str | None,
          cache_dir: Path | None, image_source: str | None, public_subnet: str, lan_pool: str,
-         max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
+         warm_routers: bool, max_test_timeout: int, visibility: int | None, queues: str, without_mingle: bool,
          loglevel: str, start_services: str | None, cleanup: bool) -> None:
     """Run a Celery worker that takes tests from the broker and runs them on this host's Docker
     engine, with one Redis and one relay of its own on an internal network.
@@ -95,7 +99,7 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--public-subnet") from exc
     host = Host(name=host_name or socket.gethostname(), cache=Cache(default_cache_root(cache_dir)),
-                public_subnet=public_subnet, lan_pool=lan_pool,
+                public_subnet=public_subnet, lan_pool=lan_pool, warm_routers=warm_routers,
                 image_source=image_source or str(default_cache_root(cache_dir)))
     host.export()
     if start_services:
@@ -141,13 +145,19 @@ def cli(broker: str | None, concurrency: int | None, host_name: str | None,
     @worker_process_init.connect(weak=False)
     def _warm_lan_pool(**_: object) -> None:
         # Each task process makes the LAN networks of two leases ahead of its first tests
-        # (worker.lanpool): off their path, while the process waits for work.
+        # (worker.lanpool), then its first test's routers (worker.warmrouters): off their
+        # path, while the process waits for work.
         import threading
 
         from worker.tasks import this_host
         task_host = this_host()
-        threading.Thread(target=task_host.lans.warm, args=(task_host.leases, WARM_PAIRS),
-                         daemon=True, name="warm the LAN pool").start()
+        from worker.warmrouters import PROCESS as WARM_ROUTERS
+
+        def warm() -> None:
+            task_host.lans.warm(task_host.leases, WARM_PAIRS)
+            if task_host.warm_routers:
+                WARM_ROUTERS.prewarm(task_host)  # and the first test's routers (worker.warmrouters)
+        threading.Thread(target=warm, daemon=True, name="warm the LAN pool").start()
 
     @worker_process_shutdown.connect(weak=False)
     def _finish_teardown(**_: object) -> None:

@@ -19,6 +19,7 @@ ENV = {
     "public_subnet": "HOLEPUNCH_PUBLIC_SUBNET",
     "lan_pool": "HOLEPUNCH_LAN_POOL",
     "image_source": "HOLEPUNCH_IMAGE_SOURCE",
+    "warm_routers": "HOLEPUNCH_WARM_ROUTERS",
 }
 
 
@@ -29,6 +30,7 @@ class Host:
     public_subnet: str
     lan_pool: str
     image_source: str | None
+    warm_routers: bool = True    # start the next test's routers before it (worker.warmrouters)
 
     @classmethod
     def from_environment(cls) -> Host:
@@ -38,13 +40,15 @@ class Host:
             cache=cache,
             public_subnet=os.environ.get(ENV["public_subnet"]) or DEFAULT_PUBLIC_SUBNET,
             lan_pool=os.environ.get(ENV["lan_pool"]) or DEFAULT_POOL,
-            image_source=os.environ.get(ENV["image_source"]) or str(cache.root))
+            image_source=os.environ.get(ENV["image_source"]) or str(cache.root),
+            warm_routers=os.environ.get(ENV["warm_routers"], "1") != "0")
 
     def export(self) -> None:
         """Put these settings where forked task processes find them."""
         os.environ[ENV["host"]] = self.name
         os.environ[ENV["public_subnet"]] = self.public_subnet
         os.environ[ENV["lan_pool"]] = self.lan_pool
+        os.environ[ENV["warm_routers"]] = "1" if self.warm_routers else "0"
         os.environ["HOLEPUNCH_CACHE"] = str(self.cache.root)
         os.environ[PID_ENV] = str(os.getpid())  # the task processes' containers name this one
         if self.image_source:

@@ -369,8 +369,9 @@ def run_test(request: RunRequest, host: Host, evidence_on_pass: bool = True,
         services = host.services.prepare(request.base.image_id, request.relay.image_id)
     run_id = f"{request.pass_id}-{uuid.uuid4().hex[:6]}"  # a redelivered copy never shares names
     with phases("lease"):
-        cell = warm.take(host.services.client, image_ref(request.router.image_id)) \
-            if warm is not None else None
+        one_router = all(len(PRESETS[nat].routers) == 1 for nat in (test.dialer_nat, test.listener_nat))
+        cell = warm.take(host.services.client, image_ref(request.router.image_id),
+                         usable=one_router) if warm is not None else None
         if cell is not None:
             lans, networks = cell.lans, cell.networks
         else:

@@ -47,7 +47,7 @@ def attempt(request: RunRequest, host: Host, test_name: str,
                           request.listener):
                 ensure_image(image.image_id, source)
         output = run_one(request, host, evidence_on_pass, phases, teardowns=PROCESS,
-                         warm=WARM_ROUTERS)
+                         warm=WARM_ROUTERS if host.warm_routers else None)
         log.info("%s", phases.line(test_name))
         return output
     except ImageMismatchError as exc:

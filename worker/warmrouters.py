@@ -22,10 +22,16 @@ adopted only when the test's router is the same in everything but its settings a
 (`adoption`), otherwise it is removed and the test's own routers are started cold; and a warm
 router that is not running any more is never adopted.
 
-A cell holds one lease and two idle routers per task process (at most three leases with the test
-and the teardown behind it). It goes with the process (`close`, at its shutdown), with the host
-(`holepunch-worker --cleanup`, by the labels every test container carries) and, for a dead
-process, with the reaper (worker.reaper), like any test's containers.
+A task process also makes a cell at its start (`prewarm`), for the engine's newest router image
+(a pass's images are built before its workers start): only the router image and the host's
+internet shape a router or a holder, so its first test adopts it as well. A test that cannot use
+a cell (a cgnat side) leaves it for the next; one of another router image has it removed.
+
+A cell holds one lease and four idle containers per task process (at most three leases with
+the test and the teardown behind it). It goes with the process (`close`, at its shutdown), with
+the worker (`reap_warm`, at its shutdown: a killed process's), with the host (`holepunch-worker
+--cleanup`, by the labels every test container carries) and, for a dead process, with the
+reaper (worker.reaper), like any test's containers.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from docker.errors import APIError, DockerException, NotFound
 
@@ -56,6 +63,7 @@ from worker.project import (
     ServicePlan,
     plan_project,
 )
+from worker.services import fixed_addresses
 from worker.subnets import LanPair
 
 log = logging.getLogger(__name__)
@@ -145,27 +153,45 @@ class WarmRouters:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def take(self, client, image: str) -> WarmCell | None:
+    def take(self, client, image: str, usable: bool = True) -> WarmCell | None:
         """The cell, if one is ready for a test with this router image (a cell being made is
-        waited for); a cell that does not fit, or whose routers stopped, is removed."""
+        waited for). A test that cannot use one (`usable` False: a cgnat side) leaves it for
+        the next; a cell of another router image, or whose containers stopped, is removed in
+        the background."""
         with self._lock:
             if self._thread is not None:
                 self._thread.join()
                 self._thread = None
+            if not usable:
+                return None
             cell, self._cell = self._cell, None
         if cell is None:
             return None
         if cell.image != image or not _running(client, cell):
-            discard(client, cell)
+            threading.Thread(target=discard, args=(client, cell), daemon=True,
+                             name="discard warm routers").start()
             return None
         return cell
+
+    def prewarm(self, host) -> None:
+        """Make a cell before this process's first test, for the newest router image the engine
+        has (a task process at its start: the pass's routers were built before its workers)."""
+        try:
+            image = newest_router_image(host.services.client)
+        except DockerException as exc:
+            log.warning("warm routers not started: %s", exc)
+            return
+        if image is not None:
+            self._start(host, partial(first_spec, host, image))
 
     def refill(self, host, spec: TestSpec, plan: ProjectPlan,
                networks: LanNetworks | None) -> None:
         """Start the routers of the next test like `spec` in the background; nothing when a cell
         is ready or being made, or when `plan`'s routers are not the warmable kind."""
-        if not warmable(plan, networks):
-            return
+        if warmable(plan, networks):
+            self._start(host, lambda: spec)
+
+    def _start(self, host, spec: Callable[[], TestSpec]) -> None:
         with self._lock:
             if self._cell is not None or self._thread is not None:
                 return
@@ -184,12 +210,12 @@ class WarmRouters:
         if cell is not None:
             discard(client, cell)
 
-    def _make(self, host, spec: TestSpec) -> None:
+    def _make(self, host, spec: Callable[[], TestSpec]) -> None:
         client = host.services.client
         lans = None
         try:
             lans, networks = host.lans.lease(host.leases, "warm routers")
-            plan = cell_plan(spec, lans, networks, test_labels(host.name, owner()))
+            plan = cell_plan(spec(), lans, networks, test_labels(host.name, owner()))
             project = Project(client, plan)
             try:
                 ids = project.start_detached()
@@ -207,6 +233,26 @@ class WarmRouters:
         finally:
             if lans is not None:
                 host.leases.release(lans)
+
+
+ROUTER_IMAGES = "org.holepunch.component=router"  # router/Dockerfile's LABEL
+
+
+def newest_router_image(client) -> str | None:
+    """The engine's newest router image (`sha256:<hex>`), or None."""
+    images = client.api.images(filters={"label": ROUTER_IMAGES})
+    return max(images, key=lambda image: image.get("Created", 0))["Id"] if images else None
+
+
+def first_spec(host, router_image: str) -> TestSpec:
+    """A test of one router per side, for a cell made before any test came: only its routers'
+    and holders' shape is taken (cell_plan), and nothing of that depends on the test but the
+    router image and the host's internet."""
+    redis_ip, _, _ = fixed_addresses(host.public_subnet)
+    return TestSpec(test_name="warm routers", pass_id="warm", dialer_image=router_image,
+                    listener_image=router_image, router_image=router_image, transport="tcp",
+                    redis_addr=f"{redis_ip}:6379", test_key="warm", public_subnet=host.public_subnet,
+                    dialer_lan="10.255.0.0/24", listener_lan="10.255.1.0/24")
 
 
 def _running(client, cell: WarmCell) -> bool:

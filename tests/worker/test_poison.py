@@ -28,6 +28,7 @@ def test_up_to_the_bound_it_runs_then_it_is_an_error() -> None:
 class FakeHost:
     name = "fake-host"
     image_source = None
+    warm_routers = False
 
 
 @pytest.mark.parametrize("deliveries, runs", [(3, 1), (4, 0)])

@@ -21,6 +21,7 @@ class FakeHost:
 
     name = "fake-host"
     image_source = None
+    warm_routers = False
 
 
 @pytest.fixture

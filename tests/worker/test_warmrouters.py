@@ -5,6 +5,7 @@ Pure, or against a fake engine API; the real engine runs it in tests/e2e/clients
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +17,15 @@ from worker.compose import compose_for
 from worker.lanpool import LanNetworks
 from worker.project import PROJECT, Project, plan_project, standby_settings
 from worker.subnets import LanPair
-from worker.warmrouters import WARM, WarmCell, WarmRouters, adoption, cell_plan, warmable
+from worker.warmrouters import (
+    WARM,
+    WarmCell,
+    WarmRouters,
+    adoption,
+    cell_plan,
+    first_spec,
+    warmable,
+)
 
 POOL = LanNetworks("hp-lan-h-0-10.201.0.0-24", "hp-lan-h-0-10.201.1.0-24")
 NEXT_LANS = LanPair(index=3, dialer="10.201.6.0/24", listener="10.201.7.0/24")
@@ -173,6 +182,14 @@ class FakeInspectAPI:
         self.removed.append(container)
 
 
+def _removed(api: FakeInspectAPI, expected: list[str]) -> bool:
+    """Whether the background removal got to every one of `expected` (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while sorted(api.removed) != sorted(expected) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sorted(api.removed) == sorted(expected)
+
+
 def test_take_gives_a_fitting_running_cell_once_and_removes_one_that_does_not_fit() -> None:
     released: list[bool] = []
     for running, image, given in ((True, None, True), (False, None, False),
@@ -185,5 +202,30 @@ def test_take_gives_a_fitting_running_cell_once_and_removes_one_that_does_not_fi
         taken = warm.take(FakeClient(api), image or cell.image)
         assert (taken is cell) is given
         assert warm.take(FakeClient(api), cell.image) is None  # once
-        assert (sorted(api.removed) == sorted(cell.ids.values())) is not given
+        assert _removed(api, [] if given else list(cell.ids.values()))
+    deadline = time.monotonic() + 5
+    while len(released) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert released == [True, True]  # the misfits' leases, not the taken cell's
+
+
+def test_a_test_that_cannot_use_the_cell_leaves_it_for_the_next() -> None:
+    warm = WarmRouters()
+    cell = cell_for(pooled())
+    warm._cell = cell
+    api = FakeInspectAPI(True)
+    assert warm.take(FakeClient(api), cell.image, usable=False) is None  # a cgnat test
+    assert warm.take(FakeClient(api), cell.image) is cell and api.removed == []
+
+
+def test_a_cell_made_before_any_test_fits_the_first_test_of_its_router_image() -> None:
+    host = SimpleNamespace(public_subnet="11.11.0.0/16")
+    image = "sha256:" + "c" * 64
+    plan = cell_plan(first_spec(host, image), NEXT_LANS, NEXT_POOL, OWNER_LABELS)
+    cell = WarmCell(NEXT_LANS, NEXT_POOL, image, {s.name: s for s in plan.services},
+                    {s.name: f"warm-{s.name}" for s in plan.services}, release=lambda: None,
+                    made_at=time.monotonic())
+    first = next_test(router_image=image, holders_for_ours=True, delay_ms=25, evidence=True,
+                      transport="quic", test_name="go-v0.51 x js-v3.3 (quic)")
+    assert set(adoption(plan_of(first), cell)) == {"dialer_router", "listener_router",
+                                                   "dialer_netns", "listener_netns"}

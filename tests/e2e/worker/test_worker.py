@@ -17,7 +17,7 @@ from cluster.app import configure
 from cluster.models import ImageInfo, Status, TestCase, TestRecord, Transport
 from cluster.tasks import RunRequest, run_test_signature
 from tests.e2e.worker.harness import REPO, built_image, docker_or_skip
-from worker.warmrouters import WARM
+from worker.warmrouters import WARM, newest_router_image
 
 HOST = "e2e-worker"
 
@@ -84,6 +84,11 @@ def test_real_hole_punch_through_the_task(worker) -> None:
     assert record.rtt_ms >= 180  # four 50 ms router delays; no upper bound (load inflates it)
     assert record.host == HOST and record.exit_code == 0
     assert record.docker_compose.startswith("docker-compose/") and "dialer_router" in payload["compose"]
+    # Each task process started a test's routers at its start (worker.warmrouters.prewarm), for
+    # the engine's newest router image: this first test adopted them.
+    if newest_router_image(docker.from_env()) == f"sha256:{built_image('router').image_id}":
+        assert "[holepunch] routers: started before the test in standby" in payload["log"]
+        assert "router: setting LAN_SUBNET=" in payload["log"]
     started, finished = (datetime.fromisoformat(t.replace("Z", "+00:00"))
                          for t in (record.started_at, record.finished_at))
     assert started.tzinfo is not None and started < finished  # the timeline of results.html
