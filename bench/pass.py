@@ -53,7 +53,9 @@ MARKS = {"selected": "tests selected", "cluster": "embedded cluster:",
 class FirstTestStart:
     """When the first test began on the engine (its containers created: the worker has taken it
     and set up its networks, the seed's "Starting:") and when its first container started
-    (docker events on the label holepunch.role=test; network events carry no labels)."""
+    (docker events on the label holepunch.role=test; network events carry no labels). Routers
+    started in standby before any test (worker.warmrouters, label holepunch.warm) are no test's
+    beginning: a test on them begins with its clients' creates."""
 
     def __init__(self) -> None:
         self.began: float | None = None
@@ -64,14 +66,17 @@ class FirstTestStart:
              # every embedded submit is a host of its own (<hostname>-embedded-<pid>): any test's
              # containers count, so run the bench alone on its engine
              "--filter", "label=holepunch.role=test",
-             "--format", "{{.Type}} {{.Action}} {{.TimeNano}}"],
+             "--format", "{{.Type}} {{.Action}} {{.TimeNano}} "
+                         'warm={{index .Actor.Attributes "holepunch.warm"}}'],
             stdout=subprocess.PIPE, text=True)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
-            _, action, nanos = line.split()
+            _, action, nanos, warm = line.split()
+            if warm != "warm=":
+                continue  # a router in standby, made before the test was known
             if action == "create" and self.began is None:
                 self.began = int(nanos) / 1e9
             if action == "start" and self.at is None:

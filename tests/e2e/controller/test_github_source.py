@@ -43,11 +43,14 @@ all:
 
 
 def _github_zip() -> bytes:
-    """What GitHub's archive of a commit looks like: one top folder <repo>-<commit>/."""
+    """What GitHub's archive of a commit looks like: one top folder <repo>-<commit>/. The same
+    bytes at every call (a fixed entry time: writestr's default is the clock's, in 2 s steps, so
+    two calls could differ)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"seeded-{COMMIT}/Dockerfile", f"FROM {BASE}\nCOPY hello /hello\n")
-        archive.writestr(f"seeded-{COMMIT}/hello", "built from the seeded snapshot\n")
+        for name, text in ((f"seeded-{COMMIT}/Dockerfile", f"FROM {BASE}\nCOPY hello /hello\n"),
+                           (f"seeded-{COMMIT}/hello", "built from the seeded snapshot\n")):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 12, 1, 0, 0, 0)), text)
     return buffer.getvalue()
 
 
